@@ -1,0 +1,13 @@
+//! RustMQ ETL: a small message broker whose topics are transformed in flight by
+//! sandboxed WebAssembly modules.
+//!
+//! # Layout
+//! - [`message`]: the message record and its JSON wire form.
+//! - [`runtime`]: wasmtime engine, the `rustmq:etl` bindings and the [`runtime::Transform`]
+//!   interface that components and legacy core modules implement.
+//!
+//! The binaries (`rustmq-broker`, `rustmq-etl`) only parse flags, set up tracing and
+//! call into this library.
+
+pub mod message;
+pub mod runtime;

@@ -1,0 +1,104 @@
+//! The WebAssembly runtime: everything between "here are a module's bytes" and "here
+//! is what it made of this message".
+//!
+//! # Layout
+//! - [`Transform`]: the one interface the pipeline calls. Components and legacy core
+//!   modules both sit behind it.
+//! - `engine`: the shared wasmtime `Engine` (pooling allocator, epoch ticker, limits).
+//! - `bindings`: the single `bindgen!` site for the `rustmq:etl` world.
+//! - `component`: the component implementation of [`Transform`].
+//! - `legacy`: the legacy core-module implementation (wraps `rustmq-etl-legacy`).
+//! - `wasi`: the locked-down WASI context every guest gets.
+//! - `loader`: recognises a module's kind, checks its imports and exports, compiles it.
+
+use crate::message::Message;
+
+/// Where the message being processed comes from; passed with every call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessContext {
+    /// The calling pipeline's id.
+    pub pipeline_id: String,
+    /// The topic the message was read from.
+    pub source_topic: String,
+    /// The message's offset in that topic.
+    pub source_offset: u64,
+    /// 1 on the first try, then 2, 3, ... on retries.
+    pub attempt: u32,
+}
+
+/// What a guest answered for one message (the WIT `process-result`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessOutput {
+    /// Output messages: 0 = filtered, 1 = transformed, n = fan-out.
+    pub messages: Vec<Message>,
+    /// The guest's `should-continue`.
+    pub should_continue: bool,
+    /// The guest's error text, if it reported one.
+    pub error: Option<String>,
+}
+
+/// Why a call produced no answer from the guest. Every variant says what the guest
+/// did; none of them is a host bug. After any of them the instance that failed has
+/// been discarded and the next call runs on a fresh one.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TransformError {
+    /// The call ran past its deadline and was interrupted.
+    #[error("the module ran longer than the {limit_ms} ms execution timeout and was stopped")]
+    Timeout {
+        /// The deadline in force.
+        limit_ms: u64,
+    },
+    /// The guest tried to grow its memory past the configured limit.
+    #[error("the module tried to use more than the {limit_bytes}-byte memory limit and was stopped")]
+    MemoryLimit {
+        /// The limit in force.
+        limit_bytes: u64,
+    },
+    /// The guest trapped (panic, unreachable, out-of-bounds access, stack overflow, ...).
+    #[error("the module trapped: {0}")]
+    Trap(String),
+    /// The guest broke the calling convention (bad pointer, garbage output, output
+    /// too large, fan-out over the cap, ...).
+    #[error("the module broke the calling convention: {0}")]
+    Abi(String),
+    /// `init` refused the pipeline's parameters.
+    #[error("the module's init refused the pipeline parameters: {0}")]
+    InitRefused(String),
+    /// A fresh instance could not be created.
+    #[error("could not instantiate the module: {0}")]
+    Instantiate(String),
+}
+
+impl TransformError {
+    /// A short stable name for the cause, used in error-topic headers and metrics
+    /// (`timeout`, `memory_limit`, `trap`, `abi`, `init_refused`, `instantiate`).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            TransformError::Timeout { .. } => "timeout",
+            TransformError::MemoryLimit { .. } => "memory_limit",
+            TransformError::Trap(_) => "trap",
+            TransformError::Abi(_) => "abi",
+            TransformError::InitRefused(_) => "init_refused",
+            TransformError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// A live transform: one guest instance (recreated as needed) bound to one
+/// pipeline's parameters. Not shared between threads; each pipeline worker owns its
+/// own.
+pub trait Transform: Send {
+    /// Runs the guest on one message.
+    fn process(
+        &mut self,
+        message: &Message,
+        ctx: &ProcessContext,
+    ) -> Result<ProcessOutput, TransformError>;
+
+    /// How many times the instance has been replaced (after faults, or to reclaim
+    /// memory a legacy module leaked).
+    fn recycles(&self) -> u64;
+
+    /// Bytes of linear memory the current instance holds (0 when none is live).
+    fn memory_bytes(&self) -> u64;
+}

@@ -1,0 +1,154 @@
+//! Builds every test guest from source before the tests compile.
+//!
+//! Guests live in their own cargo workspace (`tests/guests/`) because they target
+//! WebAssembly. Each member says which target it is built for in its manifest:
+//!
+//! ```toml
+//! [package.metadata.rustmq-test]
+//! target = "wasm32-wasip2"   # or wasm32-wasip1, wasm32-unknown-unknown
+//! ```
+//!
+//! A member may list several targets (`targets = [..]`); the constant for every target
+//! after the first is suffixed with the target (`GUIDE_MODULE_WASM32_UNKNOWN_UNKNOWN`).
+//! The guest template (`guest-template/`) is built too, for `wasm32-wasip2`.
+//! The nested cargo uses its own target directory, so it never waits on the outer
+//! build's lock.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    let guests_dir = manifest_dir.join("guests");
+    let template_dir = root.join("guest-template");
+    let target_dir = root.join("target").join("guests");
+    println!("cargo:rerun-if-changed={}", guests_dir.display());
+    println!("cargo:rerun-if-changed={}", template_dir.display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+
+    // target -> [(constant name, crate name)]
+    let mut by_target: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut members: Vec<PathBuf> = std::fs::read_dir(&guests_dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    members.sort();
+    for dir in members {
+        let manifest = dir.join("Cargo.toml");
+        if !manifest.is_file() || dir == guests_dir {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let name = package_name(&text).unwrap_or_else(|| panic!("no package name in {}", manifest.display()));
+        for src in walk(&dir) {
+            println!("cargo:rerun-if-changed={}", src.display());
+        }
+        for (i, target) in targets(&text).into_iter().enumerate() {
+            let mut konst = name.to_uppercase().replace('-', "_");
+            if i > 0 {
+                konst.push('_');
+                konst.push_str(&target.to_uppercase().replace('-', "_"));
+            }
+            by_target.entry(target).or_default().push((konst, name.clone()));
+        }
+    }
+
+    let mut out = String::new();
+    for (target, crates) in &by_target {
+        let mut cmd = cargo();
+        cmd.arg("build").arg("--release").arg("--target").arg(target)
+            .arg("--manifest-path").arg(guests_dir.join("Cargo.toml"))
+            .arg("--target-dir").arg(&target_dir);
+        for (_, krate) in crates {
+            cmd.arg("-p").arg(krate);
+        }
+        run(cmd, &format!("test guests for {target}"));
+        for (konst, krate) in crates {
+            let wasm = target_dir.join(target).join("release").join(format!("{}.wasm", krate.replace('-', "_")));
+            assert!(wasm.is_file(), "guest {krate} did not produce {}", wasm.display());
+            writeln!(out, "/// `{krate}` built for `{target}`.\npub const {konst}: &str = {:?};", wasm.display().to_string()).unwrap();
+        }
+    }
+
+    if template_dir.join("Cargo.toml").is_file() {
+        for src in walk(&template_dir) {
+            println!("cargo:rerun-if-changed={}", src.display());
+        }
+        let mut cmd = cargo();
+        cmd.arg("build").arg("--release").arg("--target").arg("wasm32-wasip2")
+            .arg("--manifest-path").arg(template_dir.join("Cargo.toml"))
+            .arg("--target-dir").arg(&target_dir);
+        run(cmd, "the guest template");
+        let name = package_name(&std::fs::read_to_string(template_dir.join("Cargo.toml")).unwrap()).unwrap();
+        let wasm = target_dir.join("wasm32-wasip2").join("release").join(format!("{}.wasm", name.replace('-', "_")));
+        writeln!(out, "/// The guest template, built for `wasm32-wasip2`.\npub const GUEST_TEMPLATE: &str = {:?};", wasm.display().to_string()).unwrap();
+        writeln!(out, "/// The guest template's source directory.\npub const GUEST_TEMPLATE_DIR: &str = {:?};", template_dir.display().to_string()).unwrap();
+    }
+
+    let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests.rs");
+    std::fs::write(dest, out).unwrap();
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // Do not leak the outer build's settings (target, rustflags, profile) into the
+    // guest builds.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" || k == "RUSTC_WRAPPER" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn run(mut cmd: Command, what: &str) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("could not run cargo for {what}: {e}"));
+    assert!(status.success(), "building {what} failed (is the wasm target installed? run `rustup target add wasm32-wasip2 wasm32-wasip1 wasm32-unknown-unknown`)");
+}
+
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && line.starts_with("name") {
+            return line.split('"').nth(1).map(str::to_string);
+        }
+    }
+    None
+}
+
+fn targets(manifest: &str) -> Vec<String> {
+    let mut in_meta = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_meta = line == "[package.metadata.rustmq-test]";
+        } else if in_meta && (line.starts_with("target ") || line.starts_with("target=") || line.starts_with("targets")) {
+            return line.split('"').skip(1).step_by(2).map(str::to_string).collect();
+        }
+    }
+    vec!["wasm32-wasip2".to_string()]
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if name == "target" || name == "Cargo.lock" {
+                continue;
+            }
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,10 @@
+//! Test support: paths of the guest modules built from source by `build.rs`.
+//!
+//! Every crate under `tests/guests/` (and the `guest-template/`) is compiled to
+//! WebAssembly when this crate is built; [`guests`] holds one constant per module,
+//! named after the crate in SCREAMING_SNAKE_CASE, with the path of its `.wasm` file.
+
+/// Paths of the guest modules built for this test run.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
