@@ -1,0 +1,113 @@
+//! Broker-wide metrics: `GET /api/v1/metrics` (JSON, with the `etl` section the
+//! guide's troubleshooting reads) and `GET /metrics` (Prometheus text format).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+use super::{ApiError, EtlState};
+use crate::pipeline::metrics::MetricsSnapshot;
+
+/// The metrics routes.
+pub fn router() -> Router<EtlState> {
+    Router::new()
+        .route("/api/v1/metrics", get(json_metrics))
+        .route("/metrics", get(prometheus_metrics))
+}
+
+async fn snapshots(state: &EtlState) -> Result<Vec<(String, MetricsSnapshot)>, ApiError> {
+    let manager = state.pipelines.clone();
+    tokio::task::spawn_blocking(move || manager.all_metrics())
+        .await
+        .map_err(|e| ApiError::internal(&e))
+}
+
+async fn json_metrics(State(state): State<EtlState>) -> Result<Response, ApiError> {
+    let pipelines = snapshots(&state).await?;
+    let statuses = {
+        let manager = state.pipelines.clone();
+        tokio::task::spawn_blocking(move || manager.list())
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+    };
+    let sum = |f: fn(&MetricsSnapshot) -> u64| pipelines.iter().map(|(_, s)| f(s)).sum::<u64>();
+    let modules = state.modules.list().map(|l| l.len()).unwrap_or(0);
+    let store = state.modules.stats();
+    let body = json!({
+        "etl": {
+            "enabled": state.etl_enabled,
+            "memory_usage_bytes": sum(|s| s.memory_usage_bytes),
+            "pipelines_total": statuses.len(),
+            "pipelines_running": statuses.iter().filter(|s| s.status == "running").count(),
+            "pipelines_failed": statuses.iter().filter(|s| s.status == "failed").count(),
+            "modules": modules,
+            "modules_compiled": store.compilations,
+            "modules_loaded_from_cache": store.cache_loads,
+            "compiled_cache_rejects": store.cache_rejects,
+            "messages_processed": sum(|s| s.messages_processed),
+            "messages_filtered": sum(|s| s.messages_filtered),
+            "messages_failed": sum(|s| s.messages_failed),
+            "messages_produced": sum(|s| s.messages_produced),
+            "retries": sum(|s| s.retries),
+            "instance_recycles": sum(|s| s.instance_recycles),
+        },
+        "pipelines": pipelines.iter().map(|(id, s)| (id.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
+    });
+    Ok(Json(body).into_response())
+}
+
+type Labels = Vec<(String, String)>;
+
+async fn prometheus_metrics(State(state): State<EtlState>) -> Result<Response, ApiError> {
+    let pipelines = snapshots(&state).await?;
+    let mut registry = Registry::with_prefix("rustmq_etl");
+    let counter = |registry: &mut Registry, name: &str, help: &str, f: fn(&MetricsSnapshot) -> u64| {
+        let family = Family::<Labels, Counter>::default();
+        for (id, s) in &pipelines {
+            family
+                .get_or_create(&vec![("pipeline".to_string(), id.clone())])
+                .inc_by(f(s));
+        }
+        registry.register(name, help, family);
+    };
+    counter(&mut registry, "messages_processed", "Inputs handled without error", |s| s.messages_processed);
+    counter(&mut registry, "messages_filtered", "Inputs filtered out", |s| s.messages_filtered);
+    counter(&mut registry, "messages_failed", "Inputs sent to the error topic", |s| s.messages_failed);
+    counter(&mut registry, "messages_produced", "Messages written to the destination", |s| s.messages_produced);
+    counter(&mut registry, "retries", "Module calls retried", |s| s.retries);
+    counter(&mut registry, "instance_recycles", "Guest instances replaced", |s| s.instance_recycles);
+    let gauge = |registry: &mut Registry, name: &str, help: &str, f: fn(&MetricsSnapshot) -> i64| {
+        let family = Family::<Labels, Gauge>::default();
+        for (id, s) in &pipelines {
+            family
+                .get_or_create(&vec![("pipeline".to_string(), id.clone())])
+                .set(f(s));
+        }
+        registry.register(name, help, family);
+    };
+    gauge(&mut registry, "lag_messages", "Source end offset minus committed offset", |s| s.lag as i64);
+    gauge(&mut registry, "memory_usage_bytes", "Guest linear memory held", |s| s.memory_usage_bytes as i64);
+    gauge(&mut registry, "processing_time_p99_microseconds", "99th percentile module time per input", |s| (s.p99_processing_time_ms * 1000.0) as i64);
+    let stats = state.modules.stats();
+    let compiled = Counter::<u64>::default();
+    compiled.inc_by(stats.compilations);
+    registry.register("modules_compiled", "Modules compiled from bytes since start", compiled);
+    let cached = Counter::<u64>::default();
+    cached.inc_by(stats.cache_loads);
+    registry.register("modules_loaded_from_cache", "Modules loaded from the compiled cache since start", cached);
+    let mut text = String::new();
+    encode(&mut text, &registry).map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}

@@ -1,0 +1,205 @@
+//! Admin routes for modules (the guide's Step 4): upload, list, resolve, get,
+//! download, delete.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, EtlState};
+use crate::modules::{ModuleError, ModuleRecord, Upload};
+use crate::runtime::LoadError;
+
+/// The module routes, under `/api/v1/etl/modules`.
+pub fn router() -> Router<EtlState> {
+    Router::new()
+        .route("/api/v1/etl/modules", get(list).post(upload))
+        .route("/api/v1/etl/modules/{module_id}", get(get_one).delete(delete))
+        .route("/api/v1/etl/modules/{module_id}/wasm", get(download))
+}
+
+impl From<ModuleError> for ApiError {
+    fn from(e: ModuleError) -> Self {
+        let (status, code) = match &e {
+            ModuleError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_module_name"),
+            ModuleError::InvalidVersion { .. } => (StatusCode::BAD_REQUEST, "invalid_module_version"),
+            ModuleError::InvalidRequirement { .. } => (StatusCode::BAD_REQUEST, "invalid_version_requirement"),
+            ModuleError::Load(LoadError::NotWasm { .. }) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_webassembly"),
+            ModuleError::Load(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_module"),
+            ModuleError::Conflict { .. } => (StatusCode::CONFLICT, "module_version_exists"),
+            ModuleError::NotFound(_) => (StatusCode::NOT_FOUND, "module_not_found"),
+            ModuleError::NoMatch { .. } => (StatusCode::NOT_FOUND, "no_matching_version"),
+            ModuleError::Blob(_) | ModuleError::Storage(_) | ModuleError::CorruptRecord { .. } => {
+                return ApiError::internal(&e);
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// `{"status": "uploaded", "module_id", "size_bytes", "hash", "kind", "warnings", ...}`.
+fn describe(record: &ModuleRecord, status: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(record).expect("records serialise");
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("status".into(), json!(status));
+    }
+    v
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, ApiError> {
+    let value = headers.get(name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_header",
+            format!("the {name} header is required (e.g. -H \"{name}: ...\")"),
+        )
+    })?;
+    value.to_str().map(str::trim).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_header",
+            format!("the {name} header must be printable ASCII"),
+        )
+    })
+}
+
+/// `POST /api/v1/etl/modules`: the body is the module, `X-Module-Name` and
+/// `X-Module-Version` name it. The body is streamed and never buffered past
+/// `etl.max_module_size_bytes`.
+async fn upload(State(state): State<EtlState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let name = header_text(&headers, "x-module-name")?.to_string();
+    let version = header_text(&headers, "x-module-version")?.to_string();
+    crate::modules::ModuleStore::validate_name(&name)?;
+    crate::modules::ModuleStore::parse_version(&version)?;
+    let cap = state.max_module_size_bytes;
+    let too_large = |got: String| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "module_too_large",
+            format!("the module is {got}, over the {cap}-byte limit (etl.max_module_size_bytes); strip debug info (e.g. wasm-opt --strip-debug) or raise the limit"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > cap as u64 {
+            return Err(too_large(format!("{len} bytes")));
+        }
+    }
+    let mut bytes = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("could not read the request body: {e}"))
+        })?;
+        if bytes.len() + chunk.len() > cap {
+            return Err(too_large("larger than that".to_string()));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "the request body is empty: send the module with --data-binary @path/to/module.wasm",
+        ));
+    }
+    let store = state.modules.clone();
+    let outcome = tokio::task::spawn_blocking(move || store.upload(&name, &version, &bytes))
+        .await
+        .map_err(|e| ApiError::internal(&e))??;
+    let (status, word) = match &outcome {
+        Upload::Created(_) => (StatusCode::CREATED, "uploaded"),
+        Upload::Unchanged(_) => (StatusCode::OK, "unchanged"),
+    };
+    Ok((status, Json(describe(outcome.record(), word))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    name: Option<String>,
+    version: Option<String>,
+}
+
+/// `GET /api/v1/etl/modules` lists modules (never their bytes);
+/// `?name=N&version=REQ` resolves a requirement to one module instead.
+async fn list(State(state): State<EtlState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{e}; the accepted parameters are name and version"))
+    })?;
+    let store = state.modules.clone();
+    match (query.name, query.version) {
+        (Some(name), version) => {
+            let req = version.unwrap_or_else(|| "*".to_string());
+            let record = tokio::task::spawn_blocking(move || store.resolve(&name, &req))
+                .await
+                .map_err(|e| ApiError::internal(&e))??;
+            Ok(Json(describe(&record, "resolved")).into_response())
+        }
+        (None, Some(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "version= needs name= too (e.g. ?name=message-processor&version=^1)",
+        )),
+        (None, None) => {
+            let records = tokio::task::spawn_blocking(move || store.list())
+                .await
+                .map_err(|e| ApiError::internal(&e))??;
+            let pins = state.pipelines.clone();
+            let modules: Vec<serde_json::Value> = records
+                .iter()
+                .map(|r| {
+                    let mut v = serde_json::to_value(r).expect("records serialise");
+                    v["pinned_by"] = json!(pins.pinned_to(&r.module_id));
+                    v
+                })
+                .collect();
+            Ok(Json(json!({ "modules": modules, "count": modules.len() })).into_response())
+        }
+    }
+}
+
+async fn get_one(State(state): State<EtlState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
+    let record = state
+        .modules
+        .get(&module_id)?
+        .ok_or_else(|| ModuleError::NotFound(module_id.clone()))?;
+    let mut v = serde_json::to_value(&record).expect("records serialise");
+    v["pinned_by"] = json!(state.pipelines.pinned_to(&module_id));
+    Ok(Json(v).into_response())
+}
+
+async fn download(State(state): State<EtlState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
+    let store = state.modules.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.bytes(&module_id))
+        .await
+        .map_err(|e| ApiError::internal(&e))??;
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
+}
+
+async fn delete(State(state): State<EtlState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
+    let pinned = state.pipelines.pinned_to(&module_id);
+    if !pinned.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "module_in_use",
+            format!(
+                "module {module_id} is pinned by pipeline(s) {}; move them to another version (PATCH module_version) or delete them first",
+                pinned.join(", ")
+            ),
+        ));
+    }
+    let store = state.modules.clone();
+    let record = tokio::task::spawn_blocking(move || store.delete(&module_id))
+        .await
+        .map_err(|e| ApiError::internal(&e))??;
+    Ok(Json(describe(&record, "deleted")).into_response())
+}

@@ -1,0 +1,107 @@
+//! Admin routes for pipelines (the guide's Steps 5–6 and its Advanced
+//! Configuration): create, start, stop, status, metrics, update, delete, list.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::{ApiError, EtlState, JsonBody};
+use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
+use crate::pipeline::{PipelineError, PipelineManager};
+
+/// The pipeline routes, under `/api/v1/etl/pipelines`.
+pub fn router() -> Router<EtlState> {
+    Router::new()
+        .route("/api/v1/etl/pipelines", get(list).post(create))
+        .route(
+            "/api/v1/etl/pipelines/{id}",
+            get(status).patch(update).delete(delete),
+        )
+        .route("/api/v1/etl/pipelines/{id}/start", post(start))
+        .route("/api/v1/etl/pipelines/{id}/stop", post(stop))
+        .route("/api/v1/etl/pipelines/{id}/status", get(status))
+        .route("/api/v1/etl/pipelines/{id}/metrics", get(metrics))
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Module(m) => m.into(),
+            PipelineError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "pipeline_not_found", e.to_string()),
+            PipelineError::Spec(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_pipeline", e.to_string()),
+            PipelineError::DuplicateName(_) => ApiError::new(StatusCode::CONFLICT, "pipeline_exists", e.to_string()),
+            PipelineError::Start(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "module_start_failed", e.to_string()),
+            PipelineError::Storage(_) => ApiError::internal(&e),
+        }
+    }
+}
+
+/// Runs a blocking manager call off the executor.
+async fn blocking<T: Send + 'static>(
+    manager: &PipelineManager,
+    f: impl FnOnce(&PipelineManager) -> Result<T, PipelineError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let manager = manager.clone();
+    tokio::task::spawn_blocking(move || f(&manager))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(ApiError::from)
+}
+
+async fn create(State(state): State<EtlState>, JsonBody(spec): JsonBody<PipelineSpec>) -> Result<Response, ApiError> {
+    let status = blocking(&state.pipelines, move |m| m.create(spec)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "pipeline_id": status.pipeline_id,
+            "status": "created",
+            "state": status.status,
+            "module_id": status.module_id,
+            "module_version": status.module_version,
+        })),
+    )
+        .into_response())
+}
+
+async fn list(State(state): State<EtlState>) -> Result<Response, ApiError> {
+    let all = blocking(&state.pipelines, |m| Ok(m.list())).await?;
+    Ok(Json(json!({ "pipelines": all, "count": all.len() })).into_response())
+}
+
+async fn status(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let s = blocking(&state.pipelines, move |m| m.status(&id)).await?;
+    Ok(Json(s).into_response())
+}
+
+async fn start(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let s = blocking(&state.pipelines, move |m| m.start(&id)).await?;
+    Ok(Json(s).into_response())
+}
+
+async fn stop(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let s = blocking(&state.pipelines, move |m| m.stop(&id)).await?;
+    Ok(Json(s).into_response())
+}
+
+async fn update(
+    State(state): State<EtlState>,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<PipelinePatch>,
+) -> Result<Response, ApiError> {
+    let s = blocking(&state.pipelines, move |m| m.update(&id, patch)).await?;
+    Ok(Json(s).into_response())
+}
+
+async fn delete(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let shown = id.clone();
+    blocking(&state.pipelines, move |m| m.delete(&id)).await?;
+    Ok(Json(json!({ "pipeline_id": shown, "status": "deleted" })).into_response())
+}
+
+async fn metrics(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let snapshot = blocking(&state.pipelines, move |m| m.metrics(&id)).await?;
+    Ok(Json(snapshot).into_response())
+}

@@ -1,0 +1,163 @@
+//! Where a pipeline reads from and writes to, behind two small traits.
+//!
+//! The worker only sees [`Source`] and [`Sink`]. Today both are the broker's own
+//! topics ([`LocalSource`], [`LocalSink`]); a source or sink on another system (an
+//! external Kafka cluster, say) implements the same traits. Exactly-once rests on
+//! [`Sink::commit`]: the outputs, the error-topic writes and the new source position
+//! land together or not at all.
+
+use std::time::Duration;
+
+use crate::message::Message;
+use crate::storage::{Commit, Storage, StorageError};
+
+/// The most bytes one fetch reads, whatever the batch size: bounds a pipeline's
+/// memory when messages are large.
+pub const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// A message read from a source, with its position there.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The message's offset in the source.
+    pub offset: u64,
+    /// The message.
+    pub message: Message,
+}
+
+/// What one batch writes, atomically.
+#[derive(Debug, Default)]
+pub struct CommitBatch {
+    /// Outputs for the destination topic.
+    pub destination: Vec<Message>,
+    /// Messages for the error topic.
+    pub errors: Vec<Message>,
+    /// The source position after the batch (the next offset to read).
+    pub next_offset: u64,
+}
+
+/// A source or sink failure (the storage is unavailable, a disk is full ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct IoError(String);
+
+impl From<StorageError> for IoError {
+    fn from(e: StorageError) -> Self {
+        IoError(e.to_string())
+    }
+}
+
+/// Where messages come from.
+pub trait Source: Send {
+    /// Up to `max` messages from the current position, waiting up to `wait` when
+    /// there are none yet. Advances the position past what it returns.
+    fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Fetched>, IoError>;
+    /// Moves the position (to the committed offset, on start).
+    fn seek(&mut self, offset: u64);
+    /// The oldest and the next-to-be-written offsets: for `start_from` and lag.
+    fn bounds(&self) -> Result<(u64, u64), IoError>;
+}
+
+/// Where results go, together with the source position.
+pub trait Sink: Send {
+    /// Writes a batch and the new source position in one atomic, durable step.
+    fn commit(&mut self, batch: CommitBatch) -> Result<(), IoError>;
+    /// The committed source position, if the pipeline ever committed.
+    fn committed(&self) -> Result<Option<u64>, IoError>;
+}
+
+/// A topic of this broker, read as a pipeline source.
+pub struct LocalSource {
+    storage: Storage,
+    topic: String,
+    position: u64,
+}
+
+impl LocalSource {
+    /// A source reading `topic` from offset 0 (seek before use).
+    pub fn new(storage: Storage, topic: &str) -> Self {
+        LocalSource {
+            storage,
+            topic: topic.to_string(),
+            position: 0,
+        }
+    }
+}
+
+impl Source for LocalSource {
+    fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Fetched>, IoError> {
+        if self.storage.topic(&self.topic)?.is_none()
+            || self.storage.end_offset(&self.topic)? <= self.position
+        {
+            self.storage.wait_for_blocking(&self.topic, self.position, wait);
+            if self.storage.topic(&self.topic)?.is_none() {
+                return Ok(Vec::new());
+            }
+        }
+        let batch = self
+            .storage
+            .read(&self.topic, self.position, max, MAX_FETCH_BYTES)?;
+        self.position = batch.next_offset;
+        Ok(batch
+            .messages
+            .into_iter()
+            .map(|(offset, message)| Fetched { offset, message })
+            .collect())
+    }
+
+    fn seek(&mut self, offset: u64) {
+        self.position = offset;
+    }
+
+    fn bounds(&self) -> Result<(u64, u64), IoError> {
+        Ok(match self.storage.topic(&self.topic)? {
+            Some(info) => (info.start_offset, info.end_offset),
+            None => (0, 0),
+        })
+    }
+}
+
+/// Topics of this broker as a pipeline sink; the source position is a consumer
+/// offset in the same store, so one transaction covers all three.
+pub struct LocalSink {
+    storage: Storage,
+    consumer: String,
+    destination: String,
+    error_topic: Option<String>,
+}
+
+impl LocalSink {
+    /// A sink writing to `destination` (and `error_topic`), committing the position
+    /// as consumer `consumer`.
+    pub fn new(storage: Storage, consumer: &str, destination: &str, error_topic: Option<&str>) -> Self {
+        LocalSink {
+            storage,
+            consumer: consumer.to_string(),
+            destination: destination.to_string(),
+            error_topic: error_topic.map(str::to_string),
+        }
+    }
+}
+
+impl Sink for LocalSink {
+    fn commit(&mut self, batch: CommitBatch) -> Result<(), IoError> {
+        let mut appends = Vec::with_capacity(2);
+        if !batch.destination.is_empty() {
+            appends.push((self.destination.clone(), batch.destination));
+        }
+        if !batch.errors.is_empty() {
+            let topic = self.error_topic.clone().ok_or_else(|| {
+                IoError("a message was routed to the error topic but the pipeline has none".into())
+            })?;
+            appends.push((topic, batch.errors));
+        }
+        self.storage.commit(Commit {
+            appends,
+            offsets: vec![(self.consumer.clone(), batch.next_offset)],
+        })?;
+        Ok(())
+    }
+
+    fn committed(&self) -> Result<Option<u64>, IoError> {
+        Ok(self.storage.consumer_offset(&self.consumer)?)
+    }
+}

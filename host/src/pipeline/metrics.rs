@@ -1,0 +1,169 @@
+//! Per-pipeline counters and latency histograms, updated by the worker and read by
+//! the metrics endpoints.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Longest processing time the histogram tracks (60 s, in microseconds); longer
+/// calls are counted at the cap.
+const MAX_TRACKED_MICROS: u64 = 60_000_000;
+
+/// Live counters of one pipeline. Shared between its worker and the API.
+#[derive(Debug)]
+pub struct PipelineMetrics {
+    started: Mutex<Option<Instant>>,
+    /// Inputs the module handled without error (transformed or filtered).
+    pub processed: AtomicU64,
+    /// Inputs the module filtered out (no output, no error).
+    pub filtered: AtomicU64,
+    /// Inputs that ended in the error topic (dead-lettered or out of retries).
+    pub failed: AtomicU64,
+    /// Calls retried after a failure.
+    pub retries: AtomicU64,
+    /// Messages written to the destination topic.
+    pub outputs: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Guest instances replaced (after faults or to reclaim memory).
+    pub recycles: AtomicU64,
+    /// Linear memory held by the pipeline's instance.
+    pub memory_bytes: AtomicU64,
+    /// Offset committed last.
+    pub committed_offset: AtomicU64,
+    histogram: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl Default for PipelineMetrics {
+    fn default() -> Self {
+        PipelineMetrics {
+            started: Mutex::new(None),
+            processed: AtomicU64::new(0),
+            filtered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            outputs: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            recycles: AtomicU64::new(0),
+            memory_bytes: AtomicU64::new(0),
+            committed_offset: AtomicU64::new(0),
+            histogram: Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, 2)
+                    .expect("static histogram bounds are valid"),
+            ),
+        }
+    }
+}
+
+/// A point-in-time copy, in the guide's field names plus ours.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricsSnapshot {
+    /// See [`PipelineMetrics::processed`].
+    pub messages_processed: u64,
+    /// See [`PipelineMetrics::filtered`].
+    pub messages_filtered: u64,
+    /// See [`PipelineMetrics::failed`].
+    pub messages_failed: u64,
+    /// Mean module time per input, in milliseconds (retries included).
+    pub avg_processing_time_ms: f64,
+    /// Inputs handled per second since the pipeline last started.
+    pub throughput_msgs_per_sec: f64,
+    /// See [`PipelineMetrics::retries`].
+    pub retries: u64,
+    /// See [`PipelineMetrics::outputs`].
+    pub messages_produced: u64,
+    /// Source end offset minus committed offset.
+    pub lag: u64,
+    /// Median module time per input, ms.
+    pub p50_processing_time_ms: f64,
+    /// 99th percentile module time per input, ms.
+    pub p99_processing_time_ms: f64,
+    /// See [`PipelineMetrics::recycles`].
+    pub instance_recycles: u64,
+    /// See [`PipelineMetrics::batches`].
+    pub batches_committed: u64,
+    /// See [`PipelineMetrics::committed_offset`].
+    pub committed_offset: u64,
+    /// See [`PipelineMetrics::memory_bytes`].
+    pub memory_usage_bytes: u64,
+}
+
+impl PipelineMetrics {
+    /// Marks the start of a run (throughput is measured from here).
+    pub fn mark_started(&self) {
+        *self.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Records the module time spent on one input.
+    pub fn record_time(&self, micros: u64) {
+        let mut h = self.histogram.lock().unwrap_or_else(|p| p.into_inner());
+        h.saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
+    }
+
+    /// A snapshot; `source_end` is the source's next offset, for lag.
+    pub fn snapshot(&self, source_end: u64) -> MetricsSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (mean, p50, p99) = {
+            let h = self.histogram.lock().unwrap_or_else(|p| p.into_inner());
+            if h.is_empty() {
+                (0.0, 0.0, 0.0)
+            } else {
+                (
+                    h.mean() / 1000.0,
+                    h.value_at_quantile(0.5) as f64 / 1000.0,
+                    h.value_at_quantile(0.99) as f64 / 1000.0,
+                )
+            }
+        };
+        let handled = get(&self.processed) + get(&self.failed);
+        let elapsed = self
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        let committed = get(&self.committed_offset);
+        MetricsSnapshot {
+            messages_processed: get(&self.processed),
+            messages_filtered: get(&self.filtered),
+            messages_failed: get(&self.failed),
+            avg_processing_time_ms: mean,
+            throughput_msgs_per_sec: if elapsed > 0.0 { handled as f64 / elapsed } else { 0.0 },
+            retries: get(&self.retries),
+            messages_produced: get(&self.outputs),
+            lag: source_end.saturating_sub(committed),
+            p50_processing_time_ms: p50,
+            p99_processing_time_ms: p99,
+            instance_recycles: get(&self.recycles),
+            batches_committed: get(&self.batches),
+            committed_offset: committed,
+            memory_usage_bytes: get(&self.memory_bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_reports_counts_lag_and_percentiles() {
+        let m = PipelineMetrics::default();
+        m.mark_started();
+        m.processed.store(3, Ordering::Relaxed);
+        m.filtered.store(1, Ordering::Relaxed);
+        m.committed_offset.store(4, Ordering::Relaxed);
+        for micros in [1000, 2000, 3000] {
+            m.record_time(micros);
+        }
+        let s = m.snapshot(10);
+        assert_eq!(s.messages_processed, 3);
+        assert_eq!(s.messages_filtered, 1);
+        assert_eq!(s.lag, 6);
+        assert!((s.avg_processing_time_ms - 2.0).abs() < 0.05, "{}", s.avg_processing_time_ms);
+        assert!((s.p50_processing_time_ms - 2.0).abs() < 0.05);
+        assert!(s.p99_processing_time_ms >= 2.9);
+    }
+}

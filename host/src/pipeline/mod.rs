@@ -1,0 +1,567 @@
+//! Pipelines: `source topic → module → destination topic`, with an error topic for
+//! what fails. See `docs/pipelines.md` for the processing semantics.
+//!
+//! # Layout
+//! - `spec`: the definition users post, its validation, the persisted record.
+//! - `io`: the [`io::Source`] / [`io::Sink`] traits and the local-topic implementations.
+//! - `worker`: the loop of one running pipeline (its own thread).
+//! - `metrics`: per-pipeline counters and latency histograms.
+//!
+//! [`PipelineManager`] owns every pipeline: it persists definitions, pins each to an
+//! exact module version, starts and stops workers, hands them hot-swap updates, and
+//! resumes the running ones after a restart.
+
+pub mod io;
+pub mod metrics;
+pub mod spec;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+
+use crate::modules::{ModuleError, ModuleRecord, ModuleStore};
+use crate::runtime::TransformError;
+use crate::storage::{Commit, MetaTable, Storage, StorageError};
+use io::{LocalSink, LocalSource, Source};
+use metrics::{MetricsSnapshot, PipelineMetrics};
+use spec::{DesiredState, PipelinePatch, PipelineRecord, PipelineSpec, SpecError, StartFrom};
+use worker::{Control, Loaded, RunState, Update, Worker};
+
+/// Why a pipeline operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// No pipeline with that id or name.
+    #[error("no pipeline {0:?}; list pipelines with GET /api/v1/etl/pipelines")]
+    NotFound(String),
+    /// The definition is invalid.
+    #[error("invalid pipeline definition: {0}")]
+    Spec(#[from] SpecError),
+    /// Another pipeline has that name.
+    #[error("a pipeline named {0:?} already exists; choose another pipeline_name or update that one")]
+    DuplicateName(String),
+    /// The module could not be resolved or loaded.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    /// The module refused the parameters or could not be instantiated.
+    #[error("the module could not start: {0}")]
+    Start(#[from] TransformError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What `GET .../status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineStatus {
+    /// `pipeline-<n>`.
+    pub pipeline_id: String,
+    /// The unique name.
+    pub pipeline_name: String,
+    /// `running`, `stopped` or `failed`.
+    pub status: &'static str,
+    /// Why it failed, when it did.
+    pub failure: Option<String>,
+    /// Free text.
+    pub description: String,
+    /// Source topic.
+    pub source_topic: String,
+    /// Destination topic.
+    pub destination_topic: String,
+    /// Error topic.
+    pub error_topic: Option<String>,
+    /// The module name.
+    pub module_name: String,
+    /// The requirement given (`^1`, `1.0.0`, ...).
+    pub module_requirement: String,
+    /// The exact version the pipeline is pinned to.
+    pub module_version: String,
+    /// The exact module id it is pinned to.
+    pub module_id: String,
+    /// Settings.
+    pub configuration: spec::Configuration,
+    /// The next source offset to process (everything before is committed).
+    pub committed_offset: u64,
+    /// Source end offset minus committed offset.
+    pub lag: u64,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+struct Entry {
+    record: PipelineRecord,
+    metrics: Arc<PipelineMetrics>,
+    run: Option<Run>,
+}
+
+struct Run {
+    control: Arc<Control>,
+    state: Arc<Mutex<RunState>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Run {
+    fn state(&self) -> RunState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn stop_and_join(&mut self) {
+        self.control.request_stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Owns every pipeline. Cheap to clone. Its methods block (they may compile modules
+/// or wait for a worker to finish its batch): call them off the async executor.
+#[derive(Clone)]
+pub struct PipelineManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Storage,
+    modules: ModuleStore,
+    pipelines: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl PipelineManager {
+    /// Loads the persisted pipelines (without starting them; see [`Self::resume`]).
+    pub fn open(storage: Storage, modules: ModuleStore) -> Result<Self, PipelineError> {
+        let mut pipelines = BTreeMap::new();
+        for (key, value) in storage.meta_list(MetaTable::Pipelines)? {
+            match serde_json::from_slice::<PipelineRecord>(&value) {
+                Ok(record) => {
+                    pipelines.insert(
+                        record.pipeline_id.clone(),
+                        Entry {
+                            record,
+                            metrics: Arc::default(),
+                            run: None,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(target: "rustmq::etl::pipeline", key, error = %e, "skipping an unreadable pipeline record")
+                }
+            }
+        }
+        Ok(PipelineManager {
+            inner: Arc::new(Inner {
+                storage,
+                modules,
+                pipelines: Mutex::new(pipelines),
+            }),
+        })
+    }
+
+    /// Starts every pipeline that was running before the broker stopped.
+    pub fn resume(&self) {
+        let ids: Vec<String> = self
+            .lock()
+            .values()
+            .filter(|e| e.record.desired == DesiredState::Running && e.record.failure.is_none())
+            .map(|e| e.record.pipeline_id.clone())
+            .collect();
+        for id in ids {
+            if let Err(e) = self.start(&id) {
+                tracing::error!(target: "rustmq::etl::pipeline", pipeline_id = %id, error = %e, "could not resume pipeline");
+            }
+        }
+    }
+
+    /// Creates a pipeline, pinning it to the highest module version matching its
+    /// requirement, and starts it when `enabled`.
+    pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, PipelineError> {
+        spec.validate(|t| Storage::validate_topic_name(t).map_err(|e| e.to_string()))?;
+        let module = self.inner.modules.resolve(&spec.module_name, &spec.module_version)?;
+        // Fail now, not at start, if the module does not load or refuses the params.
+        let loaded = self.load(&module, "validation", &spec.configuration)?;
+        drop(loaded);
+        let id = {
+            let pipelines = self.lock();
+            if pipelines
+                .values()
+                .any(|e| e.record.spec.pipeline_name == spec.pipeline_name)
+            {
+                return Err(PipelineError::DuplicateName(spec.pipeline_name));
+            }
+            let n = pipelines
+                .keys()
+                .filter_map(|k| k.strip_prefix("pipeline-")?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0);
+            format!("pipeline-{}", n + 1)
+        };
+        let record = PipelineRecord {
+            pipeline_id: id.clone(),
+            module_id: module.module_id.clone(),
+            module_version: module.version.clone(),
+            desired: if spec.enabled {
+                DesiredState::Running
+            } else {
+                DesiredState::Stopped
+            },
+            failure: None,
+            created_at_ms: crate::message::now_millis(),
+            spec,
+        };
+        // Fix the starting position now so that `latest` means "after creation".
+        let source = LocalSource::new(self.inner.storage.clone(), &record.spec.source_topic);
+        let (first, end) = source.bounds().map_err(|e| StorageError::Other(e.to_string()))?;
+        let start = match record.spec.start_from {
+            StartFrom::Earliest => first,
+            StartFrom::Latest => end,
+            StartFrom::Offset(o) => o,
+        };
+        self.inner.storage.delete_consumer_offset(&record.consumer_id())?;
+        self.inner.storage.commit(Commit {
+            appends: Vec::new(),
+            offsets: vec![(record.consumer_id(), start)],
+        })?;
+        self.persist(&record)?;
+        let enabled = record.desired == DesiredState::Running;
+        self.lock().insert(
+            id.clone(),
+            Entry {
+                record,
+                metrics: Arc::default(),
+                run: None,
+            },
+        );
+        tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %id, "pipeline created");
+        if enabled {
+            self.start(&id)
+        } else {
+            self.status(&id)
+        }
+    }
+
+    /// Starts a pipeline (no-op when it is running). Clears a previous failure.
+    pub fn start(&self, id_or_name: &str) -> Result<PipelineStatus, PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        let (record, metrics) = {
+            let mut pipelines = self.lock();
+            let entry = pipelines.get_mut(&id).expect("resolved ids exist");
+            if let Some(run) = &entry.run {
+                if run.state() == RunState::Running {
+                    drop(pipelines);
+                    return self.status(&id);
+                }
+            }
+            if let Some(mut run) = entry.run.take() {
+                run.stop_and_join();
+            }
+            (entry.record.clone(), entry.metrics.clone())
+        };
+        let module = self
+            .inner
+            .modules
+            .get(&record.module_id)?
+            .ok_or_else(|| ModuleError::NotFound(record.module_id.clone()))?;
+        let loaded = self.load(&module, &record.pipeline_id, &record.spec.configuration)?;
+        let control = Arc::new(Control::default());
+        let state = Arc::new(Mutex::new(RunState::Running));
+        let worker = Worker {
+            pipeline_id: record.pipeline_id.clone(),
+            source_topic: record.spec.source_topic.clone(),
+            has_error_topic: record.spec.error_topic.is_some(),
+            configuration: record.spec.configuration.clone(),
+            loaded,
+            source: Box::new(LocalSource::new(
+                self.inner.storage.clone(),
+                &record.spec.source_topic,
+            )),
+            sink: Box::new(LocalSink::new(
+                self.inner.storage.clone(),
+                &record.consumer_id(),
+                &record.spec.destination_topic,
+                record.spec.error_topic.as_deref(),
+            )),
+            metrics,
+            control: control.clone(),
+            recycle_base: 0,
+        };
+        let thread = {
+            let state = state.clone();
+            let manager = self.clone();
+            let id = id.clone();
+            std::thread::Builder::new()
+                .name(format!("etl-{id}"))
+                .spawn(move || {
+                    let end = worker.run();
+                    if let RunState::Failed(reason) = &end {
+                        manager.record_failure(&id, reason);
+                    }
+                    *state.lock().unwrap_or_else(|p| p.into_inner()) = end;
+                })
+                .map_err(|e| StorageError::Other(format!("could not start a worker thread: {e}")))?
+        };
+        let mut pipelines = self.lock();
+        let entry = pipelines.get_mut(&id).ok_or_else(|| PipelineError::NotFound(id.clone()))?;
+        entry.record.desired = DesiredState::Running;
+        entry.record.failure = None;
+        let record = entry.record.clone();
+        entry.run = Some(Run {
+            control,
+            state,
+            thread: Some(thread),
+        });
+        drop(pipelines);
+        self.persist(&record)?;
+        self.status(&id)
+    }
+
+    /// Stops a pipeline at the next message boundary and waits for it.
+    pub fn stop(&self, id_or_name: &str) -> Result<PipelineStatus, PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        let run = {
+            let mut pipelines = self.lock();
+            let entry = pipelines.get_mut(&id).expect("resolved ids exist");
+            entry.record.desired = DesiredState::Stopped;
+            self.persist(&entry.record)?;
+            entry.run.take()
+        };
+        if let Some(mut run) = run {
+            run.stop_and_join();
+        }
+        self.status(&id)
+    }
+
+    /// Changes settings or the pinned module version. A running pipeline switches at
+    /// its next batch boundary, losing and repeating nothing.
+    pub fn update(&self, id_or_name: &str, patch: PipelinePatch) -> Result<PipelineStatus, PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        let mut record = self.lock().get(&id).expect("resolved ids exist").record.clone();
+        if let Some(c) = &patch.configuration {
+            record.spec.configuration = c.apply(&record.spec.configuration);
+        }
+        if let Some(d) = patch.description {
+            record.spec.description = d;
+        }
+        if let Some(t) = patch.error_topic {
+            record.spec.error_topic = Some(t);
+        }
+        if let Some(req) = &patch.module_version {
+            record.spec.module_version = req.clone();
+        }
+        record
+            .spec
+            .validate(|t| Storage::validate_topic_name(t).map_err(|e| e.to_string()))?;
+        let module = match &patch.module_version {
+            Some(req) => self.inner.modules.resolve(&record.spec.module_name, req)?,
+            None => self
+                .inner
+                .modules
+                .get(&record.module_id)?
+                .ok_or_else(|| ModuleError::NotFound(record.module_id.clone()))?,
+        };
+        record.module_id = module.module_id.clone();
+        record.module_version = module.version.clone();
+        let error_topic_changed = {
+            let pipelines = self.lock();
+            pipelines[&id].record.spec.error_topic != record.spec.error_topic
+        };
+        let loaded = self.load(&module, &id, &record.spec.configuration)?;
+        let running = {
+            let mut pipelines = self.lock();
+            let entry = pipelines.get_mut(&id).ok_or_else(|| PipelineError::NotFound(id.clone()))?;
+            entry.record = record.clone();
+            match &entry.run {
+                Some(run) if run.state() == RunState::Running && !error_topic_changed => {
+                    run.control.request_update(Update {
+                        loaded,
+                        configuration: record.spec.configuration.clone(),
+                    });
+                    false
+                }
+                Some(run) => run.state() == RunState::Running,
+                None => false,
+            }
+        };
+        self.persist(&record)?;
+        tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %id, module_id = %record.module_id, "pipeline updated");
+        if running {
+            // The sink itself changes: restart the worker (it resumes from the
+            // committed offset, so nothing is lost or repeated).
+            self.stop(&id)?;
+            return self.start(&id);
+        }
+        self.status(&id)
+    }
+
+    /// Stops and deletes a pipeline and its committed offset.
+    pub fn delete(&self, id_or_name: &str) -> Result<(), PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        let entry = self.lock().remove(&id);
+        if let Some(Entry { run: Some(mut run), .. }) = entry {
+            run.stop_and_join();
+        }
+        self.inner.storage.meta_delete(MetaTable::Pipelines, &id)?;
+        self.inner
+            .storage
+            .delete_consumer_offset(&spec::consumer_id(&id))?;
+        tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %id, "pipeline deleted");
+        Ok(())
+    }
+
+    /// One pipeline's status.
+    pub fn status(&self, id_or_name: &str) -> Result<PipelineStatus, PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        let pipelines = self.lock();
+        let entry = &pipelines[&id];
+        Ok(self.describe(entry))
+    }
+
+    /// Every pipeline's status, by id.
+    pub fn list(&self) -> Vec<PipelineStatus> {
+        let pipelines = self.lock();
+        pipelines.values().map(|e| self.describe(e)).collect()
+    }
+
+    /// One pipeline's metrics.
+    pub fn metrics(&self, id_or_name: &str) -> Result<MetricsSnapshot, PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        let (metrics, topic) = {
+            let pipelines = self.lock();
+            let e = &pipelines[&id];
+            (e.metrics.clone(), e.record.spec.source_topic.clone())
+        };
+        let end = self.inner.storage.end_offset(&topic).unwrap_or(0);
+        Ok(metrics.snapshot(end))
+    }
+
+    /// Every pipeline's metrics, by id.
+    pub fn all_metrics(&self) -> Vec<(String, MetricsSnapshot)> {
+        let entries: Vec<(String, Arc<PipelineMetrics>, String)> = self
+            .lock()
+            .values()
+            .map(|e| (e.record.pipeline_id.clone(), e.metrics.clone(), e.record.spec.source_topic.clone()))
+            .collect();
+        entries
+            .into_iter()
+            .map(|(id, m, topic)| {
+                let end = self.inner.storage.end_offset(&topic).unwrap_or(0);
+                (id, m.snapshot(end))
+            })
+            .collect()
+    }
+
+    /// The pipelines pinned to `module_id`.
+    pub fn pinned_to(&self, module_id: &str) -> Vec<String> {
+        self.lock()
+            .values()
+            .filter(|e| e.record.module_id == module_id)
+            .map(|e| e.record.pipeline_id.clone())
+            .collect()
+    }
+
+    /// Stops every worker at a message boundary and waits for them (broker
+    /// shutdown). Their desired state is kept, so they resume after a restart.
+    pub fn shutdown(&self) {
+        let runs: Vec<Run> = self.lock().values_mut().filter_map(|e| e.run.take()).collect();
+        for run in &runs {
+            run.control.request_stop();
+        }
+        for mut run in runs {
+            run.stop_and_join();
+        }
+    }
+
+    fn describe(&self, entry: &Entry) -> PipelineStatus {
+        let r = &entry.record;
+        let (status, failure) = match entry.run.as_ref().map(Run::state) {
+            Some(RunState::Running) => ("running", None),
+            Some(RunState::Failed(reason)) => ("failed", Some(reason)),
+            _ if r.failure.is_some() => ("failed", r.failure.clone()),
+            _ => ("stopped", None),
+        };
+        let committed = self
+            .inner
+            .storage
+            .consumer_offset(&r.consumer_id())
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let end = self.inner.storage.end_offset(&r.spec.source_topic).unwrap_or(0);
+        PipelineStatus {
+            pipeline_id: r.pipeline_id.clone(),
+            pipeline_name: r.spec.pipeline_name.clone(),
+            status,
+            failure,
+            description: r.spec.description.clone(),
+            source_topic: r.spec.source_topic.clone(),
+            destination_topic: r.spec.destination_topic.clone(),
+            error_topic: r.spec.error_topic.clone(),
+            module_name: r.spec.module_name.clone(),
+            module_requirement: r.spec.module_version.clone(),
+            module_version: r.module_version.to_string(),
+            module_id: r.module_id.clone(),
+            configuration: r.spec.configuration.clone(),
+            committed_offset: committed,
+            lag: end.saturating_sub(committed),
+            created_at_ms: r.created_at_ms,
+        }
+    }
+
+    fn load(
+        &self,
+        module: &ModuleRecord,
+        pipeline_id: &str,
+        configuration: &spec::Configuration,
+    ) -> Result<Loaded, PipelineError> {
+        let compiled = self.inner.modules.compiled(module)?;
+        let mut transform = compiled.instantiate(&module.module_id, pipeline_id, &configuration.params)?;
+        if let Some(ms) = configuration.timeout_ms {
+            transform.set_timeout_ms(ms);
+        }
+        Ok(Loaded {
+            transform,
+            module_id: module.module_id.clone(),
+            version: module.version.to_string(),
+        })
+    }
+
+    fn record_failure(&self, id: &str, reason: &str) {
+        let record = {
+            let mut pipelines = self.lock();
+            match pipelines.get_mut(id) {
+                Some(entry) => {
+                    entry.record.failure = Some(reason.to_string());
+                    entry.record.clone()
+                }
+                None => return,
+            }
+        };
+        if let Err(e) = self.persist(&record) {
+            tracing::error!(target: "rustmq::etl::pipeline", pipeline_id = %id, error = %e, "could not persist the pipeline's failure");
+        }
+    }
+
+    fn resolve_id(&self, id_or_name: &str) -> Result<String, PipelineError> {
+        let pipelines = self.lock();
+        if pipelines.contains_key(id_or_name) {
+            return Ok(id_or_name.to_string());
+        }
+        pipelines
+            .values()
+            .find(|e| e.record.spec.pipeline_name == id_or_name)
+            .map(|e| e.record.pipeline_id.clone())
+            .ok_or_else(|| PipelineError::NotFound(id_or_name.to_string()))
+    }
+
+    fn persist(&self, record: &PipelineRecord) -> Result<(), PipelineError> {
+        let value = serde_json::to_vec(record).expect("a pipeline record always serialises");
+        self.inner
+            .storage
+            .meta_put(MetaTable::Pipelines, &record.pipeline_id, &value)?;
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.inner.pipelines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

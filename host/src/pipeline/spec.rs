@@ -1,0 +1,457 @@
+//! What a pipeline is: the definition a user posts (the guide's `etl-pipeline.json`),
+//! its validation, and the record the broker persists.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest `batch_size`: a batch is held in memory while it is processed, so this
+/// bounds a pipeline's memory together with the message size cap.
+pub const MAX_BATCH_SIZE: u32 = 10_000;
+/// The most retries a policy may ask for.
+pub const MAX_RETRIES: u32 = 100;
+/// The longest backoff between two tries (also the cap of the exponential growth).
+pub const MAX_BACKOFF_MS: u64 = 60_000;
+/// The most parameters a pipeline may hand its module, and their sizes: they are
+/// copied into every instance.
+pub const MAX_PARAMS: usize = 256;
+/// Longest parameter name or value.
+pub const MAX_PARAM_LEN: usize = 64 * 1024;
+
+/// A pipeline definition as posted to `POST /api/v1/etl/pipelines`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// A unique name; the pipeline can be addressed by it as well as by its id.
+    pub pipeline_name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// The topic read.
+    pub source_topic: String,
+    /// The topic the outputs are written to.
+    pub destination_topic: String,
+    /// Where failed and dead-lettered messages go. Without one, a message that
+    /// exhausts its retries stops the pipeline (status `failed`), losing nothing.
+    #[serde(default)]
+    pub error_topic: Option<String>,
+    /// The module's name.
+    pub module_name: String,
+    /// A semver requirement (`1.0.0` exact, `^1.2`, `*`, ...), resolved once at
+    /// creation; the pipeline is then pinned to that exact version.
+    pub module_version: String,
+    /// Processing settings.
+    #[serde(default)]
+    pub configuration: Configuration,
+    /// Whether the pipeline runs as soon as it is created.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where a new pipeline starts reading.
+    #[serde(default)]
+    pub start_from: StartFrom,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Processing settings (`configuration` in the definition).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Configuration {
+    /// How many messages are read and committed together.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Only `single_message` (one module call per message) exists.
+    #[serde(default)]
+    pub processing_mode: ProcessingMode,
+    /// Deadline of one module call; capped by the broker's `etl.execution_timeout_ms`.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// What to do when a call fails.
+    #[serde(default)]
+    pub retry_policy: RetryPolicy,
+    /// Parameters handed to the module's `init` and readable through `get-param`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+fn default_batch_size() -> u32 {
+    100
+}
+
+impl Default for Configuration {
+    fn default() -> Self {
+        Configuration {
+            batch_size: default_batch_size(),
+            processing_mode: ProcessingMode::default(),
+            timeout_ms: None,
+            retry_policy: RetryPolicy::default(),
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+/// How messages are handed to the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingMode {
+    /// One call per message (the guide's mode).
+    #[default]
+    SingleMessage,
+}
+
+/// Retries of a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Tries after the first.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further one, up to
+    /// [`MAX_BACKOFF_MS`].
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: u64,
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_backoff() -> u64 {
+    100
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: default_retries(),
+            backoff_ms: default_backoff(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before try number `attempt + 1` (attempt counts from 1).
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(20);
+        std::time::Duration::from_millis(self.backoff_ms.saturating_mul(factor).min(MAX_BACKOFF_MS))
+    }
+}
+
+/// Where a new pipeline starts reading its source topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The oldest retained message.
+    #[default]
+    Earliest,
+    /// Only messages produced after creation.
+    Latest,
+    /// A given offset.
+    Offset(u64),
+}
+
+impl Serialize for StartFrom {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StartFrom::Earliest => s.serialize_str("earliest"),
+            StartFrom::Latest => s.serialize_str("latest"),
+            StartFrom::Offset(o) => s.serialize_u64(*o),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StartFrom {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Offset(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Offset(o) => Ok(StartFrom::Offset(o)),
+            Raw::Word(w) if w == "earliest" => Ok(StartFrom::Earliest),
+            Raw::Word(w) if w == "latest" => Ok(StartFrom::Latest),
+            Raw::Word(w) => w.parse().map(StartFrom::Offset).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "start_from must be \"earliest\", \"latest\" or an offset, not {w:?}"
+                ))
+            }),
+        }
+    }
+}
+
+/// A change posted to `PATCH /api/v1/etl/pipelines/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelinePatch {
+    /// Settings to change; absent fields keep their value.
+    #[serde(default)]
+    pub configuration: Option<ConfigurationPatch>,
+    /// A new version requirement: upgrade or roll back.
+    #[serde(default)]
+    pub module_version: Option<String>,
+    /// A new description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A new error topic.
+    #[serde(default)]
+    pub error_topic: Option<String>,
+}
+
+/// Partial [`Configuration`].
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigurationPatch {
+    /// See [`Configuration::batch_size`].
+    pub batch_size: Option<u32>,
+    /// See [`Configuration::processing_mode`].
+    pub processing_mode: Option<ProcessingMode>,
+    /// See [`Configuration::timeout_ms`].
+    pub timeout_ms: Option<u64>,
+    /// See [`Configuration::retry_policy`].
+    pub retry_policy: Option<RetryPolicy>,
+    /// Replaces the parameters when present.
+    pub params: Option<BTreeMap<String, String>>,
+}
+
+impl ConfigurationPatch {
+    /// `base` with this patch applied.
+    pub fn apply(&self, base: &Configuration) -> Configuration {
+        Configuration {
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            processing_mode: self.processing_mode.unwrap_or(base.processing_mode),
+            timeout_ms: self.timeout_ms.or(base.timeout_ms),
+            retry_policy: self.retry_policy.unwrap_or(base.retry_policy),
+            params: self.params.clone().unwrap_or_else(|| base.params.clone()),
+        }
+    }
+}
+
+/// A definition error: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// The offending field, as a JSON path (`configuration.batch_size`).
+    pub field: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+fn bad(field: &'static str, message: impl Into<String>) -> SpecError {
+    SpecError {
+        field,
+        message: message.into(),
+    }
+}
+
+impl PipelineSpec {
+    /// Checks every field; `topic_ok` is the broker's topic-name rule.
+    pub fn validate(&self, topic_ok: impl Fn(&str) -> Result<(), String>) -> Result<(), SpecError> {
+        let name_ok = !self.pipeline_name.is_empty()
+            && self.pipeline_name.len() <= 128
+            && self
+                .pipeline_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err(bad(
+                "pipeline_name",
+                "use 1 to 128 characters of letters, digits, '.', '_' and '-'",
+            ));
+        }
+        topic_ok(&self.source_topic).map_err(|m| bad("source_topic", m))?;
+        topic_ok(&self.destination_topic).map_err(|m| bad("destination_topic", m))?;
+        if let Some(t) = &self.error_topic {
+            topic_ok(t).map_err(|m| bad("error_topic", m))?;
+            if t == &self.source_topic {
+                return Err(bad("error_topic", "must differ from source_topic (failures would be read again)"));
+            }
+        }
+        if self.destination_topic == self.source_topic {
+            return Err(bad(
+                "destination_topic",
+                "must differ from source_topic (the pipeline would read its own output forever)",
+            ));
+        }
+        if self.module_name.is_empty() {
+            return Err(bad("module_name", "name an uploaded module"));
+        }
+        self.configuration.validate()
+    }
+}
+
+impl Configuration {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
+            return Err(bad(
+                "configuration.batch_size",
+                format!("must be between 1 and {MAX_BATCH_SIZE}, not {}", self.batch_size),
+            ));
+        }
+        if self.timeout_ms == Some(0) {
+            return Err(bad("configuration.timeout_ms", "must be at least 1"));
+        }
+        if self.retry_policy.max_retries > MAX_RETRIES {
+            return Err(bad(
+                "configuration.retry_policy.max_retries",
+                format!("must be at most {MAX_RETRIES}"),
+            ));
+        }
+        if self.retry_policy.backoff_ms > MAX_BACKOFF_MS {
+            return Err(bad(
+                "configuration.retry_policy.backoff_ms",
+                format!("must be at most {MAX_BACKOFF_MS}"),
+            ));
+        }
+        if self.params.len() > MAX_PARAMS
+            || self
+                .params
+                .iter()
+                .any(|(k, v)| k.len() > MAX_PARAM_LEN || v.len() > MAX_PARAM_LEN)
+        {
+            return Err(bad(
+                "configuration.params",
+                format!("at most {MAX_PARAMS} parameters of at most {MAX_PARAM_LEN} bytes each"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The state a user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    /// Run (and run again after a restart).
+    Running,
+    /// Do not run.
+    Stopped,
+}
+
+/// What the broker persists per pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRecord {
+    /// `pipeline-<n>`.
+    pub pipeline_id: String,
+    /// The definition, as last changed.
+    pub spec: PipelineSpec,
+    /// The exact module the pipeline is pinned to (`name-v1.2.3`).
+    pub module_id: String,
+    /// The exact version it is pinned to.
+    pub module_version: semver::Version,
+    /// Running or stopped, as asked.
+    pub desired: DesiredState,
+    /// Why the pipeline last failed, if it did and has not been restarted since.
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+impl PipelineRecord {
+    /// The consumer id its committed source offset is stored under.
+    pub fn consumer_id(&self) -> String {
+        consumer_id(&self.pipeline_id)
+    }
+}
+
+/// The consumer id for a pipeline id.
+pub fn consumer_id(pipeline_id: &str) -> String {
+    format!("pipeline:{pipeline_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUIDE: &str = r#"{
+      "pipeline_name": "message-transformation",
+      "description": "Transform and enrich incoming messages",
+      "source_topic": "raw-events",
+      "destination_topic": "processed-events",
+      "error_topic": "etl-errors",
+      "module_name": "message-processor",
+      "module_version": "1.0.0",
+      "configuration": {
+        "batch_size": 1,
+        "processing_mode": "single_message",
+        "timeout_ms": 1000,
+        "retry_policy": { "max_retries": 3, "backoff_ms": 100 }
+      },
+      "enabled": true
+    }"#;
+
+    fn any_topic(_: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[test]
+    fn guide_pipeline_json_parses_and_validates() {
+        let spec: PipelineSpec = serde_json::from_str(GUIDE).unwrap();
+        assert_eq!(spec.configuration.batch_size, 1);
+        assert_eq!(spec.configuration.retry_policy.max_retries, 3);
+        assert_eq!(spec.start_from, StartFrom::Earliest);
+        spec.validate(any_topic).unwrap();
+    }
+
+    #[test]
+    fn unknown_processing_mode_is_rejected_by_name() {
+        let text = GUIDE.replace("single_message", "batch_magic");
+        let err = serde_json::from_str::<PipelineSpec>(&text).unwrap_err().to_string();
+        assert!(err.contains("batch_magic"), "{err}");
+        assert!(err.contains("single_message"), "{err}");
+    }
+
+    #[test]
+    fn misspelt_field_is_rejected() {
+        let text = GUIDE.replace("\"batch_size\"", "\"batchsize\"");
+        let err = serde_json::from_str::<PipelineSpec>(&text).unwrap_err().to_string();
+        assert!(err.contains("batchsize"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_settings_name_the_field() {
+        let mut spec: PipelineSpec = serde_json::from_str(GUIDE).unwrap();
+        spec.configuration.batch_size = 0;
+        assert_eq!(spec.validate(any_topic).unwrap_err().field, "configuration.batch_size");
+        spec.configuration.batch_size = 1;
+        spec.destination_topic = spec.source_topic.clone();
+        assert_eq!(spec.validate(any_topic).unwrap_err().field, "destination_topic");
+    }
+
+    #[test]
+    fn start_from_accepts_words_and_offsets() {
+        for (json, want) in [
+            ("\"earliest\"", StartFrom::Earliest),
+            ("\"latest\"", StartFrom::Latest),
+            ("42", StartFrom::Offset(42)),
+            ("\"42\"", StartFrom::Offset(42)),
+        ] {
+            assert_eq!(serde_json::from_str::<StartFrom>(json).unwrap(), want);
+        }
+        assert!(serde_json::from_str::<StartFrom>("\"soon\"").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy { max_retries: 5, backoff_ms: 100 };
+        assert_eq!(p.backoff(1).as_millis(), 100);
+        assert_eq!(p.backoff(2).as_millis(), 200);
+        assert_eq!(p.backoff(3).as_millis(), 400);
+        let big = RetryPolicy { max_retries: 5, backoff_ms: 50_000 };
+        assert_eq!(big.backoff(4).as_millis() as u64, MAX_BACKOFF_MS);
+    }
+
+    #[test]
+    fn configuration_patch_keeps_unset_fields() {
+        let base = Configuration::default();
+        let patch: ConfigurationPatch = serde_json::from_str(r#"{"timeout_ms": 500, "batch_size": 10}"#).unwrap();
+        let merged = patch.apply(&base);
+        assert_eq!(merged.batch_size, 10);
+        assert_eq!(merged.timeout_ms, Some(500));
+        assert_eq!(merged.retry_policy, base.retry_policy);
+    }
+}

@@ -1,0 +1,376 @@
+//! The ETL loop of one running pipeline, on its own thread: fetch a batch, run each
+//! message through the module (with retries), commit outputs, failures and the new
+//! source position in one step, repeat.
+//!
+//! Guest calls are synchronous (wasmtime runs them on the calling thread, bounded by
+//! epoch deadlines), so each running pipeline owns a plain OS thread rather than an
+//! async task; the runtime's semaphore bounds how many guest calls run at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, info_span, warn};
+
+use super::io::{CommitBatch, Fetched, Sink, Source};
+use super::metrics::PipelineMetrics;
+use super::spec::Configuration;
+use crate::message::Message;
+use crate::runtime::{ProcessContext, Transform, TransformError};
+
+/// How long an idle worker waits for new messages before checking for a stop or an
+/// update again.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// The longest error text copied into an error-topic header: guests control it.
+pub const MAX_ERROR_HEADER_LEN: usize = 4096;
+
+/// Headers the broker adds to the messages it writes.
+pub mod headers {
+    /// On every output: the exact module (`name-v1.2.3`) that produced it.
+    pub const MODULE: &str = "x-rustmq-module";
+    /// On every output: the exact module version that produced it.
+    pub const MODULE_VERSION: &str = "x-rustmq-module-version";
+    /// On error-topic messages: the pipeline id.
+    pub const PIPELINE: &str = "x-rustmq-pipeline";
+    /// On error-topic messages: the source topic.
+    pub const SOURCE_TOPIC: &str = "x-rustmq-source-topic";
+    /// On error-topic messages: the source offset.
+    pub const SOURCE_OFFSET: &str = "x-rustmq-source-offset";
+    /// On error-topic messages: the error text (truncated to 4 KiB).
+    pub const ERROR: &str = "x-rustmq-error";
+    /// On error-topic messages: why it failed (`dead_letter`, `module_error`,
+    /// `timeout`, `memory_limit`, `trap`, `abi`, `init_refused`, `instantiate`).
+    pub const ERROR_CAUSE: &str = "x-rustmq-error-cause";
+    /// On error-topic messages: how many calls were made.
+    pub const ATTEMPTS: &str = "x-rustmq-attempts";
+}
+
+/// The module a worker runs: a live instance plus what identifies it.
+pub struct Loaded {
+    /// The instance.
+    pub transform: Box<dyn Transform>,
+    /// `name-v1.2.3`.
+    pub module_id: String,
+    /// `1.2.3`.
+    pub version: String,
+}
+
+/// A change handed to a running worker; applied between two batches.
+pub struct Update {
+    /// The new module instance (already initialised with the new parameters).
+    pub loaded: Loaded,
+    /// The new settings.
+    pub configuration: Configuration,
+}
+
+/// The state of a pipeline's run, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// Processing (or waiting for messages).
+    Running,
+    /// Stopped on request.
+    Stopped,
+    /// Stopped by a failure it cannot get past.
+    Failed(String),
+}
+
+/// Shared between the worker and its manager.
+#[derive(Default)]
+pub struct Control {
+    stop: AtomicBool,
+    update: Mutex<Option<Update>>,
+    /// Wakes a worker sleeping through a retry backoff.
+    bell: (Mutex<()>, Condvar),
+}
+
+impl Control {
+    /// Asks the worker to stop at the next message boundary.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.bell.1.notify_all();
+    }
+
+    /// Hands the worker an update to apply at the next batch boundary.
+    pub fn request_update(&self, update: Update) {
+        *self.update.lock().unwrap_or_else(|p| p.into_inner()) = Some(update);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps `d` unless a stop is requested first; true if it slept through.
+    fn sleep(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut guard = self.bell.0.lock().unwrap_or_else(|p| p.into_inner());
+        while !self.stopping() {
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            guard = self
+                .bell
+                .1
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        false
+    }
+}
+
+/// Everything a worker needs.
+pub struct Worker {
+    /// The pipeline id.
+    pub pipeline_id: String,
+    /// The source topic's name (for the context and error headers).
+    pub source_topic: String,
+    /// Whether failures have somewhere to go.
+    pub has_error_topic: bool,
+    /// Settings in force.
+    pub configuration: Configuration,
+    /// The module in use.
+    pub loaded: Loaded,
+    /// Where messages come from.
+    pub source: Box<dyn Source>,
+    /// Where results go.
+    pub sink: Box<dyn Sink>,
+    /// Counters.
+    pub metrics: Arc<PipelineMetrics>,
+    /// Stop and update requests.
+    pub control: Arc<Control>,
+    /// Recycles of instances replaced by updates, so the metric keeps counting.
+    pub recycle_base: u64,
+}
+
+/// What became of one input message.
+enum Routed {
+    Outputs(Vec<Message>),
+    Errors(Vec<Message>),
+    /// It failed for good and there is no error topic: stop, leaving it uncommitted.
+    Halt(String),
+    /// A stop arrived during a retry backoff: leave it uncommitted.
+    Interrupted,
+}
+
+impl Worker {
+    /// Runs until stopped or failed; returns how it ended.
+    pub fn run(mut self) -> RunState {
+        let span = info_span!(target: "rustmq::etl::pipeline", "pipeline", pipeline_id = %self.pipeline_id, module_id = %self.loaded.module_id);
+        let _enter = span.enter();
+        let start = match self.sink.committed() {
+            Ok(offset) => offset.unwrap_or(0),
+            Err(e) => return RunState::Failed(format!("could not read the committed offset: {e}")),
+        };
+        self.source.seek(start);
+        self.metrics.mark_started();
+        info!(target: "rustmq::etl::pipeline", offset = start, "pipeline running");
+        loop {
+            if self.control.stopping() {
+                info!(target: "rustmq::etl::pipeline", "pipeline stopped");
+                return RunState::Stopped;
+            }
+            self.apply_update();
+            let fetched = match self
+                .source
+                .fetch(self.configuration.batch_size as usize, IDLE_WAIT)
+            {
+                Ok(f) => f,
+                Err(e) => return self.fail(format!("reading the source failed: {e}")),
+            };
+            if fetched.is_empty() {
+                continue;
+            }
+            if let Some(end) = self.process_batch(fetched) {
+                return end;
+            }
+        }
+    }
+
+    fn apply_update(&mut self) {
+        let update = self
+            .control
+            .update
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(update) = update {
+            self.recycle_base += self.loaded.transform.recycles();
+            info!(target: "rustmq::etl::pipeline", from = %self.loaded.module_id, to = %update.loaded.module_id, "pipeline switched module at a batch boundary");
+            self.loaded = update.loaded;
+            self.configuration = update.configuration;
+        }
+    }
+
+    /// Processes and commits one batch; `Some` when the worker must end.
+    fn process_batch(&mut self, fetched: Vec<Fetched>) -> Option<RunState> {
+        let mut batch = CommitBatch::default();
+        let mut handled = 0usize;
+        let mut end = None;
+        let mut produced = 0u64;
+        for f in &fetched {
+            if self.control.stopping() {
+                break;
+            }
+            match self.handle(f) {
+                Routed::Outputs(msgs) => {
+                    produced += msgs.len() as u64;
+                    batch.destination.extend(msgs);
+                }
+                Routed::Errors(msgs) => batch.errors.extend(msgs),
+                Routed::Halt(reason) => {
+                    end = Some(reason);
+                    break;
+                }
+                Routed::Interrupted => break,
+            }
+            batch.next_offset = f.offset + 1;
+            handled += 1;
+        }
+        if handled > 0 {
+            let next = batch.next_offset;
+            if let Err(e) = self.sink.commit(batch) {
+                return Some(self.fail(format!("committing the batch failed: {e}")));
+            }
+            self.metrics.outputs.fetch_add(produced, Ordering::Relaxed);
+            self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+            self.metrics.committed_offset.store(next, Ordering::Relaxed);
+            debug!(target: "rustmq::etl::pipeline", offset = next, messages = handled, "batch committed");
+        }
+        self.metrics.recycles.store(
+            self.recycle_base + self.loaded.transform.recycles(),
+            Ordering::Relaxed,
+        );
+        self.metrics
+            .memory_bytes
+            .store(self.loaded.transform.memory_bytes(), Ordering::Relaxed);
+        if let Some(reason) = end {
+            return Some(self.fail(reason));
+        }
+        // A stop (or an interrupted retry) leaves the rest of the batch uncommitted;
+        // the next start reads it again from the committed offset.
+        None
+    }
+
+    fn fail(&self, reason: String) -> RunState {
+        warn!(target: "rustmq::etl::pipeline", reason = %reason, "pipeline failed");
+        RunState::Failed(reason)
+    }
+
+    /// Runs one message through the module, retrying failures per the policy.
+    fn handle(&mut self, f: &Fetched) -> Routed {
+        let policy = self.configuration.retry_policy;
+        let mut attempt = 1u32;
+        loop {
+            let ctx = ProcessContext {
+                pipeline_id: self.pipeline_id.clone(),
+                source_topic: self.source_topic.clone(),
+                source_offset: f.offset,
+                attempt,
+            };
+            let started = Instant::now();
+            let result = self.loaded.transform.process(&f.message, &ctx);
+            self.metrics
+                .record_time(started.elapsed().as_micros() as u64);
+            let (cause, error) = match result {
+                Ok(out) if out.error.is_none() => {
+                    self.metrics.processed.fetch_add(1, Ordering::Relaxed);
+                    if out.messages.is_empty() {
+                        self.metrics.filtered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let mut msgs = out.messages;
+                    for m in &mut msgs {
+                        m.set_header(headers::MODULE, self.loaded.module_id.as_str());
+                        m.set_header(headers::MODULE_VERSION, self.loaded.version.as_str());
+                    }
+                    return Routed::Outputs(msgs);
+                }
+                Ok(out) if out.should_continue => {
+                    // The guide's dead-letter pattern: straight to the error topic.
+                    let error = out.error.unwrap_or_default();
+                    let msgs = if out.messages.is_empty() {
+                        vec![f.message.clone()]
+                    } else {
+                        out.messages
+                    };
+                    return self.to_error_topic(f, msgs, "dead_letter", &error, attempt);
+                }
+                Ok(out) => ("module_error", out.error.unwrap_or_default()),
+                Err(e) => (e.cause(), describe(&e)),
+            };
+            debug!(target: "rustmq::etl::pipeline", offset = f.offset, attempt, cause, error = %error, "module call failed");
+            if attempt > policy.max_retries {
+                return self.to_error_topic(f, vec![f.message.clone()], cause, &error, attempt);
+            }
+            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            if !self.control.sleep(policy.backoff(attempt)) {
+                return Routed::Interrupted;
+            }
+            attempt += 1;
+        }
+    }
+
+    fn to_error_topic(
+        &self,
+        f: &Fetched,
+        mut msgs: Vec<Message>,
+        cause: &str,
+        error: &str,
+        attempts: u32,
+    ) -> Routed {
+        if !self.has_error_topic {
+            return Routed::Halt(format!(
+                "message at offset {} of topic {:?} failed after {attempts} attempt(s) ({cause}: {error}) and the pipeline has no error_topic; fix the module or add an error_topic, then start the pipeline again",
+                f.offset, self.source_topic
+            ));
+        }
+        self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+        let error = truncate(error, MAX_ERROR_HEADER_LEN);
+        for m in &mut msgs {
+            m.set_header(headers::PIPELINE, self.pipeline_id.as_str());
+            m.set_header(headers::MODULE, self.loaded.module_id.as_str());
+            m.set_header(headers::MODULE_VERSION, self.loaded.version.as_str());
+            m.set_header(headers::SOURCE_TOPIC, self.source_topic.as_str());
+            m.set_header(headers::SOURCE_OFFSET, f.offset.to_string());
+            m.set_header(headers::ERROR, error);
+            m.set_header(headers::ERROR_CAUSE, cause);
+            m.set_header(headers::ATTEMPTS, attempts.to_string());
+        }
+        Routed::Errors(msgs)
+    }
+}
+
+fn describe(e: &TransformError) -> String {
+    e.to_string()
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_keeps_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    #[test]
+    fn stop_interrupts_a_backoff_sleep() {
+        let c = Arc::new(Control::default());
+        let c2 = c.clone();
+        let t = std::thread::spawn(move || c2.sleep(Duration::from_secs(60)));
+        c.request_stop();
+        assert!(!t.join().unwrap());
+    }
+}

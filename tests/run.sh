@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole RustMQ ETL test suite. Works on a machine that has only the Rust
+# toolchain: it installs the WebAssembly targets and cargo-component first (each only
+# when missing; cargo-component goes to ~/.cargo/bin, outside the repository).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> WebAssembly targets"
+rustup target add wasm32-wasip2 wasm32-wasip1 wasm32-unknown-unknown
+
+echo "==> cargo-component"
+if ! command -v cargo-component >/dev/null 2>&1; then
+  cargo install cargo-component --locked --version 0.21.1
+fi
+
+echo "==> workspace tests (guests are built from source by tests/build.rs)"
+cargo test --workspace --locked
+
+echo "==> guest template unit tests (native, no wasm)"
+(cd guest-template && cargo test --locked)
