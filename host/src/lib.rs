@@ -11,3 +11,4 @@
 
 pub mod message;
 pub mod runtime;
+pub mod storage;

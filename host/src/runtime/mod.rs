@@ -13,6 +13,20 @@
 
 use crate::message::Message;
 
+mod bindings;
+mod component;
+mod engine;
+mod loader;
+pub mod wasi;
+
+pub use bindings::WORLD;
+pub use component::{ComponentTransform, MAX_ERROR_TEXT_BYTES};
+pub use engine::{Runtime, RuntimeError, RuntimeLimits, EPOCH_TICK};
+pub use loader::{
+    compile_legacy, deserialize_legacy, detect_kind, CompiledModule, LegacyModule, LoadError,
+    ModuleInfo, ModuleKind, MAX_LISTED_NAMES, REQUIRED_EXPORTS,
+};
+
 /// Where the message being processed comes from; passed with every call.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessContext {
@@ -49,7 +63,9 @@ pub enum TransformError {
         limit_ms: u64,
     },
     /// The guest tried to grow its memory past the configured limit.
-    #[error("the module tried to use more than the {limit_bytes}-byte memory limit and was stopped")]
+    #[error(
+        "the module tried to use more than the {limit_bytes}-byte memory limit and was stopped"
+    )]
     MemoryLimit {
         /// The limit in force.
         limit_bytes: u64,
@@ -101,4 +117,11 @@ pub trait Transform: Send {
 
     /// Bytes of linear memory the current instance holds (0 when none is live).
     fn memory_bytes(&self) -> u64;
+
+    /// Sets the deadline for each later call, in milliseconds (a pipeline's
+    /// `timeout_ms`, usually shorter than the runtime's `execution_timeout_ms`).
+    /// Implementations that cannot change their deadline keep the runtime's.
+    fn set_timeout_ms(&mut self, ms: u64) {
+        let _ = ms;
+    }
 }

@@ -1,0 +1,410 @@
+//! The JSON that crosses the legacy ABI, and the bounded reader for the guest's answer.
+//!
+//! Input is serde's default encoding of the guide's `Message`: `value` as an array of
+//! byte numbers, `headers` as an object. The answer is the guide's `ProcessResult`; a
+//! message's `value` may come back as a byte array or (from hand-written modules) a
+//! string. The guide's `process_message` returns only a pointer, so the reader parses
+//! exactly one JSON value starting there, bounded by the end of memory and the output
+//! cap, and ignores whatever follows it (no NUL terminator is required).
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AbiFault;
+
+/// How many bytes of a non-JSON result an error quotes.
+const NEAR_BYTES: usize = 64;
+
+/// A message as handed to the guest, borrowed from the caller's message so that
+/// encoding it copies nothing but the JSON text.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LegacyInput<'a> {
+    /// The key, or null.
+    pub key: Option<&'a str>,
+    /// The payload; encoded as an array of numbers, as serde encodes the guide's `Vec<u8>`.
+    pub value: &'a [u8],
+    /// Header pairs; encoded as an object. When a name repeats, only its last value is
+    /// sent (the guide's `HashMap` would keep only one anyway).
+    #[serde(serialize_with = "headers_as_object")]
+    pub headers: &'a [(String, String)],
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+fn headers_as_object<S: Serializer>(
+    headers: &&[(String, String)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let last_of_its_name =
+        |i: usize| !headers[i + 1..].iter().any(|(k, _)| *k == headers[i].0);
+    let mut map = serializer.serialize_map(None)?;
+    for (i, (k, v)) in headers.iter().enumerate() {
+        if last_of_its_name(i) {
+            map.serialize_entry(k, v)?;
+        }
+    }
+    map.end()
+}
+
+/// A message the guest returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyMessage {
+    /// The key, or null.
+    pub key: Option<String>,
+    /// The payload.
+    pub value: Vec<u8>,
+    /// Header pairs, in the order the guest's JSON object listed them.
+    pub headers: Vec<(String, String)>,
+    /// Milliseconds since the epoch; the input's when the guest left it out.
+    pub timestamp: i64,
+}
+
+/// The guest's answer to one message (the guide's `ProcessResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyOutput {
+    /// 0 = filtered, 1 = transformed, n = fan-out.
+    pub messages: Vec<LegacyMessage>,
+    /// The guest's `should_continue`.
+    pub should_continue: bool,
+    /// The guest's `error`, if it reported one.
+    pub error: Option<String>,
+}
+
+/// `ProcessResult` as it appears in the guest's JSON. Unknown fields are ignored: old
+/// modules may carry extra diagnostics.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawResult {
+    transformed_messages: Vec<RawMessage>,
+    should_continue: bool,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMessage {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(deserialize_with = "bytes_or_text")]
+    value: Vec<u8>,
+    #[serde(default, deserialize_with = "object_as_pairs")]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+}
+
+impl RawResult {
+    /// The caller-facing answer, checking the message count and filling missing
+    /// timestamps with the input's.
+    pub(crate) fn into_output(
+        self,
+        input_timestamp: i64,
+        max_messages: usize,
+    ) -> Result<LegacyOutput, AbiFault> {
+        let count = self.transformed_messages.len();
+        if count > max_messages {
+            return Err(AbiFault::TooManyMessages {
+                count,
+                max: max_messages,
+            });
+        }
+        Ok(LegacyOutput {
+            messages: self
+                .transformed_messages
+                .into_iter()
+                .map(|m| LegacyMessage {
+                    key: m.key,
+                    value: m.value,
+                    headers: m.headers,
+                    timestamp: m.timestamp.unwrap_or(input_timestamp),
+                })
+                .collect(),
+            should_continue: self.should_continue,
+            error: self.error,
+        })
+    }
+}
+
+fn bytes_or_text<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of byte numbers or a string")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<u8>, E> {
+            Ok(s.as_bytes().to_vec())
+        }
+        fn visit_string<E: de::Error>(self, s: String) -> Result<Vec<u8>, E> {
+            Ok(s.into_bytes())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // The JSON length is already capped; no size hint is trusted beyond it.
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn object_as_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of string header values")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(pair) = map.next_entry::<String, String>()? {
+                out.push(pair);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Reads the one JSON value that starts at `ptr` (the guide's pointer-only result).
+///
+/// The value may end anywhere before the end of memory and within `cap` bytes; bytes
+/// after it are ignored.
+pub(crate) fn read_pointer_result(
+    memory: &[u8],
+    ptr: u32,
+    cap: usize,
+) -> Result<RawResult, AbiFault> {
+    let start = ptr as usize;
+    if ptr == 0 {
+        return Err(AbiFault::NullOutput);
+    }
+    if start >= memory.len() {
+        return Err(AbiFault::OutputOutOfBounds {
+            ptr,
+            memory_size: memory.len(),
+        });
+    }
+    let end_by_cap = start.saturating_add(cap);
+    let end = end_by_cap.min(memory.len());
+    let window = &memory[start..end];
+    let first = serde_json::Deserializer::from_slice(window)
+        .into_iter::<RawResult>()
+        .next();
+    match first {
+        Some(Ok(result)) => Ok(result),
+        Some(Err(e)) if !e.is_eof() => Err(classify(e, window)),
+        // The window ended inside the value (or held only whitespace).
+        _ if end_by_cap <= memory.len() => Err(AbiFault::OutputTooLarge { ptr, cap }),
+        _ => Err(AbiFault::OutputRunsOffMemory {
+            ptr,
+            memory_size: memory.len(),
+        }),
+    }
+}
+
+/// Reads exactly `len` bytes at `ptr` as one JSON value (the packed-i64 result).
+pub(crate) fn read_packed_result(
+    memory: &[u8],
+    ptr: u32,
+    len: u32,
+    cap: usize,
+) -> Result<RawResult, AbiFault> {
+    if ptr == 0 {
+        return Err(AbiFault::NullOutput);
+    }
+    if len as usize > cap {
+        return Err(AbiFault::OutputTooLarge { ptr, cap });
+    }
+    let start = ptr as usize;
+    let bytes = memory
+        .get(start..start + len as usize)
+        .ok_or_else(|| AbiFault::OutputLengthOutOfBounds {
+            ptr,
+            len,
+            memory_size: memory.len(),
+        })?;
+    serde_json::from_slice(bytes).map_err(|e| classify(e, bytes))
+}
+
+fn classify(e: serde_json::Error, bytes: &[u8]) -> AbiFault {
+    match e.classify() {
+        serde_json::error::Category::Data => AbiFault::NotProcessResult(e.to_string()),
+        _ => AbiFault::NotJson {
+            error: e.to_string(),
+            near: String::from_utf8_lossy(&bytes[..bytes.len().min(NEAR_BYTES)]).into_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"{"transformed_messages":[{"key":"k","value":[104,105],"headers":{"a":"1"},"timestamp":5}],"should_continue":true,"error":null}"#;
+
+    /// A memory of `size` zero bytes with `text` at `at`.
+    fn memory_with(size: usize, at: usize, text: &[u8]) -> Vec<u8> {
+        let mut m = vec![0u8; size];
+        m[at..at + text.len()].copy_from_slice(text);
+        m
+    }
+
+    fn output(r: RawResult) -> LegacyOutput {
+        r.into_output(0, 100).unwrap()
+    }
+
+    #[test]
+    fn reads_one_value_without_a_terminator_and_ignores_trailing_garbage() {
+        let mut text = OK.as_bytes().to_vec();
+        text.extend_from_slice(b"\xff\x00garbage{]");
+        let mem = memory_with(1024, 16, &text);
+        let out = output(read_pointer_result(&mem, 16, 4096).unwrap());
+        assert_eq!(out.messages[0].value, b"hi");
+        assert_eq!(out.messages[0].headers, vec![("a".into(), "1".into())]);
+        assert!(out.should_continue);
+
+        // The value may end exactly at the end of memory.
+        let mem = memory_with(16 + OK.len(), 16, OK.as_bytes());
+        assert!(read_pointer_result(&mem, 16, 4096).is_ok());
+    }
+
+    #[test]
+    fn value_may_be_a_string() {
+        let text = br#"{"transformed_messages":[{"key":null,"value":"hi","headers":{}}],"should_continue":false}"#;
+        let mem = memory_with(512, 8, text);
+        let out = read_pointer_result(&mem, 8, 4096)
+            .unwrap()
+            .into_output(77, 10)
+            .unwrap();
+        assert_eq!(out.messages[0].value, b"hi");
+        assert_eq!(out.messages[0].timestamp, 77, "missing timestamp takes the input's");
+        assert_eq!(out.error, None);
+    }
+
+    #[test]
+    fn value_running_off_the_end_of_memory_is_reported() {
+        let mem = memory_with(64, 60, b"{\"tr");
+        assert_eq!(
+            read_pointer_result(&mem, 60, 4096).unwrap_err(),
+            AbiFault::OutputRunsOffMemory {
+                ptr: 60,
+                memory_size: 64
+            }
+        );
+    }
+
+    #[test]
+    fn value_longer_than_the_cap_is_reported() {
+        let mem = memory_with(1024, 8, OK.as_bytes());
+        assert_eq!(
+            read_pointer_result(&mem, 8, 20).unwrap_err(),
+            AbiFault::OutputTooLarge { ptr: 8, cap: 20 }
+        );
+    }
+
+    #[test]
+    fn wild_and_null_pointers_are_reported() {
+        let mem = vec![0u8; 64];
+        assert_eq!(
+            read_pointer_result(&mem, 0, 10).unwrap_err(),
+            AbiFault::NullOutput
+        );
+        let err = read_pointer_result(&mem, u32::MAX, 10).unwrap_err();
+        assert_eq!(
+            err,
+            AbiFault::OutputOutOfBounds {
+                ptr: u32::MAX,
+                memory_size: 64
+            }
+        );
+        assert!(err.to_string().contains("-1 as i32"), "{err}");
+    }
+
+    #[test]
+    fn non_json_and_partial_json_say_what_was_there() {
+        let mem = memory_with(256, 4, b"hello, host");
+        let err = read_pointer_result(&mem, 4, 4096).unwrap_err();
+        assert!(matches!(&err, AbiFault::NotJson { near, .. } if near.starts_with("hello, host")));
+
+        // A truncated value followed by zeroed memory is a syntax error, not a hang.
+        let mem = memory_with(256, 4, br#"{"transformed_messages": ["#);
+        assert!(matches!(
+            read_pointer_result(&mem, 4, 4096).unwrap_err(),
+            AbiFault::NotJson { .. }
+        ));
+    }
+
+    #[test]
+    fn json_of_the_wrong_shape_is_not_a_process_result() {
+        for text in [
+            &br#"{"should_continue":true}"#[..],
+            br#"[1,2,3]"#,
+            br#"{"transformed_messages":[{"value":[300]}],"should_continue":true}"#,
+            br#"{"transformed_messages":[{"value":"x","headers":{"n":1}}],"should_continue":true}"#,
+        ] {
+            let mem = memory_with(256, 4, text);
+            let err = read_pointer_result(&mem, 4, 4096).unwrap_err();
+            assert!(matches!(err, AbiFault::NotProcessResult(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn packed_result_reads_exactly_its_length() {
+        let mut mem = memory_with(1024, 8, OK.as_bytes());
+        mem[8 + OK.len()] = b'x'; // Trailing bytes beyond the length are not read.
+        assert!(read_packed_result(&mem, 8, OK.len() as u32, 4096).is_ok());
+        assert!(matches!(
+            read_packed_result(&mem, 8, OK.len() as u32 - 1, 4096).unwrap_err(),
+            AbiFault::NotJson { .. }
+        ));
+        assert_eq!(
+            read_packed_result(&mem, 1000, 100, 4096).unwrap_err(),
+            AbiFault::OutputLengthOutOfBounds {
+                ptr: 1000,
+                len: 100,
+                memory_size: 1024
+            }
+        );
+        assert_eq!(
+            read_packed_result(&mem, 8, 5000, 4096).unwrap_err(),
+            AbiFault::OutputTooLarge { ptr: 8, cap: 4096 }
+        );
+    }
+
+    #[test]
+    fn too_many_messages_are_refused() {
+        let mem = memory_with(1024, 8, OK.as_bytes());
+        let raw = read_pointer_result(&mem, 8, 4096).unwrap();
+        assert_eq!(
+            raw.into_output(0, 0).unwrap_err(),
+            AbiFault::TooManyMessages { count: 1, max: 0 }
+        );
+    }
+
+    #[test]
+    fn input_uses_serde_default_encoding_and_last_header_wins() {
+        let headers = vec![
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+            ("a".to_string(), "3".to_string()),
+        ];
+        let input = LegacyInput {
+            key: None,
+            value: b"hi",
+            headers: &headers,
+            timestamp: 9,
+        };
+        assert_eq!(
+            serde_json::to_string(&input).unwrap(),
+            r#"{"key":null,"value":[104,105],"headers":{"b":"2","a":"3"},"timestamp":9}"#
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! One live legacy guest and the per-message ABI.
+//!
+//! For each message: `alloc(len)`, write the JSON input, `process_message(ptr, len)`,
+//! read the result, `dealloc(ptr, len)`. One epoch deadline covers the whole sequence.
+//!
+//! The guide's module leaks every result (`mem::forget`), so its memory only grows.
+//! After each message, if memory has passed [`LegacyLimits::recycle_watermark_bytes`],
+//! the instance is dropped and the next message gets a fresh one: the module runs
+//! forever without reaching the memory limit. Any fault drops the instance too, since
+//! its memory can no longer be trusted.
+
+use wasmtime::{
+    Memory, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::abi::{read_packed_result, read_pointer_result, LegacyInput, LegacyOutput};
+use crate::error::{AbiFault, CallError};
+use crate::inspect::{ProcessAbi, INITIALIZE_EXPORT};
+use crate::module::LegacyModule;
+use crate::wasi::WasiFactory;
+
+/// Table elements an instance may hold; Rust modules need a few hundred at most, and a
+/// guest-grown table is host memory outside the linear-memory limit.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 17;
+
+/// Default cap on one result's JSON, in bytes.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 << 20;
+
+/// Default cap on messages in one result.
+pub const DEFAULT_MAX_OUTPUT_MESSAGES: usize = 1024;
+
+/// The limits one instance runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyLimits {
+    /// Linear memory an instance may grow to; a grow past it fails inside the guest.
+    pub memory_limit_bytes: u64,
+    /// Once memory is larger than this after a message, the instance is replaced.
+    /// Must leave room below the limit for one message's peak use.
+    pub recycle_watermark_bytes: u64,
+    /// Wall-clock budget for one message (`alloc` + `process_message` + `dealloc`).
+    pub execution_timeout_ms: u64,
+    /// How often the engine's epoch is incremented; converts the timeout to ticks.
+    pub epoch_tick_ms: u64,
+    /// Largest result JSON read back, in bytes.
+    pub max_output_bytes: usize,
+    /// Most messages one result may hold.
+    pub max_output_messages: usize,
+}
+
+impl LegacyLimits {
+    /// Limits with the recycle watermark at half the memory limit and default output
+    /// caps.
+    pub fn new(memory_limit_bytes: u64, execution_timeout_ms: u64, epoch_tick_ms: u64) -> Self {
+        LegacyLimits {
+            memory_limit_bytes,
+            recycle_watermark_bytes: memory_limit_bytes / 2,
+            execution_timeout_ms,
+            epoch_tick_ms,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_output_messages: DEFAULT_MAX_OUTPUT_MESSAGES,
+        }
+    }
+
+    /// The timeout in epoch ticks, rounded up, at least one.
+    fn deadline_ticks(&self) -> u64 {
+        self.execution_timeout_ms
+            .div_ceil(self.epoch_tick_ms.max(1))
+            .max(1)
+    }
+}
+
+/// Store data of a legacy instance.
+pub struct LegacyState {
+    pub(crate) wasi: WasiP1Ctx,
+    limiter: Limiter,
+}
+
+/// [`StoreLimits`] that remembers a refused memory grow, so the trap that usually
+/// follows (Rust aborts on allocation failure) is reported as the memory limit.
+struct Limiter {
+    inner: StoreLimits,
+    refused_grow: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        self.refused_grow |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+enum ProcessFn {
+    Pointer(TypedFunc<(i32, i32), i32>),
+    Packed(TypedFunc<(i32, i32), i64>),
+}
+
+/// One instantiation: its store and the exports the ABI calls.
+struct Live {
+    store: Store<LegacyState>,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    dealloc: TypedFunc<(i32, i32), ()>,
+    process: ProcessFn,
+}
+
+/// A legacy module bound to limits and a WASI policy, holding at most one live
+/// instance and replacing it as needed. Not shared between threads.
+pub struct LegacyInstance {
+    module: LegacyModule,
+    limits: LegacyLimits,
+    wasi: WasiFactory,
+    live: Option<Live>,
+    /// The JSON input buffer, reused across messages.
+    input: Vec<u8>,
+    recycles: u64,
+}
+
+impl LegacyInstance {
+    /// Instantiates `module` now, so a module that cannot start fails here rather than
+    /// on its first message.
+    pub fn new(
+        module: &LegacyModule,
+        limits: LegacyLimits,
+        wasi: WasiFactory,
+    ) -> Result<LegacyInstance, CallError> {
+        let mut instance = LegacyInstance {
+            module: module.clone(),
+            limits,
+            wasi,
+            live: None,
+            input: Vec::new(),
+            recycles: 0,
+        };
+        instance.live = Some(instance.instantiate()?);
+        Ok(instance)
+    }
+
+    /// Runs the guest on one message.
+    pub fn process(&mut self, input: &LegacyInput<'_>) -> Result<LegacyOutput, CallError> {
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None => self.instantiate()?,
+        };
+        self.input.clear();
+        serde_json::to_writer(&mut self.input, input)
+            .map_err(|e| CallError::Instantiate(format!("could not encode the input: {e}")))?;
+        match self.call(&mut live, input.timestamp) {
+            Ok(output) => {
+                if (live.memory.data_size(&live.store) as u64) > self.limits.recycle_watermark_bytes
+                {
+                    self.recycles += 1;
+                } else {
+                    self.live = Some(live);
+                }
+                Ok(output)
+            }
+            Err(e) => {
+                self.recycles += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// How many times the instance has been replaced (after faults, or to reclaim
+    /// leaked memory).
+    pub fn recycles(&self) -> u64 {
+        self.recycles
+    }
+
+    /// Bytes of linear memory the live instance holds (0 when none is live).
+    pub fn memory_bytes(&self) -> u64 {
+        self.live
+            .as_ref()
+            .map_or(0, |l| l.memory.data_size(&l.store) as u64)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &LegacyLimits {
+        &self.limits
+    }
+
+    fn instantiate(&self) -> Result<Live, CallError> {
+        const DURING: &str = "instantiate";
+        let engine = self.module.module().engine();
+        let limiter = Limiter {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(usize::try_from(self.limits.memory_limit_bytes).unwrap_or(usize::MAX))
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .instances(1)
+                .memories(1)
+                .tables(1)
+                .build(),
+            refused_grow: false,
+        };
+        let mut store = Store::new(
+            engine,
+            LegacyState {
+                wasi: (self.wasi)(),
+                limiter,
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        let instance = self
+            .module
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| self.fault(&store, e, DURING).unwrap_or_else(|e| CallError::Instantiate(format!("{e:#}"))))?;
+        let missing = |what: &str| CallError::Instantiate(format!("export `{what}` is missing or has the wrong type"));
+        if self.module.info().has_initialize {
+            let init = instance
+                .get_typed_func::<(), ()>(&mut store, INITIALIZE_EXPORT)
+                .map_err(|_| missing(INITIALIZE_EXPORT))?;
+            init.call(&mut store, ())
+                .map_err(|e| self.call_fault(&store, e, INITIALIZE_EXPORT))?;
+        }
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| missing("memory"))?;
+        let alloc = instance
+            .get_typed_func(&mut store, "alloc")
+            .map_err(|_| missing("alloc"))?;
+        let dealloc = instance
+            .get_typed_func(&mut store, "dealloc")
+            .map_err(|_| missing("dealloc"))?;
+        let process = match self.module.info().abi {
+            ProcessAbi::Pointer => instance
+                .get_typed_func(&mut store, "process_message")
+                .map(ProcessFn::Pointer),
+            ProcessAbi::PackedPointerLength => instance
+                .get_typed_func(&mut store, "process_message")
+                .map(ProcessFn::Packed),
+        }
+        .map_err(|_| missing("process_message"))?;
+        Ok(Live {
+            store,
+            memory,
+            alloc,
+            dealloc,
+            process,
+        })
+    }
+
+    /// The ABI sequence for the JSON already in `self.input`.
+    fn call(&self, live: &mut Live, input_timestamp: i64) -> Result<LegacyOutput, CallError> {
+        let bytes = self.input.as_slice();
+        let len = i32::try_from(bytes.len())
+            .map_err(|_| AbiFault::InputTooLarge { len: bytes.len() })?;
+        live.store.data_mut().limiter.refused_grow = false;
+        live.store.set_epoch_deadline(self.limits.deadline_ticks());
+
+        let ptr = live
+            .alloc
+            .call(&mut live.store, len)
+            .map_err(|e| self.call_fault(&live.store, e, "alloc"))?;
+        if ptr == 0 {
+            if live.store.data().limiter.refused_grow {
+                return Err(self.memory_limit("alloc"));
+            }
+            return Err(AbiFault::AllocReturnedNull { len: len as u32 }.into());
+        }
+        live.memory
+            .write(&mut live.store, ptr as u32 as usize, bytes)
+            .map_err(|_| AbiFault::AllocOutOfBounds {
+                ptr: ptr as u32,
+                len: len as u32,
+                memory_size: live.memory.data_size(&live.store),
+            })?;
+
+        let cap = self.limits.max_output_bytes;
+        let raw = match &live.process {
+            ProcessFn::Pointer(f) => {
+                let out = f
+                    .call(&mut live.store, (ptr, len))
+                    .map_err(|e| self.call_fault(&live.store, e, "process_message"))?;
+                read_pointer_result(live.memory.data(&live.store), out as u32, cap)?
+            }
+            ProcessFn::Packed(f) => {
+                let out = f
+                    .call(&mut live.store, (ptr, len))
+                    .map_err(|e| self.call_fault(&live.store, e, "process_message"))?
+                    as u64;
+                let (out_ptr, out_len) = ((out >> 32) as u32, out as u32);
+                read_packed_result(live.memory.data(&live.store), out_ptr, out_len, cap)?
+            }
+        };
+        // The result is parsed (owned) before the input is freed, so `dealloc` cannot
+        // disturb it.
+        live.dealloc
+            .call(&mut live.store, (ptr, len))
+            .map_err(|e| self.call_fault(&live.store, e, "dealloc"))?;
+        Ok(raw.into_output(input_timestamp, self.limits.max_output_messages)?)
+    }
+
+    fn memory_limit(&self, during: &'static str) -> CallError {
+        CallError::MemoryLimit {
+            limit_bytes: self.limits.memory_limit_bytes,
+            during,
+        }
+    }
+
+    /// Turns an error from a guest call into what the guest did.
+    fn call_fault(&self, store: &Store<LegacyState>, e: wasmtime::Error, during: &'static str) -> CallError {
+        self.fault(store, e, during).unwrap_or_else(|e| CallError::Trap {
+            during,
+            message: format!("{e:#}"),
+        })
+    }
+
+    /// Timeout and memory limit, recognised; anything else handed back.
+    fn fault(
+        &self,
+        store: &Store<LegacyState>,
+        e: wasmtime::Error,
+        during: &'static str,
+    ) -> Result<CallError, wasmtime::Error> {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Ok(CallError::Timeout {
+                limit_ms: self.limits.execution_timeout_ms,
+                during,
+            }),
+            _ if store.data().limiter.refused_grow => Ok(self.memory_limit(during)),
+            Some(trap) => Ok(CallError::Trap {
+                during,
+                message: trap.to_string(),
+            }),
+            None => Err(e),
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The shared wasmtime [`Engine`] and everything that lives as long as it: the
+//! configured limits, the pooling instance allocator, the epoch ticker thread that
+//! enforces per-call deadlines, and the semaphore bounding concurrent guest calls.
+//!
+//! One [`Runtime`] exists per broker (or per `rustmq-etl run`). It is cheap to clone.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use wasmtime::component::Linker;
+
+use super::bindings::{self, HostState};
+use super::loader::{self, CompiledModule, LoadError, ModuleInfo, ModuleKind};
+
+/// How often the epoch advances. A deadline is enforced to within one tick; a shorter
+/// tick costs a wake-up per tick on an otherwise idle broker.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Core instances a component may need in the pool, per component instance: rustc's
+/// `wasm32-wasip2` output has the main module plus a few adapter/shim modules, and the
+/// `cargo component` preview1 adapter adds one more.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 10;
+/// Linear memories per component instance in the pool (guests have one; the slack is
+/// for an adapter that brings its own).
+const MEMORIES_PER_COMPONENT: u32 = 2;
+/// Tables per component instance in the pool (the main module's plus shim tables).
+const TABLES_PER_COMPONENT: u32 = 4;
+
+/// Resource limits for every guest run by a [`Runtime`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeLimits {
+    /// Largest linear memory one guest instance may grow to, in bytes.
+    pub memory_limit_bytes: u64,
+    /// Deadline for one call (`init` or `process`), in milliseconds.
+    pub execution_timeout_ms: u64,
+    /// How many guest calls may run at the same time across the runtime; further calls
+    /// wait for a slot.
+    pub max_concurrent_executions: usize,
+    /// How many guest instances may be alive at once (the pooling allocator's size).
+    /// Every live transform holds one.
+    pub max_instances: u32,
+    /// Most messages one `process` call may return (fan-out cap).
+    pub max_output_messages: usize,
+    /// Most bytes (keys, values, headers) one `process` call may return.
+    pub max_output_bytes: usize,
+}
+
+impl Default for RuntimeLimits {
+    /// The deployment guide's defaults: 64 MiB, 5 s, 100 concurrent executions.
+    fn default() -> Self {
+        RuntimeLimits {
+            memory_limit_bytes: 64 * 1024 * 1024,
+            execution_timeout_ms: 5000,
+            max_concurrent_executions: 100,
+            max_instances: 100,
+            max_output_messages: 10_000,
+            max_output_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a [`Runtime`] could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A limit is zero or out of range.
+    #[error("invalid runtime limit: {0}")]
+    InvalidLimit(&'static str),
+    /// wasmtime refused the configuration.
+    #[error("could not create the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The epoch ticker thread could not be started.
+    #[error("could not start the epoch ticker thread: {0}")]
+    Ticker(String),
+}
+
+/// The WebAssembly runtime: one wasmtime engine plus its limits. Clone freely; the
+/// ticker thread stops when the last clone (and every module compiled by it) is gone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+/// The shared state behind [`Runtime`]; compiled modules and live transforms hold it
+/// too, so deadlines keep being enforced while any of them exists.
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) limits: RuntimeLimits,
+    pub(crate) slots: ExecutionSlots,
+    /// WASI 0.2 plus the `rustmq:etl` host interfaces; shared by every component.
+    pub(crate) linker: Linker<HostState>,
+    /// Dropping this sender (with the last `RuntimeInner`) stops the ticker thread.
+    _stop_ticker: mpsc::Sender<()>,
+}
+
+impl Runtime {
+    /// Builds the engine (component model, Cranelift, pooling allocator with an
+    /// on-demand fallback, epoch interruption) and starts the epoch ticker.
+    pub fn new(limits: RuntimeLimits) -> Result<Runtime, RuntimeError> {
+        validate(&limits)?;
+        let engine = build_engine(&limits)?;
+        let mut linker = Linker::new(&engine);
+        bindings::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let ticker_engine = engine.clone();
+        std::thread::Builder::new()
+            .name("wasm-epoch-ticker".into())
+            .spawn(move || loop {
+                match stop_rx.recv_timeout(EPOCH_TICK) {
+                    Err(RecvTimeoutError::Timeout) => ticker_engine.increment_epoch(),
+                    // Every sender is gone: the runtime was dropped.
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                }
+            })
+            .map_err(|e| RuntimeError::Ticker(e.to_string()))?;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                slots: ExecutionSlots::new(limits.max_concurrent_executions),
+                limits,
+                linker,
+                _stop_ticker: stop_tx,
+            }),
+        })
+    }
+
+    /// The wasmtime engine (shared with the legacy adapter).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The limits every guest runs under.
+    pub fn limits(&self) -> &RuntimeLimits {
+        &self.inner.limits
+    }
+
+    /// Describes a module without compiling it: its kind, world or ABI, imports and
+    /// exports. Fails when the bytes are not WebAssembly or cannot be parsed.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
+        loader::inspect(bytes)
+    }
+
+    /// Checks a module's imports and exports and compiles it, ready to instantiate.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledModule, LoadError> {
+        loader::compile(self, bytes)
+    }
+
+    /// Serializes a compiled module for the on-disk cache. Only
+    /// [`Runtime::deserialize`] on an engine with the same
+    /// [`Runtime::compatibility_fingerprint`] can read it back.
+    pub fn serialize(&self, module: &CompiledModule) -> Result<Vec<u8>, LoadError> {
+        loader::serialize(module)
+    }
+
+    /// Loads a module serialized by [`Runtime::serialize`].
+    ///
+    /// # Safety
+    /// `bytes` must come from [`Runtime::serialize`] on a runtime with the same
+    /// compatibility fingerprint, unmodified: wasmtime runs the machine code inside
+    /// without re-validating it.
+    pub unsafe fn deserialize(
+        &self,
+        kind: ModuleKind,
+        bytes: &[u8],
+    ) -> Result<CompiledModule, LoadError> {
+        // SAFETY: forwarded to the caller.
+        unsafe { loader::deserialize(self, kind, bytes) }
+    }
+
+    /// A hex fingerprint of everything that makes compiled code compatible (wasmtime
+    /// version, target, engine settings). Key the compiled cache with it.
+    pub fn compatibility_fingerprint(&self) -> String {
+        use std::hash::Hash as _;
+        let mut hasher = Blake3Hasher(blake3::Hasher::new());
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        hasher.0.finalize().to_hex().to_string()
+    }
+}
+
+fn validate(limits: &RuntimeLimits) -> Result<(), RuntimeError> {
+    if limits.memory_limit_bytes == 0 || usize::try_from(limits.memory_limit_bytes).is_err() {
+        return Err(RuntimeError::InvalidLimit(
+            "memory_limit_bytes must be between 1 and the address space size",
+        ));
+    }
+    if limits.execution_timeout_ms == 0 {
+        return Err(RuntimeError::InvalidLimit(
+            "execution_timeout_ms must be at least 1",
+        ));
+    }
+    if limits.max_concurrent_executions == 0 {
+        return Err(RuntimeError::InvalidLimit(
+            "max_concurrent_executions must be at least 1",
+        ));
+    }
+    if limits.max_instances == 0 || limits.max_instances > u32::MAX / CORE_INSTANCES_PER_COMPONENT
+    {
+        return Err(RuntimeError::InvalidLimit(
+            "max_instances must be between 1 and 400 million",
+        ));
+    }
+    Ok(())
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .strategy(wasmtime::Strategy::Cranelift)
+        .epoch_interruption(true);
+    config
+}
+
+fn build_engine(limits: &RuntimeLimits) -> Result<Engine, RuntimeError> {
+    let mut pool = PoolingAllocationConfig::default();
+    let memory_limit = usize::try_from(limits.memory_limit_bytes)
+        .map_err(|_| RuntimeError::InvalidLimit("memory_limit_bytes is too large"))?;
+    pool.total_component_instances(limits.max_instances)
+        .total_core_instances(limits.max_instances * CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(limits.max_instances * MEMORIES_PER_COMPONENT)
+        .total_tables(limits.max_instances * TABLES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memory_size(memory_limit);
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        Err(pooling_error) => {
+            // Typically the machine (or a ulimit) refuses the virtual address space the
+            // pool reserves up front. On-demand allocation works everywhere, only
+            // instantiation is slower.
+            tracing::warn!(
+                error = %format!("{pooling_error:#}"),
+                max_instances = limits.max_instances,
+                "pooling instance allocator unavailable; falling back to on-demand allocation"
+            );
+            let mut config = base_config();
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+        }
+    }
+}
+
+/// Feeds `Hash` output into blake3 so the fingerprint is stable across Rust versions
+/// (unlike `DefaultHasher`).
+struct Blake3Hasher(blake3::Hasher);
+
+impl std::hash::Hasher for Blake3Hasher {
+    fn finish(&self) -> u64 {
+        let hash = self.0.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// A counting semaphore for synchronous guest calls. A std `Mutex` + `Condvar` is
+/// enough: guest calls are blocking, and the critical section is a counter update.
+pub(crate) struct ExecutionSlots {
+    free: Mutex<usize>,
+    released: Condvar,
+}
+
+impl ExecutionSlots {
+    fn new(slots: usize) -> Self {
+        ExecutionSlots {
+            free: Mutex::new(slots),
+            released: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot; the slot is returned when the guard drops.
+    pub(crate) fn acquire(&self) -> SlotGuard<'_> {
+        // A poisoned lock only means another thread panicked while holding it; the
+        // counter itself is always consistent.
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self
+                .released
+                .wait(free)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        SlotGuard { slots: self }
+    }
+}
+
+/// One held execution slot.
+pub(crate) struct SlotGuard<'a> {
+    slots: &'a ExecutionSlots,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut free = self.slots.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += 1;
+        self.slots.released.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_limits_are_rejected() {
+        let limits = RuntimeLimits {
+            execution_timeout_ms: 0,
+            ..RuntimeLimits::default()
+        };
+        assert!(matches!(
+            Runtime::new(limits),
+            Err(RuntimeError::InvalidLimit(_))
+        ));
+    }
+
+    #[test]
+    fn fingerprint_is_stable_for_one_configuration() {
+        let limits = RuntimeLimits {
+            max_instances: 2,
+            ..RuntimeLimits::default()
+        };
+        let a = Runtime::new(limits.clone()).unwrap();
+        let b = Runtime::new(limits).unwrap();
+        assert_eq!(a.compatibility_fingerprint(), b.compatibility_fingerprint());
+        assert_eq!(a.compatibility_fingerprint().len(), 64);
+    }
+
+    #[test]
+    fn execution_slots_block_until_released() {
+        let slots = Arc::new(ExecutionSlots::new(1));
+        let held = slots.acquire();
+        let (tx, rx) = mpsc::channel();
+        let waiter = {
+            let slots = Arc::clone(&slots);
+            std::thread::spawn(move || {
+                let _slot = slots.acquire();
+                tx.send(()).unwrap();
+            })
+        };
+        // The waiter cannot get a slot while we hold the only one.
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        drop(held);
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        waiter.join().unwrap();
+    }
+}

@@ -1,0 +1,72 @@
+//! Key/value tables for the module store and pipeline definitions. Values are
+//! opaque bytes (the callers write JSON); each call is its own durable transaction.
+//! These tables never touch topic data, so they bypass the group-commit writer
+//! (redb still serialises them with it).
+
+use redb::{Durability, ReadableTable, TableDefinition};
+
+use super::{Storage, StorageError};
+
+/// Which metadata table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaTable {
+    /// Uploaded modules, by module id.
+    Modules,
+    /// Pipeline definitions, by pipeline id.
+    Pipelines,
+}
+
+impl MetaTable {
+    fn definition(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            MetaTable::Modules => TableDefinition::new("meta:modules"),
+            MetaTable::Pipelines => TableDefinition::new("meta:pipelines"),
+        }
+    }
+}
+
+impl Storage {
+    /// Stores `value` under `key`, replacing any earlier value.
+    pub fn meta_put(&self, table: MetaTable, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        let mut txn = self.db().begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        txn.open_table(table.definition())?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The value under `key`.
+    pub fn meta_get(&self, table: MetaTable, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let txn = self.db().begin_read()?;
+        match txn.open_table(table.definition()) {
+            Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every `(key, value)`, in key order.
+    pub fn meta_list(&self, table: MetaTable) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let txn = self.db().begin_read()?;
+        let t = match txn.open_table(table.definition()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Deletes `key`; true if it existed.
+    pub fn meta_delete(&self, table: MetaTable, key: &str) -> Result<bool, StorageError> {
+        let mut txn = self.db().begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        let existed = txn.open_table(table.definition())?.remove(key)?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+}

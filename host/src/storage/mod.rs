@@ -1,0 +1,591 @@
+//! Durable embedded storage: topic logs, consumer offsets and the metadata of
+//! modules and pipelines, all in one redb database file under the data directory.
+//!
+//! # Layout
+//! - `topic`: the topic naming rule, [`TopicConfig`], [`TopicInfo`] and the tables a
+//!   topic lives in.
+//! - `codec`: the versioned binary encoding of one log entry.
+//! - `writer`: the single writer thread. Every change to a topic (append, pipeline
+//!   commit, create, delete, retention trim) goes through it; requests that arrive
+//!   while a transaction is being committed are group-committed together in the next
+//!   one, so a loaded broker pays one fsync per group, not per message.
+//! - `retention`: the trimming rule and the background thread that applies it.
+//! - `offsets`: consumer (pipeline) offsets.
+//! - `meta`: the key/value tables the module store and pipelines keep JSON in.
+//!
+//! Reads use redb read transactions directly: they see a consistent snapshot and
+//! never wait for the writer.
+
+mod codec;
+mod meta;
+mod offsets;
+mod retention;
+mod topic;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use crate::message::Message;
+
+pub use codec::{DecodeError, EncodeError};
+pub use meta::MetaTable;
+pub use topic::{validate_topic_name, Retention, TopicConfig, TopicInfo, MAX_TOPIC_NAME_LEN};
+
+use topic::{TopicMeta, TOPICS};
+use writer::{Reply, Request, Writer};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "broker.redb";
+
+/// How the store behaves; built from `[storage]` in the broker config.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// Retention for topics that do not override it.
+    pub default_retention: Retention,
+    /// Create a topic on its first append instead of failing with `TopicNotFound`.
+    pub auto_create_topics: bool,
+    /// How often the retention thread trims; `None` disables the thread (tests call
+    /// [`Storage::enforce_retention`] themselves).
+    pub retention_check_interval: Option<Duration>,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            default_retention: Retention::default(),
+            auto_create_topics: true,
+            retention_check_interval: None,
+        }
+    }
+}
+
+/// Everything that can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The data directory could not be created or opened.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database could not be opened (locked by another broker, corrupt, ...).
+    #[error("cannot open database {path}: {reason}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A topic name broke the naming rule.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The name (cut to a sane length).
+        name: String,
+        /// Which part of the rule it broke.
+        reason: &'static str,
+    },
+    /// The topic does not exist (and was not auto-created).
+    #[error("topic {0:?} does not exist")]
+    TopicNotFound(String),
+    /// `create_topic` on an existing name.
+    #[error("topic {0:?} already exists")]
+    TopicAlreadyExists(String),
+    /// A read started past the end of the log.
+    #[error(
+        "offset {offset} is out of range for topic {topic:?} (stored offsets are {start}..{end})"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The requested offset.
+        offset: u64,
+        /// The first stored offset.
+        start: u64,
+        /// One past the last offset.
+        end: u64,
+    },
+    /// A message could not be encoded.
+    #[error("message cannot be stored: {0}")]
+    Encode(#[from] EncodeError),
+    /// A stored entry could not be decoded.
+    #[error("stored message {topic}@{offset} is corrupt: {source}")]
+    Corrupt {
+        /// The topic.
+        topic: String,
+        /// The entry's offset.
+        offset: u64,
+        /// What was wrong.
+        source: DecodeError,
+    },
+    /// A topic's metadata row could not be decoded.
+    #[error("metadata of topic {topic:?} is corrupt: {reason}")]
+    CorruptMeta {
+        /// The topic.
+        topic: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The transaction carrying this write failed; nothing of it was stored.
+    #[error("write failed, nothing was stored: {0}")]
+    WriteFailed(String),
+    /// The store has been closed.
+    #[error("storage is closed")]
+    Closed,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] redb::Error),
+}
+
+macro_rules! redb_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                StorageError::Database(e.into())
+            }
+        }
+    )*};
+}
+redb_error_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What a read returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBatch {
+    /// `(offset, message)` pairs in offset order.
+    pub messages: Vec<(u64, Message)>,
+    /// The offset to read from next.
+    pub next_offset: u64,
+    /// The first stored offset when the read happened.
+    pub start_offset: u64,
+    /// One past the last stored offset when the read happened.
+    pub end_offset: u64,
+    /// True when the requested offset had already been deleted by retention and the
+    /// read started at `start_offset` instead.
+    pub skipped_to_start: bool,
+}
+
+/// One atomic pipeline step: appends to any topics (created when missing) and
+/// consumer offsets, made durable together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// `(topic, messages)` to append, in order.
+    pub appends: Vec<(String, Vec<Message>)>,
+    /// `(consumer id, next offset to read)` to store.
+    pub offsets: Vec<(String, u64)>,
+}
+
+/// The store. Cheap to clone; every clone talks to the same database and writer.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    dir: PathBuf,
+    file: PathBuf,
+    options: StorageOptions,
+    shared: Arc<Shared>,
+    writer: Writer,
+    retention: Mutex<Option<retention::Ticker>>,
+}
+
+/// State the writer thread and the readers share.
+pub(crate) struct Shared {
+    /// Topic metadata as of the last commit (the writer is its only writer).
+    topics: RwLock<BTreeMap<String, TopicMeta>>,
+    /// Bumped after every commit; long-polls wait on it.
+    generation: Mutex<u64>,
+    changed: Condvar,
+    changed_async: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn end_offset(&self, topic: &str) -> Option<u64> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .map(|m| m.end_offset)
+    }
+
+    /// Wakes every long-poll; called by the writer after each commit.
+    pub(crate) fn notify(&self) {
+        let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        *g = g.wrapping_add(1);
+        self.changed.notify_all();
+        self.changed_async.notify_waiters();
+    }
+}
+
+impl Storage {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path, options: StorageOptions) -> Result<Storage, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let file = dir.join(DATABASE_FILE);
+        let db = Database::create(&file).map_err(|e| StorageError::Open {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let topics = load_topics(&db)?;
+        tracing::info!(target: "rustmq::storage", path = %file.display(), topics = topics.len(), "storage opened");
+        let db = Arc::new(db);
+        let shared = Arc::new(Shared {
+            topics: RwLock::new(topics),
+            generation: Mutex::new(0),
+            changed: Condvar::new(),
+            changed_async: tokio::sync::Notify::new(),
+        });
+        let writer = Writer::spawn(db.clone(), shared.clone(), options.auto_create_topics)
+            .map_err(|source| StorageError::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let storage = Storage {
+            inner: Arc::new(Inner {
+                db,
+                dir: dir.to_path_buf(),
+                file,
+                options,
+                shared,
+                writer,
+                retention: Mutex::new(None),
+            }),
+        };
+        if let Some(every) = storage.inner.options.retention_check_interval {
+            let ticker = retention::Ticker::spawn(&storage, every).map_err(|source| {
+                StorageError::DataDir {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+            })?;
+            *storage
+                .inner
+                .retention
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(ticker);
+        }
+        Ok(storage)
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The database file's size on disk.
+    pub fn size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.inner.file)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StorageOptions {
+        &self.inner.options
+    }
+
+    /// Checks a topic name; see [`validate_topic_name`].
+    pub fn validate_topic_name(name: &str) -> Result<(), StorageError> {
+        validate_topic_name(name)
+    }
+
+    /// Creates a topic. Fails with `TopicAlreadyExists` if it exists.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo, StorageError> {
+        validate_topic_name(name)?;
+        let owned = name.to_string();
+        self.call_blocking(|reply| Request::CreateTopic {
+            name: owned,
+            config,
+            reply,
+        })?;
+        self.topic(name)?
+            .ok_or_else(|| StorageError::TopicNotFound(name.to_string()))
+    }
+
+    /// Deletes a topic and its log. Consumer offsets are left to their owners.
+    pub fn delete_topic(&self, name: &str) -> Result<(), StorageError> {
+        validate_topic_name(name)?;
+        let name = name.to_string();
+        self.call_blocking(|reply| Request::DeleteTopic { name, reply })
+    }
+
+    /// A topic's current state, or `None` if it does not exist.
+    pub fn topic(&self, name: &str) -> Result<Option<TopicInfo>, StorageError> {
+        let default = self.inner.options.default_retention;
+        Ok(self
+            .inner
+            .shared
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .map(|m| m.info(name, default)))
+    }
+
+    /// Every topic, by name.
+    pub fn list_topics(&self) -> Result<Vec<TopicInfo>, StorageError> {
+        let default = self.inner.options.default_retention;
+        Ok(self
+            .inner
+            .shared
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, m)| m.info(name, default))
+            .collect())
+    }
+
+    /// Appends `messages` to `topic` (created first if missing and auto-creation is
+    /// on) and returns their offsets. Returns only once the messages are durable.
+    /// Messages without a timestamp should carry the caller's "now"; the broker's
+    /// append time is recorded separately for retention.
+    pub async fn append(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Result<Range<u64>, StorageError> {
+        let request = self.append_request(topic, &messages)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.writer.send(request(Reply::Async(tx)))?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// [`Storage::append`] for a thread that is not async.
+    pub fn append_blocking(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Result<Range<u64>, StorageError> {
+        let request = self.append_request(topic, &messages)?;
+        self.call_blocking(request)
+    }
+
+    /// Validates and encodes on the caller's thread so the writer only inserts.
+    fn append_request(
+        &self,
+        topic: &str,
+        messages: &[Message],
+    ) -> Result<impl FnOnce(Reply<Range<u64>>) -> Request, StorageError> {
+        validate_topic_name(topic)?;
+        let now = crate::message::now_millis();
+        let entries = messages
+            .iter()
+            .map(|m| codec::encode(m, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let topic = topic.to_string();
+        Ok(move |reply| Request::Append {
+            topic,
+            entries,
+            reply,
+        })
+    }
+
+    /// Applies a pipeline [`Commit`] in one durable transaction; returns the offset
+    /// range of each append, in order. Serialised with every other write.
+    pub fn commit(&self, commit: Commit) -> Result<Vec<Range<u64>>, StorageError> {
+        let now = crate::message::now_millis();
+        let mut appends = Vec::with_capacity(commit.appends.len());
+        for (topic, messages) in commit.appends {
+            validate_topic_name(&topic)?;
+            let entries = messages
+                .iter()
+                .map(|m| codec::encode(m, now))
+                .collect::<Result<Vec<_>, _>>()?;
+            appends.push((topic, entries));
+        }
+        let offsets = commit.offsets;
+        self.call_blocking(|reply| Request::Commit {
+            appends,
+            offsets,
+            reply,
+        })
+    }
+
+    /// Reads up to `max_messages` messages (and about `max_bytes` of values, but
+    /// always at least one message when one is available) from `from`.
+    pub fn read(
+        &self,
+        topic: &str,
+        from: u64,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> Result<ReadBatch, StorageError> {
+        validate_topic_name(topic)?;
+        let txn = self.inner.db.begin_read()?;
+        let topics = txn.open_table(TOPICS)?;
+        let meta = match topics.get(topic)? {
+            Some(row) => TopicMeta::decode(topic, row.value())?,
+            None => return Err(StorageError::TopicNotFound(topic.to_string())),
+        };
+        if from > meta.end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                topic: topic.to_string(),
+                offset: from,
+                start: meta.start_offset,
+                end: meta.end_offset,
+            });
+        }
+        let start = from.max(meta.start_offset);
+        let mut batch = ReadBatch {
+            messages: Vec::new(),
+            next_offset: start,
+            start_offset: meta.start_offset,
+            end_offset: meta.end_offset,
+            skipped_to_start: from < meta.start_offset,
+        };
+        if start == meta.end_offset || max_messages == 0 {
+            return Ok(batch);
+        }
+        let name = topic::log_table_name(topic);
+        let log = txn.open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
+        let mut bytes = 0usize;
+        for row in log.range(start..meta.end_offset)? {
+            let (offset, entry) = row?;
+            let offset = offset.value();
+            let (message, _) =
+                codec::decode(entry.value()).map_err(|source| StorageError::Corrupt {
+                    topic: topic.to_string(),
+                    offset,
+                    source,
+                })?;
+            bytes += message.approx_size();
+            if bytes > max_bytes && !batch.messages.is_empty() {
+                break;
+            }
+            batch.messages.push((offset, message));
+            batch.next_offset = offset + 1;
+            if batch.messages.len() >= max_messages || bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The offset the next message appended to `topic` will get.
+    pub fn end_offset(&self, topic: &str) -> Result<u64, StorageError> {
+        self.inner
+            .shared
+            .end_offset(topic)
+            .ok_or_else(|| StorageError::TopicNotFound(topic.to_string()))
+    }
+
+    /// Waits until `topic` has a message at `offset` (its end offset is past it) or
+    /// `timeout` passes; true if the message exists. A missing topic is waited for too.
+    pub async fn wait_for(&self, topic: &str, offset: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let shared = &self.inner.shared;
+        loop {
+            let notified = shared.changed_async.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a commit between the check and the
+            // await still wakes us.
+            notified.as_mut().enable();
+            if shared.end_offset(topic).is_some_and(|end| end > offset) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return shared.end_offset(topic).is_some_and(|end| end > offset);
+            }
+        }
+    }
+
+    /// [`Storage::wait_for`] for a std thread (a pipeline's worker).
+    pub fn wait_for_blocking(&self, topic: &str, offset: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let shared = &self.inner.shared;
+        let mut generation = shared.generation.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            // The writer bumps `generation` under this lock after updating the
+            // topic cache, so no commit can slip between this check and the wait.
+            if shared.end_offset(topic).is_some_and(|end| end > offset) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            generation = shared
+                .changed
+                .wait_timeout(generation, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Applies retention to every topic once, as of `now_ms`; returns how many
+    /// messages were deleted. The background thread calls this periodically.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<u64, StorageError> {
+        let default = self.inner.options.default_retention;
+        self.call_blocking(|reply| Request::Trim {
+            now_ms,
+            default,
+            reply,
+        })
+    }
+
+    /// Stops the retention thread and the writer, after the writer has committed
+    /// every request already sent. Later writes fail with `Closed`; reads keep working.
+    /// Every commit is already durable, so nothing else needs flushing.
+    pub fn close(&self) {
+        if let Some(ticker) = self
+            .inner
+            .retention
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            ticker.stop();
+        }
+        self.inner.writer.close();
+        tracing::info!(target: "rustmq::storage", "storage closed");
+    }
+
+    fn call_blocking<T>(
+        &self,
+        request: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T, StorageError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.inner.writer.send(request(Reply::Blocking(tx)))?;
+        rx.recv().map_err(|_| StorageError::Closed)?
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.inner.db
+    }
+}
+
+fn load_topics(db: &Database) -> Result<BTreeMap<String, TopicMeta>, StorageError> {
+    let txn = db.begin_write()?;
+    txn.open_table(TOPICS)?;
+    txn.commit()?;
+    let txn = db.begin_read()?;
+    let table = txn.open_table(TOPICS)?;
+    let mut topics = BTreeMap::new();
+    for row in table.iter()? {
+        let (name, meta) = row?;
+        let name = name.value().to_string();
+        let meta = TopicMeta::decode(&name, meta.value())?;
+        topics.insert(name, meta);
+    }
+    Ok(topics)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,324 @@
+//! Behaviour of the store through its public API.
+
+use super::*;
+
+fn open(dir: &Path) -> Storage {
+    Storage::open(dir, StorageOptions::default()).unwrap()
+}
+
+fn msg(value: &str) -> Message {
+    Message {
+        key: Some(format!("k-{value}")),
+        value: value.as_bytes().to_vec(),
+        headers: vec![("h".into(), value.into())],
+        timestamp: 42,
+    }
+}
+
+fn values(batch: &ReadBatch) -> Vec<String> {
+    batch
+        .messages
+        .iter()
+        .map(|(_, m)| String::from_utf8(m.value.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn appended_messages_read_back_in_order_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        assert_eq!(
+            s.append_blocking("t", vec![msg("a"), msg("b")]).unwrap(),
+            0..2
+        );
+        assert_eq!(s.append_blocking("t", vec![msg("c")]).unwrap(), 2..3);
+        s.close();
+    }
+    let s = open(dir.path());
+    let batch = s.read("t", 0, 10, usize::MAX).unwrap();
+    assert_eq!(values(&batch), ["a", "b", "c"]);
+    assert_eq!(batch.messages[1].1, msg("b"));
+    assert_eq!(batch.next_offset, 3);
+    assert_eq!(s.end_offset("t").unwrap(), 3);
+    assert_eq!(s.append_blocking("t", vec![msg("d")]).unwrap(), 3..4);
+}
+
+#[test]
+fn reads_respect_limits_and_reject_offsets_past_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.append_blocking("t", (0..5).map(|i| msg(&i.to_string())).collect())
+        .unwrap();
+    let batch = s.read("t", 1, 2, usize::MAX).unwrap();
+    assert_eq!(values(&batch), ["1", "2"]);
+    assert_eq!(batch.next_offset, 3);
+    // A byte cap smaller than one message still returns that message.
+    assert_eq!(s.read("t", 0, 10, 1).unwrap().messages.len(), 1);
+    assert!(s.read("t", 5, 10, 100).unwrap().messages.is_empty());
+    assert!(matches!(
+        s.read("t", 6, 10, 100),
+        Err(StorageError::OffsetOutOfRange {
+            offset: 6,
+            end: 5,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.read("nope", 0, 10, 100),
+        Err(StorageError::TopicNotFound(_))
+    ));
+}
+
+#[test]
+fn topics_are_created_listed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let info = s
+        .create_topic(
+            "orders",
+            TopicConfig {
+                retention_ms: Some(1000),
+                retention_bytes: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(info.end_offset, 0);
+    assert_eq!(info.retention.retention_ms, 1000);
+    assert!(matches!(
+        s.create_topic("orders", TopicConfig::default()),
+        Err(StorageError::TopicAlreadyExists(_))
+    ));
+    assert!(matches!(
+        s.create_topic("a/b", TopicConfig::default()),
+        Err(StorageError::InvalidTopicName { .. })
+    ));
+    s.append_blocking("orders", vec![msg("x")]).unwrap();
+    let names: Vec<_> = s
+        .list_topics()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["orders"]);
+    s.delete_topic("orders").unwrap();
+    assert!(s.topic("orders").unwrap().is_none());
+    assert!(matches!(
+        s.delete_topic("orders"),
+        Err(StorageError::TopicNotFound(_))
+    ));
+    // A re-created topic starts again from offset 0.
+    assert_eq!(s.append_blocking("orders", vec![msg("y")]).unwrap(), 0..1);
+}
+
+#[test]
+fn append_to_a_missing_topic_fails_when_auto_creation_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(
+        dir.path(),
+        StorageOptions {
+            auto_create_topics: false,
+            ..StorageOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        s.append_blocking("t", vec![msg("a")]),
+        Err(StorageError::TopicNotFound(_))
+    ));
+    s.create_topic("t", TopicConfig::default()).unwrap();
+    assert_eq!(s.append_blocking("t", vec![msg("a")]).unwrap(), 0..1);
+}
+
+#[test]
+fn a_commit_writes_outputs_and_offset_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let ranges = s
+        .commit(Commit {
+            appends: vec![
+                ("out".into(), vec![msg("1"), msg("2")]),
+                ("errors".into(), vec![msg("e")]),
+            ],
+            offsets: vec![("pipe-1".into(), 7)],
+        })
+        .unwrap();
+    assert_eq!(ranges, vec![0..2, 0..1]);
+    assert_eq!(s.consumer_offset("pipe-1").unwrap(), Some(7));
+    // An invalid destination fails the whole commit before anything is written.
+    assert!(s
+        .commit(Commit {
+            appends: vec![("out".into(), vec![msg("3")]), ("bad/name".into(), vec![])],
+            offsets: vec![("pipe-1".into(), 8)],
+        })
+        .is_err());
+    assert_eq!(s.end_offset("out").unwrap(), 2);
+    assert_eq!(s.consumer_offset("pipe-1").unwrap(), Some(7));
+    s.delete_consumer_offset("pipe-1").unwrap();
+    assert_eq!(s.consumer_offset("pipe-1").unwrap(), None);
+}
+
+#[test]
+fn concurrent_appends_and_commits_get_dense_unique_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    if t % 2 == 0 {
+                        s.append_blocking("t", vec![msg(&format!("{t}-{i}"))])
+                            .unwrap();
+                    } else {
+                        s.commit(Commit {
+                            appends: vec![("t".into(), vec![msg(&format!("{t}-{i}"))])],
+                            offsets: vec![(format!("c{t}"), i + 1)],
+                        })
+                        .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let batch = s.read("t", 0, 1000, usize::MAX).unwrap();
+    let offsets: Vec<u64> = batch.messages.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (0..400).collect::<Vec<_>>());
+    let mut seen = values(&batch);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 400);
+    for t in [1, 3, 5, 7] {
+        assert_eq!(s.consumer_offset(&format!("c{t}")).unwrap(), Some(50));
+    }
+}
+
+#[test]
+fn retention_by_size_trims_whole_prefixes_and_keeps_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.create_topic(
+        "t",
+        TopicConfig {
+            retention_ms: None,
+            retention_bytes: Some(1),
+        },
+    )
+    .unwrap();
+    s.append_blocking("t", vec![msg("a"), msg("b"), msg("c")])
+        .unwrap();
+    let one_entry = s.topic("t").unwrap().unwrap().size_bytes / 3;
+    s.delete_topic("t").unwrap();
+    s.create_topic(
+        "t",
+        TopicConfig {
+            retention_ms: None,
+            retention_bytes: Some(one_entry * 2),
+        },
+    )
+    .unwrap();
+    s.append_blocking("t", vec![msg("a"), msg("b"), msg("c"), msg("d")])
+        .unwrap();
+    assert_eq!(
+        s.enforce_retention(crate::message::now_millis()).unwrap(),
+        2
+    );
+    let info = s.topic("t").unwrap().unwrap();
+    assert_eq!((info.start_offset, info.end_offset), (2, 4));
+    assert_eq!(info.size_bytes, one_entry * 2);
+    let batch = s.read("t", 0, 10, usize::MAX).unwrap();
+    assert!(batch.skipped_to_start);
+    assert_eq!(values(&batch), ["c", "d"]);
+    assert_eq!(s.append_blocking("t", vec![msg("e")]).unwrap(), 4..5);
+}
+
+#[test]
+fn retention_by_age_uses_append_time_and_default_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(
+        dir.path(),
+        StorageOptions {
+            default_retention: Retention {
+                retention_ms: 60_000,
+                retention_bytes: 0,
+            },
+            ..StorageOptions::default()
+        },
+    )
+    .unwrap();
+    s.append_blocking("t", vec![msg("a"), msg("b")]).unwrap();
+    let now = crate::message::now_millis();
+    assert_eq!(s.enforce_retention(now).unwrap(), 0);
+    assert_eq!(s.enforce_retention(now + 61_000).unwrap(), 2);
+    let info = s.topic("t").unwrap().unwrap();
+    assert_eq!(
+        (info.start_offset, info.end_offset, info.size_bytes),
+        (2, 2, 0)
+    );
+}
+
+#[test]
+fn waiting_returns_when_a_message_arrives_or_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    assert!(!s.wait_for_blocking("t", 0, Duration::from_millis(20)));
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || s.append_blocking("t", vec![msg("a")]).unwrap())
+    };
+    assert!(s.wait_for_blocking("t", 0, Duration::from_secs(30)));
+    writer.join().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let waiter = s.wait_for("t", 1, Duration::from_secs(30));
+        let append = s.append("t", vec![msg("b")]);
+        let (arrived, appended) = tokio::join!(waiter, append);
+        assert!(arrived);
+        assert_eq!(appended.unwrap(), 1..2);
+        assert!(!s.wait_for("t", 5, Duration::from_millis(10)).await);
+    });
+}
+
+#[test]
+fn metadata_tables_store_list_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    assert!(s.meta_list(MetaTable::Modules).unwrap().is_empty());
+    s.meta_put(MetaTable::Modules, "m-1", b"{}").unwrap();
+    s.meta_put(MetaTable::Pipelines, "p-1", b"[1]").unwrap();
+    assert_eq!(
+        s.meta_get(MetaTable::Modules, "m-1").unwrap(),
+        Some(b"{}".to_vec())
+    );
+    assert_eq!(s.meta_get(MetaTable::Modules, "p-1").unwrap(), None);
+    assert_eq!(
+        s.meta_list(MetaTable::Pipelines).unwrap(),
+        vec![("p-1".to_string(), b"[1]".to_vec())]
+    );
+    assert!(s.meta_delete(MetaTable::Modules, "m-1").unwrap());
+    assert!(!s.meta_delete(MetaTable::Modules, "m-1").unwrap());
+}
+
+#[test]
+fn writes_after_close_fail_and_an_unwritable_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.close();
+    assert!(matches!(
+        s.append_blocking("t", vec![msg("a")]),
+        Err(StorageError::Closed)
+    ));
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let err = Storage::open(&file.join("sub"), StorageOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("cannot use data directory"),
+        "{err}"
+    );
+}

@@ -1,0 +1,443 @@
+//! The single writer thread and group commit.
+//!
+//! Every change to topics goes through one thread. It takes the first queued request,
+//! then everything else already queued (up to [`GROUP_MAX_ENTRIES`] messages), applies
+//! them all in one redb write transaction with `Durability::Immediate`, commits, and
+//! only then answers each caller. Under load the queue fills while a commit's fsync
+//! runs, so the next transaction carries many callers' messages for one fsync; with
+//! one caller it degenerates to one transaction per request. Because there is one
+//! writer, appends and pipeline commits are totally ordered and no offset is lost or
+//! given out twice.
+//!
+//! A request that is wrong on its own (a missing topic with auto-creation off, a
+//! duplicate create) is detected before it writes anything, so it fails alone; a
+//! database failure fails the whole group.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::offsets::CONSUMER_OFFSETS;
+use super::topic::{log_table_name, Retention, TopicConfig, TopicMeta, TOPICS};
+use super::{codec, Shared, StorageError};
+
+/// The most messages one group transaction carries; bounds the memory and latency
+/// of a single commit.
+pub const GROUP_MAX_ENTRIES: usize = 10_000;
+
+/// The most entries one retention pass deletes from one topic, so a huge backlog is
+/// trimmed over several short transactions instead of one long one.
+pub const TRIM_MAX_PER_PASS: usize = 100_000;
+
+/// Where the writer sends a request's result.
+pub(crate) enum Reply<T> {
+    /// An async caller.
+    Async(tokio::sync::oneshot::Sender<Result<T, StorageError>>),
+    /// A blocking caller.
+    Blocking(mpsc::SyncSender<Result<T, StorageError>>),
+}
+
+impl<T> Reply<T> {
+    fn send(self, result: Result<T, StorageError>) {
+        // A caller that gave up (dropped its receiver) needs no answer.
+        match self {
+            Reply::Async(tx) => drop(tx.send(result)),
+            Reply::Blocking(tx) => drop(tx.send(result)),
+        }
+    }
+}
+
+/// One change for the writer. Entries are already encoded by the caller.
+pub(crate) enum Request {
+    Append {
+        topic: String,
+        entries: Vec<Vec<u8>>,
+        reply: Reply<Range<u64>>,
+    },
+    Commit {
+        appends: Vec<(String, Vec<Vec<u8>>)>,
+        offsets: Vec<(String, u64)>,
+        reply: Reply<Vec<Range<u64>>>,
+    },
+    CreateTopic {
+        name: String,
+        config: TopicConfig,
+        reply: Reply<()>,
+    },
+    DeleteTopic {
+        name: String,
+        reply: Reply<()>,
+    },
+    Trim {
+        now_ms: i64,
+        default: Retention,
+        reply: Reply<u64>,
+    },
+}
+
+impl Request {
+    fn weight(&self) -> usize {
+        match self {
+            Request::Append { entries, .. } => entries.len(),
+            Request::Commit { appends, .. } => appends.iter().map(|(_, e)| e.len()).sum(),
+            _ => 1,
+        }
+    }
+
+    fn fail(self, why: &str) {
+        let err = || StorageError::WriteFailed(why.to_string());
+        match self {
+            Request::Append { reply, .. } => reply.send(Err(err())),
+            Request::Commit { reply, .. } => reply.send(Err(err())),
+            Request::CreateTopic { reply, .. } | Request::DeleteTopic { reply, .. } => {
+                reply.send(Err(err()))
+            }
+            Request::Trim { reply, .. } => reply.send(Err(err())),
+        }
+    }
+}
+
+/// The handle to the writer thread.
+pub(crate) struct Writer {
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(
+        db: Arc<Database>,
+        shared: Arc<Shared>,
+        auto_create: bool,
+    ) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("rustmq-storage-writer".into())
+            .spawn(move || run(&db, &shared, auto_create, rx))?;
+        Ok(Writer {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn send(&self, request: Request) -> Result<(), StorageError> {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        tx.as_ref()
+            .ok_or(StorageError::Closed)?
+            .send(request)
+            .map_err(|_| StorageError::Closed)
+    }
+
+    /// Lets the thread drain what is queued, then waits for it to exit.
+    pub(crate) fn close(&self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if thread.join().is_err() {
+                tracing::error!(target: "rustmq::storage", "storage writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn run(db: &Database, shared: &Shared, auto_create: bool, rx: mpsc::Receiver<Request>) {
+    // `recv` keeps returning queued requests after every sender is gone, so closing
+    // drains the queue before the thread exits.
+    while let Ok(first) = rx.recv() {
+        let mut weight = first.weight();
+        let mut group = vec![first];
+        while weight < GROUP_MAX_ENTRIES {
+            match rx.try_recv() {
+                Ok(next) => {
+                    weight += next.weight();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(db, shared, auto_create, group);
+    }
+}
+
+/// A request's answer, held until the transaction's fate is known.
+type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// The group's view of topic metadata: `None` marks a deletion.
+type Staged = BTreeMap<String, Option<TopicMeta>>;
+
+fn commit_group(db: &Database, shared: &Shared, auto_create: bool, group: Vec<Request>) {
+    let messages = group.iter().map(Request::weight).sum::<usize>();
+    let requests = group.len();
+    let mut staged = Staged::new();
+    let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
+    let result = (|| {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        let mut group = group.into_iter();
+        for request in group.by_ref() {
+            let ctx = Ctx {
+                txn: &txn,
+                shared,
+                auto_create,
+            };
+            if let Err(e) = apply(&ctx, &mut staged, request, &mut pending) {
+                let why = e.to_string();
+                group.for_each(|r| r.fail(&why));
+                return Err(e);
+            }
+        }
+        {
+            let mut topics = txn.open_table(TOPICS)?;
+            for (name, meta) in &staged {
+                match meta {
+                    Some(meta) => topics.insert(name.as_str(), meta.encode().as_slice())?,
+                    None => topics.remove(name.as_str())?,
+                };
+            }
+        }
+        txn.commit()?;
+        Ok::<_, StorageError>(())
+    })();
+    match result {
+        Ok(()) => {
+            {
+                let mut topics = shared.topics.write().unwrap_or_else(|e| e.into_inner());
+                for (name, meta) in staged {
+                    match meta {
+                        Some(meta) => topics.insert(name, meta),
+                        None => topics.remove(&name),
+                    };
+                }
+            }
+            shared.notify();
+            tracing::trace!(target: "rustmq::storage", requests, messages, "group committed");
+            pending.into_iter().for_each(|p| p(None));
+        }
+        Err(e) => {
+            tracing::error!(target: "rustmq::storage", error = %e, requests, "write transaction failed");
+            let why = e.to_string();
+            pending.into_iter().for_each(|p| p(Some(&why)));
+        }
+    }
+}
+
+struct Ctx<'a> {
+    txn: &'a WriteTransaction,
+    shared: &'a Shared,
+    auto_create: bool,
+}
+
+impl Ctx<'_> {
+    fn current(&self, staged: &Staged, name: &str) -> Option<TopicMeta> {
+        match staged.get(name) {
+            Some(meta) => meta.clone(),
+            None => self
+                .shared
+                .topics
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned(),
+        }
+    }
+
+    fn append(
+        &self,
+        staged: &mut Staged,
+        topic: &str,
+        entries: Vec<Vec<u8>>,
+        create: bool,
+    ) -> Result<Result<Range<u64>, StorageError>, StorageError> {
+        let mut meta = match self.current(staged, topic) {
+            Some(meta) => meta,
+            None if create => TopicMeta::new(TopicConfig::default(), crate::message::now_millis()),
+            None => return Ok(Err(StorageError::TopicNotFound(topic.to_string()))),
+        };
+        let first = meta.end_offset;
+        let name = log_table_name(topic);
+        let mut log = self
+            .txn
+            .open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
+        for entry in entries {
+            log.insert(meta.end_offset, entry.as_slice())?;
+            meta.end_offset += 1;
+            meta.size_bytes += entry.len() as u64;
+        }
+        let range = first..meta.end_offset;
+        staged.insert(topic.to_string(), Some(meta));
+        Ok(Ok(range))
+    }
+
+    fn trim(
+        &self,
+        staged: &mut Staged,
+        now_ms: i64,
+        default: Retention,
+    ) -> Result<u64, StorageError> {
+        let names: Vec<String> = {
+            let cached = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+            cached.keys().chain(staged.keys()).cloned().collect()
+        };
+        let mut deleted = 0;
+        for name in names {
+            let Some(mut meta) = self.current(staged, &name) else {
+                continue;
+            };
+            let limits = meta.config.effective(default);
+            if limits.is_unlimited() || meta.start_offset == meta.end_offset {
+                continue;
+            }
+            let oldest_kept =
+                now_ms.saturating_sub(i64::try_from(limits.retention_ms).unwrap_or(i64::MAX));
+            let table = log_table_name(&name);
+            let mut log = self
+                .txn
+                .open_table(TableDefinition::<u64, &[u8]>::new(&table))?;
+            let mut cut = meta.start_offset;
+            let mut freed = 0u64;
+            for row in log
+                .range(meta.start_offset..meta.end_offset)?
+                .take(TRIM_MAX_PER_PASS)
+            {
+                let (_, entry) = row?;
+                let entry = entry.value();
+                let too_big =
+                    limits.retention_bytes != 0 && meta.size_bytes - freed > limits.retention_bytes;
+                // An undecodable entry is kept: retention must not hide corruption.
+                let too_old = limits.retention_ms != 0
+                    && codec::append_time(entry).is_ok_and(|t| t < oldest_kept);
+                if !(too_big || too_old) {
+                    break;
+                }
+                freed += entry.len() as u64;
+                cut += 1;
+            }
+            if cut == meta.start_offset {
+                continue;
+            }
+            for offset in meta.start_offset..cut {
+                log.remove(offset)?;
+            }
+            tracing::debug!(target: "rustmq::storage", topic = %name, from = meta.start_offset, to = cut, "retention trimmed");
+            deleted += cut - meta.start_offset;
+            meta.start_offset = cut;
+            meta.size_bytes -= freed;
+            staged.insert(name, Some(meta));
+        }
+        Ok(deleted)
+    }
+}
+
+/// Applies one request inside the group transaction. `Err` is a database failure
+/// that dooms the whole group; a request's own error is queued as its answer.
+fn apply(
+    ctx: &Ctx<'_>,
+    staged: &mut Staged,
+    request: Request,
+    pending: &mut Vec<Pending>,
+) -> Result<(), StorageError> {
+    match request {
+        Request::Append {
+            topic,
+            entries,
+            reply,
+        } => {
+            let result = ctx.append(staged, &topic, entries, ctx.auto_create);
+            settle(result, reply, pending)
+        }
+        Request::Commit {
+            appends,
+            offsets,
+            reply,
+        } => {
+            let result = (|| {
+                let mut ranges = Vec::with_capacity(appends.len());
+                for (topic, entries) in appends {
+                    match ctx.append(staged, &topic, entries, true)? {
+                        Ok(range) => ranges.push(range),
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
+                let mut table = ctx.txn.open_table(CONSUMER_OFFSETS)?;
+                for (consumer, offset) in &offsets {
+                    table.insert(consumer.as_str(), *offset)?;
+                }
+                Ok(Ok(ranges))
+            })();
+            settle(result, reply, pending)
+        }
+        Request::CreateTopic {
+            name,
+            config,
+            reply,
+        } => {
+            let result = if ctx.current(staged, &name).is_some() {
+                Ok(Err(StorageError::TopicAlreadyExists(name)))
+            } else {
+                ctx.txn
+                    .open_table(TableDefinition::<u64, &[u8]>::new(&log_table_name(&name)))?;
+                staged.insert(
+                    name,
+                    Some(TopicMeta::new(config, crate::message::now_millis())),
+                );
+                Ok(Ok(()))
+            };
+            settle(result, reply, pending)
+        }
+        Request::DeleteTopic { name, reply } => {
+            let result = if ctx.current(staged, &name).is_none() {
+                Ok(Err(StorageError::TopicNotFound(name)))
+            } else {
+                ctx.txn
+                    .delete_table(TableDefinition::<u64, &[u8]>::new(&log_table_name(&name)))?;
+                staged.insert(name, None);
+                Ok(Ok(()))
+            };
+            settle(result, reply, pending)
+        }
+        Request::Trim {
+            now_ms,
+            default,
+            reply,
+        } => {
+            let result = ctx.trim(staged, now_ms, default).map(Ok);
+            settle(result, reply, pending)
+        }
+    }
+}
+
+/// Queues a request's answer; a database failure is both queued (as a failure) and
+/// returned so the group aborts.
+fn settle<T: Send + 'static>(
+    result: Result<Result<T, StorageError>, StorageError>,
+    reply: Reply<T>,
+    pending: &mut Vec<Pending>,
+) -> Result<(), StorageError>
+where
+    Reply<T>: Send,
+{
+    match result {
+        Ok(answer) => {
+            pending.push(Box::new(move |failure| match failure {
+                None => reply.send(answer),
+                Some(why) => reply.send(Err(StorageError::WriteFailed(why.to_string()))),
+            }));
+            Ok(())
+        }
+        Err(e) => {
+            let why = e.to_string();
+            pending.push(Box::new(move |_| {
+                reply.send(Err(StorageError::WriteFailed(why)))
+            }));
+            Err(e)
+        }
+    }
+}
