@@ -10,5 +10,7 @@
 //! call into this library.
 
 pub mod message;
+pub mod modules;
+pub mod pipeline;
 pub mod runtime;
 pub mod storage;

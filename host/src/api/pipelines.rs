@@ -34,7 +34,7 @@ impl From<PipelineError> for ApiError {
             PipelineError::Spec(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_pipeline", e.to_string()),
             PipelineError::DuplicateName(_) => ApiError::new(StatusCode::CONFLICT, "pipeline_exists", e.to_string()),
             PipelineError::Start(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "module_start_failed", e.to_string()),
-            PipelineError::Storage(_) => ApiError::internal(&e),
+            PipelineError::Storage(_) | PipelineError::Io(_) => ApiError::internal(&e),
         }
     }
 }

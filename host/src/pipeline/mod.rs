@@ -51,6 +51,9 @@ pub enum PipelineError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The source or sink failed, or a worker thread could not be started.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// What `GET .../status` shows.
@@ -211,7 +214,7 @@ impl PipelineManager {
         };
         // Fix the starting position now so that `latest` means "after creation".
         let source = LocalSource::new(self.inner.storage.clone(), &record.spec.source_topic);
-        let (first, end) = source.bounds().map_err(|e| StorageError::Other(e.to_string()))?;
+        let (first, end) = source.bounds().map_err(|e| PipelineError::Io(e.to_string()))?;
         let start = match record.spec.start_from {
             StartFrom::Earliest => first,
             StartFrom::Latest => end,
@@ -298,7 +301,7 @@ impl PipelineManager {
                     }
                     *state.lock().unwrap_or_else(|p| p.into_inner()) = end;
                 })
-                .map_err(|e| StorageError::Other(format!("could not start a worker thread: {e}")))?
+                .map_err(|e| PipelineError::Io(format!("could not start a worker thread: {e}")))?
         };
         let mut pipelines = self.lock();
         let entry = pipelines.get_mut(&id).ok_or_else(|| PipelineError::NotFound(id.clone()))?;
