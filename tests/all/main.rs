@@ -1,1 +1,3 @@
-fn main() {}
+//! End-to-end tests, one binary: a module per area.
+
+mod pipelines;
