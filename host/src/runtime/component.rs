@@ -162,7 +162,15 @@ impl ComponentTransform {
                 limit_bytes: self.runtime.limits.memory_limit_bytes,
             }
         } else {
-            other(bounded(format!("{error:#}")))
+            // The root cause ("wasm trap: ...", a guest panic's `unreachable`) says
+            // what happened; the wasm backtrace around it is for the debug log.
+            tracing::debug!(
+                module_id = &*self.module_id,
+                pipeline_id = &*self.pipeline_id,
+                error = %format!("{error:#}"),
+                "guest call failed"
+            );
+            other(bounded(error.root_cause().to_string()))
         }
     }
 

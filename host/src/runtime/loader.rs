@@ -332,12 +332,19 @@ fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), LoadError
             },
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    imports.push(import.map_err(invalid)?.name.name.to_string());
+                    let import = import.map_err(invalid)?;
+                    // Type imports (the world's `use`d records) are not capabilities.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        imports.push(import.name.name.to_string());
+                    }
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
-                    exports.push(export.map_err(invalid)?.name.name.to_string());
+                    let export = export.map_err(invalid)?;
+                    if export.kind != wasmparser::ComponentExternalKind::Type {
+                        exports.push(export.name.name.to_string());
+                    }
                 }
             }
             Payload::ImportSection(reader) if depth == 0 => {
