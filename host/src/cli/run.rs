@@ -93,7 +93,11 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
 
 /// Runs `args`, reading standard input from `stdin` when no `--input` is given and
 /// writing results to `stdout`.
-pub fn run(args: &RunArgs, stdin: &mut dyn BufRead, stdout: &mut dyn Write) -> Result<(), RunError> {
+pub fn run(
+    args: &RunArgs,
+    stdin: &mut dyn BufRead,
+    stdout: &mut dyn Write,
+) -> Result<(), RunError> {
     let bytes = std::fs::read(&args.module).map_err(|source| RunError::ReadModule {
         path: args.module.clone(),
         source,

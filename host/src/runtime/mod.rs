@@ -63,7 +63,9 @@ pub enum TransformError {
         limit_ms: u64,
     },
     /// The guest tried to grow its memory past the configured limit.
-    #[error("the module tried to use more than the {limit_bytes}-byte memory limit and was stopped")]
+    #[error(
+        "the module tried to use more than the {limit_bytes}-byte memory limit and was stopped"
+    )]
     MemoryLimit {
         /// The limit in force.
         limit_bytes: u64,
