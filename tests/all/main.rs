@@ -1,3 +1,4 @@
-//! End-to-end tests, one binary: a module per area.
+//! Integration tests: one binary, one module per area.
 
 mod pipelines;
+mod runtime;

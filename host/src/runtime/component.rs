@@ -69,10 +69,7 @@ impl ComponentTransform {
             module_id: Arc::from(module_id),
             pipeline_id: Arc::from(pipeline_id),
             params: Arc::new(params.clone()),
-            init_params: params
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            init_params: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             timeout_ms: module.runtime.limits.execution_timeout_ms,
             live: None,
             recycles: 0,
@@ -162,7 +159,15 @@ impl ComponentTransform {
                 limit_bytes: self.runtime.limits.memory_limit_bytes,
             }
         } else {
-            other(bounded(format!("{error:#}")))
+            // The root cause ("wasm trap: ...", a guest panic's `unreachable`) says
+            // what happened; the wasm backtrace around it is for the debug log.
+            tracing::debug!(
+                module_id = &*self.module_id,
+                pipeline_id = &*self.pipeline_id,
+                error = %format!("{error:#}"),
+                "guest call failed"
+            );
+            other(bounded(error.root_cause().to_string()))
         }
     }
 
@@ -200,7 +205,10 @@ impl ComponentTransform {
             .map(|m| {
                 m.key.as_ref().map_or(0, String::len)
                     + m.value.len()
-                    + m.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                    + m.headers
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
             })
             .sum();
         if bytes > limits.max_output_bytes {
@@ -228,9 +236,10 @@ impl Transform for ComponentTransform {
         };
         live.store.set_epoch_deadline(ticks);
         live.store.data().log_budget.reset();
-        let call = live
-            .process
-            .call(&mut live.store, (MessageArg::new(message), ContextArg::new(ctx)));
+        let call = live.process.call(
+            &mut live.store,
+            (MessageArg::new(message), ContextArg::new(ctx)),
+        );
         self.report_dropped_logs(&live.store);
         let result = match call {
             Ok(result) => result,

@@ -198,8 +198,7 @@ fn validate(limits: &RuntimeLimits) -> Result<(), RuntimeError> {
             "max_concurrent_executions must be at least 1",
         ));
     }
-    if limits.max_instances == 0 || limits.max_instances > u32::MAX / CORE_INSTANCES_PER_COMPONENT
-    {
+    if limits.max_instances == 0 || limits.max_instances > u32::MAX / CORE_INSTANCES_PER_COMPONENT {
         return Err(RuntimeError::InvalidLimit(
             "max_instances must be between 1 and 400 million",
         ));
@@ -286,10 +285,7 @@ impl ExecutionSlots {
         // counter itself is always consistent.
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         while *free == 0 {
-            free = self
-                .released
-                .wait(free)
-                .unwrap_or_else(|p| p.into_inner());
+            free = self.released.wait(free).unwrap_or_else(|p| p.into_inner());
         }
         *free -= 1;
         SlotGuard { slots: self }

@@ -151,17 +151,10 @@ impl CompiledModule {
     ) -> Result<Box<dyn Transform>, TransformError> {
         match &*self.inner {
             CompiledInner::Component(module) => {
-                let transform = ComponentTransform::new(
-                    module,
-                    module_id,
-                    pipeline_id,
-                    params,
-                )?;
+                let transform = ComponentTransform::new(module, module_id, pipeline_id, params)?;
                 Ok(Box::new(transform))
             }
-            CompiledInner::LegacyCore(module) => {
-                module.instantiate(module_id, pipeline_id, params)
-            }
+            CompiledInner::LegacyCore(module) => module.instantiate(module_id, pipeline_id, params),
         }
     }
 
@@ -207,7 +200,8 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
         if missing.is_empty() {
             info.world = Some(WORLD.to_string());
         } else {
-            info.warnings.push(LoadError::MissingExports(missing).to_string());
+            info.warnings
+                .push(LoadError::MissingExports(missing).to_string());
         }
         if let Err(e) = check_imports(&info.imports) {
             info.warnings.push(e.to_string());
@@ -286,8 +280,9 @@ pub(crate) unsafe fn deserialize(
             link(runtime, component)
         }
         // SAFETY: forwarded to the caller.
-        ModuleKind::LegacyCore => unsafe { deserialize_legacy(runtime, bytes) }
-            .map(CompiledModule::from_legacy),
+        ModuleKind::LegacyCore => {
+            unsafe { deserialize_legacy(runtime, bytes) }.map(CompiledModule::from_legacy)
+        }
     }
 }
 
@@ -298,9 +293,7 @@ fn link(runtime: &Runtime, component: Component) -> Result<CompiledModule, LoadE
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link(format!("{e:#}")))?;
     let pre = EtlPre::new(instance_pre).map_err(|e| {
-        LoadError::Link(format!(
-            "the exports do not match the {WORLD} world: {e:#}"
-        ))
+        LoadError::Link(format!("the exports do not match the {WORLD} world: {e:#}"))
     })?;
     Ok(CompiledModule {
         inner: Arc::new(CompiledInner::Component(ComponentModule {
@@ -315,11 +308,8 @@ fn link(runtime: &Runtime, component: Component) -> Result<CompiledModule, LoadE
 /// modules and components are skipped).
 fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), LoadError> {
     let invalid = |e: wasmparser::BinaryReaderError| LoadError::Invalid(e.to_string());
-    let too_many = || {
-        LoadError::Invalid(format!(
-            "more than {MAX_LISTED_NAMES} imports or exports"
-        ))
-    };
+    let too_many =
+        || LoadError::Invalid(format!("more than {MAX_LISTED_NAMES} imports or exports"));
     let mut imports = Vec::new();
     let mut exports = Vec::new();
     let mut depth = 0usize;
@@ -332,12 +322,19 @@ fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), LoadError
             },
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    imports.push(import.map_err(invalid)?.name.name.to_string());
+                    let import = import.map_err(invalid)?;
+                    // Type imports (the world's `use`d records) are not capabilities.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        imports.push(import.name.name.to_string());
+                    }
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
-                    exports.push(export.map_err(invalid)?.name.name.to_string());
+                    let export = export.map_err(invalid)?;
+                    if export.kind != wasmparser::ComponentExternalKind::Type {
+                        exports.push(export.name.name.to_string());
+                    }
                 }
             }
             Payload::ImportSection(reader) if depth == 0 => {

@@ -142,11 +142,11 @@ impl CapturedOutput {
     }
 
     fn emit(&self, line: &[u8]) {
-        if !self.budget.take() {
-            return;
-        }
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
+        if text.trim().is_empty() || !self.budget.take() {
+            return;
+        }
         match self.stream {
             Stream::Stdout => {
                 tracing::info!(target: "rustmq_etl::guest", module_id = %self.module_id, stream = "stdout", "{text}")
