@@ -49,7 +49,9 @@ impl Rig {
     /// Shuts everything down and opens it again from disk, as a broker restart does.
     fn restart(self) -> Rig {
         self.pipelines.shutdown();
-        let Rig { dir, storage, .. } = self;
+        let Rig { dir, storage, modules, pipelines } = self;
+        drop(pipelines);
+        drop(modules);
         storage.close();
         drop(storage);
         let rig = Rig::open(dir);
@@ -97,7 +99,8 @@ impl Rig {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let status = self.pipelines.status(id).unwrap();
-            if status.committed_offset >= end {
+            // The metrics' offset moves after the batch's counters are updated.
+            if self.pipelines.metrics(id).unwrap().committed_offset >= end {
                 return;
             }
             assert!(

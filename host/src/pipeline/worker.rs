@@ -163,6 +163,7 @@ impl Worker {
             Err(e) => return RunState::Failed(format!("could not read the committed offset: {e}")),
         };
         self.source.seek(start);
+        self.metrics.committed_offset.store(start, Ordering::Relaxed);
         self.metrics.mark_started();
         info!(target: "rustmq::etl::pipeline", offset = start, "pipeline running");
         loop {
@@ -181,6 +182,9 @@ impl Worker {
             if fetched.is_empty() {
                 continue;
             }
+            // An update that arrived while the fetch waited applies to this batch:
+            // whoever sent it may be producing the messages it is meant for.
+            self.apply_update();
             if let Some(end) = self.process_batch(fetched) {
                 return end;
             }
@@ -227,15 +231,13 @@ impl Worker {
             batch.next_offset = f.offset + 1;
             handled += 1;
         }
+        let batch_next = batch.next_offset;
         if handled > 0 {
-            let next = batch.next_offset;
             if let Err(e) = self.sink.commit(batch) {
                 return Some(self.fail(format!("committing the batch failed: {e}")));
             }
             self.metrics.outputs.fetch_add(produced, Ordering::Relaxed);
             self.metrics.batches.fetch_add(1, Ordering::Relaxed);
-            self.metrics.committed_offset.store(next, Ordering::Relaxed);
-            debug!(target: "rustmq::etl::pipeline", offset = next, messages = handled, "batch committed");
         }
         self.metrics.recycles.store(
             self.recycle_base + self.loaded.transform.recycles(),
@@ -244,6 +246,14 @@ impl Worker {
         self.metrics
             .memory_bytes
             .store(self.loaded.transform.memory_bytes(), Ordering::Relaxed);
+        if handled > 0 {
+            // Last, so that a reader who sees the new offset also sees the counters
+            // of the batch it covers.
+            self.metrics
+                .committed_offset
+                .store(batch_next, Ordering::Release);
+            debug!(target: "rustmq::etl::pipeline", offset = batch_next, messages = handled, "batch committed");
+        }
         if let Some(reason) = end {
             return Some(self.fail(reason));
         }
