@@ -3,6 +3,10 @@
 //!
 //! # Layout
 //! - [`message`]: the message record and its JSON wire form.
+//! - [`config`]: the broker's TOML configuration, environment overrides, validation.
+//! - [`storage`]: durable topic logs, consumer offsets and metadata (redb).
+//! - [`api`]: the HTTP APIs: messages (`api::data`) and admin (`api::admin`).
+//! - [`server`]: the shared broker state, listeners and graceful shutdown.
 //! - [`runtime`]: wasmtime engine, the `rustmq:etl` bindings and the [`runtime::Transform`]
 //!   interface that components and legacy core modules implement.
 //! - [`cli`]: the `rustmq-etl` command line (`run`).
@@ -10,9 +14,12 @@
 //! The binaries (`rustmq-broker`, `rustmq-etl`) only parse flags, set up tracing and
 //! call into this library.
 
+pub mod api;
 pub mod cli;
+pub mod config;
 pub mod message;
 pub mod modules;
 pub mod pipeline;
 pub mod runtime;
+pub mod server;
 pub mod storage;

@@ -1,0 +1,90 @@
+//! The admin API (default `127.0.0.1:9094`): `GET /api/v1/status` here; the module
+//! store and pipelines add their routes by merging a sub-router in [`router`].
+//! When `[admin] token` is set, every admin route (status included) needs
+//! `Authorization: Bearer <token>` and answers 401 otherwise.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::{no_route, ApiError};
+use crate::server::Broker;
+
+/// What admin handlers get as state.
+pub type AdminState = Arc<Broker>;
+
+/// The admin API: every sub-router merged, then the token check over all of it.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .merge(status_router())
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+fn status_router() -> Router<AdminState> {
+    Router::new().route("/api/v1/status", get(status))
+}
+
+/// `GET /api/v1/status`: version, uptime, storage and the `[etl]` settings in force
+/// (the guide's step 1.3 reads `.etl.enabled`).
+async fn status(State(broker): State<AdminState>) -> Response {
+    let etl = &broker.config.etl;
+    let topics = broker.storage.list_topics().map(|t| t.len()).unwrap_or(0);
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": broker.started_at.elapsed().as_secs(),
+        "storage": {
+            "path": broker.storage.path(),
+            "size_bytes": broker.storage.size_bytes(),
+            "topics": topics,
+        },
+        "etl": {
+            "enabled": etl.enabled,
+            "memory_limit_bytes": etl.memory_limit_bytes,
+            "execution_timeout_ms": etl.execution_timeout_ms,
+            "max_concurrent_executions": etl.max_concurrent_executions,
+            "modules_path": etl.modules_path,
+            "max_module_size_bytes": etl.max_module_size_bytes,
+            "max_output_messages": etl.max_output_messages,
+            "max_output_bytes": etl.max_output_bytes,
+        },
+    }))
+    .into_response()
+}
+
+/// Rejects requests without the configured bearer token.
+async fn require_token(State(broker): State<AdminState>, request: Request, next: Next) -> Response {
+    let Some(token) = broker.config.admin.token.as_deref() else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        return next.run(request).await;
+    }
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this admin API needs \"Authorization: Bearer <token>\" with the token from [admin] token",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Compares without an early exit, so timing does not reveal a token's prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,254 @@
+//! The message API (default `127.0.0.1:9092`), the deployment guide's Step 6:
+//!
+//! - `POST /api/v1/topics/{topic}/messages`: one message `{"key","value"|"value_base64",
+//!   "headers","timestamp"}` → `{"topic","offset"}`, or a batch `{"messages":[...]}` →
+//!   `{"topic","offsets":[...]}`. Answered once the messages are durable.
+//! - `GET /api/v1/topics/{topic}/messages?offset=&max_messages=&max_bytes=&wait_ms=` →
+//!   `{"messages":[{offset,key,value|value_base64,headers,timestamp}],"next_offset",
+//!   "start_offset","end_offset"}`; with `wait_ms`, waits for a message when none is
+//!   available yet (long-poll).
+//! - `POST /api/v1/topics`, `GET /api/v1/topics`, `GET`/`DELETE /api/v1/topics/{topic}`.
+//!
+//! Limits come from `[server]` in the config; bodies over `max_body_bytes` get 413.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{blocking, no_route, parse_json, ApiError};
+use crate::message::{now_millis, Message, MessageJson, MessageJsonError, MessageOut};
+use crate::server::Broker;
+use crate::storage::{Storage, TopicConfig};
+
+/// The message API's routes, limits included.
+pub fn router(state: Arc<Broker>) -> Router {
+    let body_limit = usize::try_from(state.config.server.max_body_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/api/v1/topics", get(list_topics).post(create_topic))
+        .route(
+            "/api/v1/topics/{topic}",
+            get(get_topic).delete(delete_topic),
+        )
+        .route(
+            "/api/v1/topics/{topic}/messages",
+            get(consume).post(produce),
+        )
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+fn topic_from(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(topic) = path?;
+    Storage::validate_topic_name(&topic)?;
+    Ok(topic)
+}
+
+fn to_message(json: MessageJson, now: i64, at: Option<usize>) -> Result<Message, ApiError> {
+    json.into_message(now).map_err(|e| {
+        let code = match e {
+            MessageJsonError::MissingValue => "missing_value",
+            MessageJsonError::BothValues => "invalid_message",
+            MessageJsonError::BadBase64(_) => "invalid_base64",
+            MessageJsonError::HeaderNotString(_) => "invalid_header",
+        };
+        let message = match at {
+            Some(i) => format!("messages[{i}]: {e}"),
+            None => e.to_string(),
+        };
+        ApiError::bad_request(code, message)
+    })
+}
+
+/// The batch form of a produce body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    messages: Vec<MessageJson>,
+}
+
+#[tracing::instrument(target = "rustmq::api", name = "produce", skip_all, fields(topic))]
+async fn produce(
+    State(broker): State<Arc<Broker>>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let topic = topic_from(path)?;
+    tracing::Span::current().record("topic", topic.as_str());
+    let body = body?;
+    let value: serde_json::Value = parse_json(&body)?;
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::bad_request(
+            "invalid_json_data",
+            "the body must be a JSON object: a message or {\"messages\": [...]}",
+        ));
+    };
+    let now = now_millis();
+    if object.contains_key("messages") {
+        let batch: Batch = parse_json(&body)?;
+        let max = broker.config.server.max_batch_messages as usize;
+        if batch.messages.is_empty() {
+            return Err(ApiError::bad_request(
+                "empty_batch",
+                "\"messages\" is empty",
+            ));
+        }
+        if batch.messages.len() > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!(
+                    "{} messages in one batch; the limit is {max} (server.max_batch_messages)",
+                    batch.messages.len()
+                ),
+            ));
+        }
+        let messages = batch
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| to_message(m, now, Some(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let range = broker.storage.append(&topic, messages).await?;
+        let offsets: Vec<u64> = range.collect();
+        Ok(Json(json!({ "topic": topic, "offsets": offsets })).into_response())
+    } else {
+        let message = to_message(parse_json::<MessageJson>(&body)?, now, None)?;
+        let range = broker.storage.append(&topic, vec![message]).await?;
+        tracing::debug!(target: "rustmq::api", offset = range.start, "produced");
+        Ok(Json(json!({ "topic": topic, "offset": range.start })).into_response())
+    }
+}
+
+/// Query parameters of a consume.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsumeQuery {
+    /// First offset wanted (default 0; below the start offset reads from the start).
+    #[serde(default)]
+    offset: u64,
+    /// Most messages returned (default 100, capped by `server.max_read_messages`).
+    max_messages: Option<u64>,
+    /// Rough byte cap (default and cap `server.max_read_bytes`).
+    max_bytes: Option<u64>,
+    /// Long-poll: wait up to this long for a message (capped by `server.max_wait_ms`).
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// `max_messages` when the request does not say.
+const DEFAULT_MAX_MESSAGES: u64 = 100;
+
+#[tracing::instrument(target = "rustmq::api", name = "consume", skip_all, fields(topic))]
+async fn consume(
+    State(broker): State<Arc<Broker>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ConsumeQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let topic = topic_from(path)?;
+    tracing::Span::current().record("topic", topic.as_str());
+    let Query(q) = query?;
+    let server = &broker.config.server;
+    let max_messages = q.max_messages.unwrap_or(DEFAULT_MAX_MESSAGES);
+    if max_messages == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "max_messages must be at least 1",
+        ));
+    }
+    let max_messages = max_messages.min(server.max_read_messages.into()) as usize;
+    let max_bytes = q
+        .max_bytes
+        .unwrap_or(server.max_read_bytes)
+        .clamp(1, server.max_read_bytes) as usize;
+    let read = |storage: Storage, topic: String| {
+        blocking(move || storage.read(&topic, q.offset, max_messages, max_bytes))
+    };
+    let mut batch = read(broker.storage.clone(), topic.clone()).await?;
+    let wait = Duration::from_millis(q.wait_ms.min(server.max_wait_ms));
+    if batch.messages.is_empty() && !wait.is_zero() {
+        let arrived = tokio::select! {
+            arrived = broker.storage.wait_for(&topic, batch.next_offset, wait) => arrived,
+            () = broker.shutdown.cancelled() => false,
+        };
+        if arrived {
+            batch = read(broker.storage.clone(), topic).await?;
+        }
+    }
+    let messages: Vec<MessageOut> = batch
+        .messages
+        .iter()
+        .map(|(offset, m)| MessageOut::new(m, Some(*offset)))
+        .collect();
+    Ok(Json(json!({
+        "messages": messages,
+        "next_offset": batch.next_offset,
+        "start_offset": batch.start_offset,
+        "end_offset": batch.end_offset,
+    }))
+    .into_response())
+}
+
+/// Body of `POST /api/v1/topics`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTopic {
+    name: String,
+    #[serde(default)]
+    retention_ms: Option<u64>,
+    #[serde(default)]
+    retention_bytes: Option<u64>,
+}
+
+async fn create_topic(
+    State(broker): State<Arc<Broker>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: CreateTopic = parse_json(&body?)?;
+    Storage::validate_topic_name(&req.name)?;
+    let config = TopicConfig {
+        retention_ms: req.retention_ms,
+        retention_bytes: req.retention_bytes,
+    };
+    let storage = broker.storage.clone();
+    let info = blocking(move || storage.create_topic(&req.name, config)).await?;
+    tracing::info!(target: "rustmq::api", topic = %info.name, "topic created");
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn list_topics(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
+    let topics = broker.storage.list_topics()?;
+    Ok(Json(json!({ "topics": topics })).into_response())
+}
+
+async fn get_topic(
+    State(broker): State<Arc<Broker>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let topic = topic_from(path)?;
+    match broker.storage.topic(&topic)? {
+        Some(info) => Ok(Json(info).into_response()),
+        None => Err(crate::storage::StorageError::TopicNotFound(topic).into()),
+    }
+}
+
+async fn delete_topic(
+    State(broker): State<Arc<Broker>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let topic = topic_from(path)?;
+    let storage = broker.storage.clone();
+    let name = topic.clone();
+    blocking(move || storage.delete_topic(&name)).await?;
+    tracing::info!(target: "rustmq::api", topic = %topic, "topic deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,600 @@
+//! The broker's configuration: the TOML file, environment overrides, defaults and
+//! validation.
+//!
+//! Sections (every one optional, every key defaulted; unknown keys are errors):
+//! `[etl]` (the deployment guide's keys plus our limits), `[server]` (listen
+//! addresses and request limits), `[storage]` (data directory and retention),
+//! `[admin]` (bearer token) and `[logging]`.
+//!
+//! An environment variable `RUSTMQ_<SECTION>_<KEY>` (upper case) overrides the key
+//! `<key>` of section `[<section>]`, e.g. `RUSTMQ_ETL_MEMORY_LIMIT_BYTES=134217728`,
+//! `RUSTMQ_ADMIN_TOKEN=s3cret`, `RUSTMQ_LOGGING_TARGETS='["rustmq::etl"]'`. The value
+//! is read as a TOML value (number, boolean, array) for non-string keys and taken
+//! verbatim for string keys.
+//!
+//! Relative paths (`storage.data_dir`, `etl.modules_path`, `etl.compiled_cache`) are
+//! resolved against the directory of the config file — whatever the working
+//! directory — or against the working directory when no file is given.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// 1 MiB.
+const MIB: u64 = 1024 * 1024;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `[etl]`: the WebAssembly runtime.
+    pub etl: EtlConfig,
+    /// `[server]`: listeners and HTTP limits.
+    pub server: ServerConfig,
+    /// `[storage]`: where and how long data is kept.
+    pub storage: StorageConfig,
+    /// `[admin]`: admin API access.
+    pub admin: AdminConfig,
+    /// `[logging]`: what is logged.
+    pub logging: LoggingConfig,
+}
+
+/// `[etl]`: the guide's five keys plus the limits our runtime enforces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtlConfig {
+    /// Run pipelines at all (default `true`). When false, modules can be uploaded but
+    /// pipelines do not start.
+    pub enabled: bool,
+    /// Linear-memory cap per module instance (default 64 MiB; 1 MiB ..= 4 GiB).
+    pub memory_limit_bytes: u64,
+    /// Wall-clock cap per call into a module (default 5000 ms; 1 ..= 600000).
+    pub execution_timeout_ms: u64,
+    /// Calls into modules running at once, broker-wide (default 100; 1 ..= 10000).
+    pub max_concurrent_executions: u32,
+    /// Where uploaded modules are stored (default `<storage.data_dir>/wasm`; the
+    /// guide's production value is `/var/lib/rustmq/wasm`).
+    pub modules_path: PathBuf,
+    /// Largest module accepted for upload (default 50 MiB, as the guide's
+    /// troubleshooting section says; 1 KiB ..= 1 GiB).
+    pub max_module_size_bytes: u64,
+    /// Most messages one call may return (default 1000; 1 ..= 1000000).
+    pub max_output_messages: u32,
+    /// Most bytes one call may return, all messages together (default 16 MiB;
+    /// 1 KiB ..= 1 GiB).
+    pub max_output_bytes: u64,
+    /// Where compiled modules are cached (default `<modules_path>/compiled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compiled_cache: Option<PathBuf>,
+}
+
+impl Default for EtlConfig {
+    fn default() -> Self {
+        EtlConfig {
+            enabled: true,
+            memory_limit_bytes: 64 * MIB,
+            execution_timeout_ms: 5000,
+            max_concurrent_executions: 100,
+            modules_path: PathBuf::new(),
+            max_module_size_bytes: 50 * MIB,
+            max_output_messages: 1000,
+            max_output_bytes: 16 * MIB,
+            compiled_cache: None,
+        }
+    }
+}
+
+impl EtlConfig {
+    /// The compiled-module cache directory.
+    pub fn compiled_cache_dir(&self) -> PathBuf {
+        self.compiled_cache
+            .clone()
+            .unwrap_or_else(|| self.modules_path.join("compiled"))
+    }
+}
+
+/// `[server]`: listen addresses and limits of the HTTP APIs. Port 0 picks a free port
+/// (the bound addresses are logged and printed by the binary).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Admin API (status, modules, pipelines); default `127.0.0.1:9094`.
+    pub admin_addr: SocketAddr,
+    /// Message API (produce, consume, topics); default `127.0.0.1:9092`.
+    pub messages_addr: SocketAddr,
+    /// Largest request body on the message API (default 16 MiB; 1 KiB ..= 1 GiB).
+    pub max_body_bytes: u64,
+    /// Most messages in one batch produce (default 10000).
+    pub max_batch_messages: u32,
+    /// Cap on `max_messages` of one consume (default 1000).
+    pub max_read_messages: u32,
+    /// Cap on the bytes of one consume response, roughly (default 8 MiB); one
+    /// message is always returned even if larger.
+    pub max_read_bytes: u64,
+    /// Cap on a consume's `wait_ms` long-poll (default 30000).
+    pub max_wait_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 9094)),
+            messages_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            max_body_bytes: 16 * MIB,
+            max_batch_messages: 10_000,
+            max_read_messages: 1000,
+            max_read_bytes: 8 * MIB,
+            max_wait_ms: 30_000,
+        }
+    }
+}
+
+/// `[storage]`: the embedded database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the database file (default `data`).
+    pub data_dir: PathBuf,
+    /// Default age limit of a topic's messages in ms; 0 = keep forever
+    /// (default 604800000, 7 days).
+    pub retention_ms: u64,
+    /// Default size limit of a topic in bytes; 0 = unlimited (default 0).
+    pub retention_bytes: u64,
+    /// Create a topic on its first produce (default `true`).
+    pub auto_create_topics: bool,
+    /// How often retention runs, in ms (default 60000; at least 100).
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("data"),
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: 0,
+            auto_create_topics: true,
+            retention_check_interval_ms: 60_000,
+        }
+    }
+}
+
+/// `[admin]`: admin API access.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// When set, every admin request needs `Authorization: Bearer <token>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `[logging]`, as in the guide's troubleshooting section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `trace`, `debug`, `info` (default), `warn`, `error` or `off`.
+    pub level: String,
+    /// When non-empty, `level` applies to these targets (e.g. `rustmq::etl`) and
+    /// everything else logs at `info`.
+    pub targets: Vec<String>,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+impl LoggingConfig {
+    /// The `tracing_subscriber::EnvFilter` directives this section means:
+    /// `level`, or `info,<target>=<level>,...` when targets are given.
+    pub fn filter_directives(&self) -> String {
+        if self.targets.is_empty() {
+            return self.level.clone();
+        }
+        let mut out = String::from("info");
+        for target in &self.targets {
+            out.push_str(&format!(",{target}={}", self.level));
+        }
+        out
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a wrongly typed value.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, which names the key and its line.
+        message: String,
+    },
+    /// An environment override could not be applied.
+    #[error("environment override {vars}: {message}")]
+    Env {
+        /// The variables that were applied.
+        vars: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("config file {path}: invalid value for `{key}`: {message}")]
+    Invalid {
+        /// The file (or `<defaults>`).
+        path: String,
+        /// `section.key`.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+/// The section names environment overrides may address.
+const SECTIONS: [&str; 5] = ["etl", "server", "storage", "admin", "logging"];
+
+impl BrokerConfig {
+    /// Loads `path`, applies `RUSTMQ_*` environment overrides, resolves relative
+    /// paths against the file's directory and validates every value.
+    pub fn load(path: &Path) -> Result<BrokerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Self::from_parts(&text, &path.display().to_string(), &base, std::env::vars())
+    }
+
+    /// The defaults plus environment overrides, paths relative to the working
+    /// directory: the configuration when no file is given.
+    pub fn from_env() -> Result<BrokerConfig, ConfigError> {
+        Self::from_parts("", "<defaults>", Path::new("."), std::env::vars())
+    }
+
+    /// Parses `text` (named `source` in errors), applies the `RUSTMQ_*` pairs in
+    /// `env`, resolves relative paths against `base` and validates.
+    pub fn from_parts(
+        text: &str,
+        source: &str,
+        base: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
+            path: source.to_string(),
+            message: e.to_string(),
+        };
+        // Parsing the text directly first gives errors with the line of the key.
+        let mut config: BrokerConfig = toml::from_str(text).map_err(parse_error)?;
+        let overrides = env_overrides(env);
+        if !overrides.is_empty() {
+            config = apply_env(text, &overrides)?;
+        }
+        config.resolve_paths(base);
+        config.validate(source)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        self.storage.data_dir = resolve(&self.storage.data_dir);
+        self.etl.modules_path = if self.etl.modules_path.as_os_str().is_empty() {
+            self.storage.data_dir.join("wasm")
+        } else {
+            resolve(&self.etl.modules_path)
+        };
+        self.etl.compiled_cache = self.etl.compiled_cache.as_deref().map(resolve);
+    }
+
+    fn validate(&self, source: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: source.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let range = |key: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    key,
+                    format!("{value} is out of range; allowed is {min} ..= {max}"),
+                ))
+            }
+        };
+        let e = &self.etl;
+        range(
+            "etl.memory_limit_bytes",
+            e.memory_limit_bytes,
+            MIB,
+            4096 * MIB,
+        )?;
+        range(
+            "etl.execution_timeout_ms",
+            e.execution_timeout_ms,
+            1,
+            600_000,
+        )?;
+        range(
+            "etl.max_concurrent_executions",
+            e.max_concurrent_executions.into(),
+            1,
+            10_000,
+        )?;
+        range(
+            "etl.max_module_size_bytes",
+            e.max_module_size_bytes,
+            1024,
+            1024 * MIB,
+        )?;
+        range(
+            "etl.max_output_messages",
+            e.max_output_messages.into(),
+            1,
+            1_000_000,
+        )?;
+        range("etl.max_output_bytes", e.max_output_bytes, 1024, 1024 * MIB)?;
+        let s = &self.server;
+        range("server.max_body_bytes", s.max_body_bytes, 1024, 1024 * MIB)?;
+        range(
+            "server.max_batch_messages",
+            s.max_batch_messages.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "server.max_read_messages",
+            s.max_read_messages.into(),
+            1,
+            1_000_000,
+        )?;
+        range("server.max_read_bytes", s.max_read_bytes, 1024, 1024 * MIB)?;
+        range("server.max_wait_ms", s.max_wait_ms, 0, 600_000)?;
+        if s.admin_addr == s.messages_addr && s.admin_addr.port() != 0 {
+            return Err(invalid(
+                "server.messages_addr",
+                format!(
+                    "{} is also the admin address; use two ports",
+                    s.messages_addr
+                ),
+            ));
+        }
+        range(
+            "storage.retention_check_interval_ms",
+            self.storage.retention_check_interval_ms,
+            100,
+            u64::MAX,
+        )?;
+        if let Some(token) = &self.admin.token {
+            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    "admin.token",
+                    "must be non-empty and contain no whitespace (remove the key to disable auth)"
+                        .into(),
+                ));
+            }
+        }
+        const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+        if !LEVELS.contains(&self.logging.level.as_str()) {
+            return Err(invalid(
+                "logging.level",
+                format!(
+                    "{:?} is not one of {}",
+                    self.logging.level,
+                    LEVELS.join(", ")
+                ),
+            ));
+        }
+        for target in &self.logging.targets {
+            let ok = !target.is_empty()
+                && target
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'));
+            if !ok {
+                return Err(invalid(
+                    "logging.targets",
+                    format!("{target:?} is not a target name like \"rustmq::etl\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `(section, key, var name, raw value)` for every `RUSTMQ_<SECTION>_<KEY>` in `env`.
+fn env_overrides(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String, String, String)> {
+    let mut out: Vec<_> = env
+        .into_iter()
+        .filter_map(|(var, value)| {
+            let rest = var.strip_prefix("RUSTMQ_")?;
+            SECTIONS.iter().find_map(|section| {
+                let key = rest
+                    .strip_prefix(&section.to_ascii_uppercase())?
+                    .strip_prefix('_')?;
+                Some((
+                    section.to_string(),
+                    key.to_ascii_lowercase(),
+                    var.clone(),
+                    value.clone(),
+                ))
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Merges the overrides into the file's table and deserialises the result.
+fn apply_env(
+    text: &str,
+    overrides: &[(String, String, String, String)],
+) -> Result<BrokerConfig, ConfigError> {
+    let vars = overrides
+        .iter()
+        .map(|o| o.2.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let env_error = |message: String| ConfigError::Env {
+        vars: vars.clone(),
+        message,
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| env_error(e.to_string()))?;
+    let defaults =
+        toml::Table::try_from(BrokerConfig::default()).map_err(|e| env_error(e.to_string()))?;
+    for (section, key, _, raw) in overrides {
+        let typed = defaults
+            .get(section)
+            .and_then(|s| s.get(key))
+            .is_some_and(|v| !v.is_str());
+        let value = if typed {
+            toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.clone()))
+        } else {
+            toml::Value::String(raw.clone())
+        };
+        let section = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match section.as_table_mut() {
+            Some(section) => {
+                section.insert(key.clone(), value);
+            }
+            None => return Err(env_error("the section in the file is not a table".into())),
+        }
+    }
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| env_error(e.message().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<BrokerConfig, ConfigError> {
+        BrokerConfig::from_parts(text, "broker.toml", Path::new("/etc/rustmq"), [])
+    }
+
+    const GUIDE: &str = r#"
+[etl]
+enabled = true
+memory_limit_bytes = 67108864
+execution_timeout_ms = 5000
+max_concurrent_executions = 100
+modules_path = "/var/lib/rustmq/wasm"
+"#;
+
+    #[test]
+    fn the_guides_etl_section_loads() {
+        let c = parse(GUIDE).unwrap();
+        assert!(c.etl.enabled);
+        assert_eq!(c.etl.memory_limit_bytes, 67108864);
+        assert_eq!(c.etl.modules_path, PathBuf::from("/var/lib/rustmq/wasm"));
+        assert_eq!(c.server.admin_addr.port(), 9094);
+        assert_eq!(c.server.messages_addr.port(), 9092);
+        assert_eq!(c.storage.data_dir, PathBuf::from("/etc/rustmq/data"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_file() {
+        let err = parse("[etl]\nenabled = true\nmemory_limit = 5\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("broker.toml") && msg.contains("memory_limit"),
+            "{msg}"
+        );
+        assert!(parse("[nope]\n").unwrap_err().to_string().contains("nope"));
+    }
+
+    #[test]
+    fn out_of_range_values_say_what_is_allowed() {
+        let msg = parse("[etl]\nmemory_limit_bytes = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("etl.memory_limit_bytes") && msg.contains("allowed"),
+            "{msg}"
+        );
+        let msg = parse("[logging]\nlevel = \"loud\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("logging.level"), "{msg}");
+        let msg = parse("[server]\nadmin_addr = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("admin_addr"), "{msg}");
+    }
+
+    #[test]
+    fn environment_overrides_file_values_with_types() {
+        let env = [
+            (
+                "RUSTMQ_ETL_MEMORY_LIMIT_BYTES".to_string(),
+                "134217728".to_string(),
+            ),
+            ("RUSTMQ_ETL_ENABLED".into(), "false".into()),
+            ("RUSTMQ_ADMIN_TOKEN".into(), "12345".into()),
+            ("RUSTMQ_LOGGING_TARGETS".into(), r#"["rustmq::etl"]"#.into()),
+            ("RUSTMQ_UNRELATED".into(), "x".into()),
+        ];
+        let c = BrokerConfig::from_parts(GUIDE, "f", Path::new("."), env).unwrap();
+        assert_eq!(c.etl.memory_limit_bytes, 134217728);
+        assert!(!c.etl.enabled);
+        assert_eq!(c.admin.token.as_deref(), Some("12345"));
+        assert_eq!(c.logging.targets, ["rustmq::etl"]);
+        let bad = [("RUSTMQ_ETL_NOPE".to_string(), "1".to_string())];
+        let msg = BrokerConfig::from_parts(GUIDE, "f", Path::new("."), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("RUSTMQ_ETL_NOPE") && msg.contains("nope"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn logging_targets_become_filter_directives() {
+        let c = parse("[logging]\nlevel = \"debug\"\ntargets = [\"rustmq::etl\"]\n").unwrap();
+        assert_eq!(c.logging.filter_directives(), "info,rustmq::etl=debug");
+        assert_eq!(LoggingConfig::default().filter_directives(), "info");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let c =
+            parse("[etl]\nmodules_path = \"../data/wasm\"\n[storage]\ndata_dir = \"d\"\n").unwrap();
+        assert_eq!(
+            c.etl.modules_path,
+            PathBuf::from("/etc/rustmq/../data/wasm")
+        );
+        assert_eq!(c.storage.data_dir, PathBuf::from("/etc/rustmq/d"));
+        assert_eq!(
+            c.etl.compiled_cache_dir(),
+            PathBuf::from("/etc/rustmq/../data/wasm/compiled")
+        );
+    }
+}

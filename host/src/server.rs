@@ -1,0 +1,206 @@
+//! Running the broker: the shared [`Broker`] state, the two listeners and graceful
+//! shutdown.
+//!
+//! Shutdown order: the `shutdown` future resolves → [`Broker::shutdown`] is cancelled
+//! (long-polls return, later parts such as pipelines stop at a message boundary) →
+//! both HTTP servers stop accepting and finish in-flight requests (a produce being
+//! committed still gets its answer) → storage drains its writer and closes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::config::BrokerConfig;
+use crate::storage::{Retention, Storage, StorageError, StorageOptions};
+
+/// Everything a request handler or background task needs. New parts of the broker
+/// (runtime, module store, pipeline manager) are added as fields here and built in
+/// [`Broker::open`].
+pub struct Broker {
+    /// The configuration in force.
+    pub config: BrokerConfig,
+    /// Topic logs, offsets and metadata.
+    pub storage: Storage,
+    /// When the broker started (for uptime).
+    pub started_at: Instant,
+    /// Cancelled when shutdown begins.
+    pub shutdown: CancellationToken,
+}
+
+impl Broker {
+    /// Opens storage and builds the broker state.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, ServerError> {
+        let s = &config.storage;
+        let options = StorageOptions {
+            default_retention: Retention {
+                retention_ms: s.retention_ms,
+                retention_bytes: s.retention_bytes,
+            },
+            auto_create_topics: s.auto_create_topics,
+            retention_check_interval: Some(Duration::from_millis(s.retention_check_interval_ms)),
+        };
+        let storage = Storage::open(&s.data_dir, options)?;
+        Ok(Arc::new(Broker {
+            config,
+            storage,
+            started_at: Instant::now(),
+            shutdown: CancellationToken::new(),
+        }))
+    }
+}
+
+/// Why the broker could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Storage could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} for the {api} API: {source}")]
+    Bind {
+        /// `admin` or `message`.
+        api: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A server failed while running.
+    #[error("the {api} API server failed: {source}")]
+    Serve {
+        /// `admin` or `message`.
+        api: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A broker with its listeners bound, not yet serving.
+pub struct Server {
+    broker: Arc<Broker>,
+    admin: TcpListener,
+    messages: TcpListener,
+}
+
+impl Server {
+    /// Opens storage and binds both listeners (port 0 picks a free port).
+    pub async fn bind(config: BrokerConfig) -> Result<Server, ServerError> {
+        let admin_addr = config.server.admin_addr;
+        let messages_addr = config.server.messages_addr;
+        let broker = Broker::open(config)?;
+        let bind = |api, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { api, addr, source })
+        };
+        let admin = bind("admin", admin_addr).await;
+        let messages = bind("message", messages_addr).await;
+        match (admin, messages) {
+            (Ok(admin), Ok(messages)) => Ok(Server {
+                broker,
+                admin,
+                messages,
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                broker.storage.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| self.broker.config.server.admin_addr)
+    }
+
+    /// The bound message API address.
+    pub fn messages_addr(&self) -> SocketAddr {
+        self.messages
+            .local_addr()
+            .unwrap_or_else(|_| self.broker.config.server.messages_addr)
+    }
+
+    /// The shared state.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves until `shutdown` resolves (or a server fails), then shuts down in the
+    /// order described in the module docs.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server {
+            broker,
+            admin,
+            messages,
+        } = self;
+        tracing::info!(
+            target: "rustmq::server",
+            admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            messages = %messages.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            etl_enabled = broker.config.etl.enabled,
+            "broker listening"
+        );
+        let token = broker.shutdown.clone();
+        let serve = |api: &'static str, listener: TcpListener, router: axum::Router| {
+            let token = token.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await
+                    .map_err(|source| ServerError::Serve { api, source })
+            })
+        };
+        let mut admin_task = serve("admin", admin, api::admin::router(broker.clone()));
+        let mut messages_task = serve("message", messages, api::data::router(broker.clone()));
+        let (mut admin_done, mut messages_done) = (None, None);
+        tokio::select! {
+            () = shutdown => tracing::info!(target: "rustmq::server", "shutdown requested"),
+            r = &mut admin_task => admin_done = Some(flatten(r)),
+            r = &mut messages_task => messages_done = Some(flatten(r)),
+        }
+        token.cancel();
+        let admin_result = match admin_done {
+            Some(r) => r,
+            None => flatten(admin_task.await),
+        };
+        let messages_result = match messages_done {
+            Some(r) => r,
+            None => flatten(messages_task.await),
+        };
+        let result = admin_result.and(messages_result);
+        let storage = broker.storage.clone();
+        if tokio::task::spawn_blocking(move || storage.close())
+            .await
+            .is_err()
+        {
+            tracing::error!(target: "rustmq::server", "closing storage panicked");
+        }
+        tracing::info!(target: "rustmq::server", "broker stopped");
+        result
+    }
+}
+
+fn flatten(r: Result<Result<(), ServerError>, tokio::task::JoinError>) -> Result<(), ServerError> {
+    match r {
+        Ok(r) => r,
+        Err(e) => Err(ServerError::Serve {
+            api: "http",
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// Binds, serves until `shutdown` resolves, shuts down gracefully.
+pub async fn run(
+    config: BrokerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    Server::bind(config).await?.run(shutdown).await
+}
