@@ -1,1 +1,2 @@
+mod legacy;
 fn main() {}
