@@ -154,9 +154,17 @@ fn guide_module_reports_its_own_errors_as_results() {
 fn guide_module_built_for_wasm32_unknown_unknown_is_refused_with_the_fix() {
     let bytes = std::fs::read(guests::GUIDE_MODULE_WASM32_UNKNOWN_UNKNOWN).unwrap();
     let err = LegacyModule::new(engine(), &bytes).unwrap_err();
-    assert!(matches!(err, LoadError::WasmBindgenImports { .. }), "{err:?}");
+    assert!(
+        matches!(err, LoadError::WasmBindgenImports { .. }),
+        "{err:?}"
+    );
     let text = err.to_string();
-    for needle in ["__wbindgen_placeholder__::", "wasm32-wasip1", "wasmbind", "chrono"] {
+    for needle in [
+        "__wbindgen_placeholder__::",
+        "wasm32-wasip1",
+        "wasmbind",
+        "chrono",
+    ] {
         assert!(text.contains(needle), "{needle} missing from: {text}");
     }
     // Refused before compiling, too.
@@ -198,7 +206,11 @@ fn serialized_module_runs_after_deserializing() {
     // SAFETY: the bytes were serialized just above by the same engine.
     let module = unsafe { LegacyModule::deserialize(engine(), &bytes) }.unwrap();
     assert_eq!(module.info(), guide_module().info());
-    let out = run(&mut transform(&module, limits(16 << 20)), &sensor_reading("0")).unwrap();
+    let out = run(
+        &mut transform(&module, limits(16 << 20)),
+        &sensor_reading("0"),
+    )
+    .unwrap();
     assert_eq!(out.messages.len(), 1);
 }
 
@@ -243,7 +255,11 @@ fn adversarial_limits() -> LegacyLimits {
 
 /// Runs a bad message then a good one: the first must fail as `check` expects, the
 /// second must succeed on a fresh instance.
-fn fails_then_recovers(module: &LegacyModule, bad: &Message, check: impl Fn(&TransformError) -> bool) {
+fn fails_then_recovers(
+    module: &LegacyModule,
+    bad: &Message,
+    check: impl Fn(&TransformError) -> bool,
+) {
     let mut t = transform(module, adversarial_limits());
     let err = run(&mut t, bad).expect_err("the bad message fails");
     assert!(check(&err), "unexpected error: {err:?} ({err})");
@@ -266,7 +282,11 @@ fn abi_says(needle: &'static str) -> impl Fn(&TransformError) -> bool {
 #[test]
 fn wild_pointer_is_reported() {
     let m = adversary("(i32.const 0x7fff0000)", "", "");
-    fails_then_recovers(&m, &bad_key(), abi_says("0x7fff0000, outside the memory of 131072 bytes"));
+    fails_then_recovers(
+        &m,
+        &bad_key(),
+        abi_says("0x7fff0000, outside the memory of 131072 bytes"),
+    );
 }
 
 #[test]
@@ -283,7 +303,11 @@ fn null_result_pointer_is_reported() {
 
 #[test]
 fn non_json_result_is_reported_with_what_was_there() {
-    let m = adversary("(i32.const 4096)", "", r#"(data (i32.const 4096) "hello, host")"#);
+    let m = adversary(
+        "(i32.const 4096)",
+        "",
+        r#"(data (i32.const 4096) "hello, host")"#,
+    );
     fails_then_recovers(&m, &bad_key(), abi_says("not JSON"));
     let mut t = transform(&m, adversarial_limits());
     let err = run(&mut t, &bad_key()).unwrap_err();
@@ -302,19 +326,30 @@ fn partial_json_result_is_reported() {
 
 #[test]
 fn json_that_is_not_a_process_result_is_reported() {
-    let m = adversary("(i32.const 4096)", "", r#"(data (i32.const 4096) "{\"ok\": true}")"#);
+    let m = adversary(
+        "(i32.const 4096)",
+        "",
+        r#"(data (i32.const 4096) "{\"ok\": true}")"#,
+    );
     fails_then_recovers(&m, &bad_key(), abi_says("not a ProcessResult"));
 }
 
 #[test]
 fn result_running_off_the_end_of_memory_is_reported() {
     // The last three bytes of the 2-page memory open a value that never closes.
-    let m = adversary("(i32.const 131069)", "", r#"(data (i32.const 131069) "{\"a")"#);
+    let m = adversary(
+        "(i32.const 131069)",
+        "",
+        r#"(data (i32.const 131069) "{\"a")"#,
+    );
     let mut limits = adversarial_limits();
     limits.max_output_bytes = 1 << 20;
     let mut t = transform(&m, limits);
     let err = run(&mut t, &bad_key()).unwrap_err();
-    assert!(err.to_string().contains("runs off the end of memory"), "{err}");
+    assert!(
+        err.to_string().contains("runs off the end of memory"),
+        "{err}"
+    );
     assert!(run(&mut t, &message("g", "x", &[])).is_ok());
 }
 
@@ -325,14 +360,22 @@ fn result_over_the_output_cap_is_reported() {
                  (memory.fill (i32.const 8193) (i32.const 32) (i32.const 100000))
                  (i32.const 8192)"#;
     let m = adversary(bad, "", "");
-    fails_then_recovers(&m, &bad_key(), abi_says("larger than the 4096-byte output limit"));
+    fails_then_recovers(
+        &m,
+        &bad_key(),
+        abi_says("larger than the 4096-byte output limit"),
+    );
 }
 
 #[test]
 fn alloc_returning_zero_is_reported() {
     let m = adversary("unreachable", "(return (i32.const 0))", "");
     let big = message("g", &"x".repeat(2000), &[]);
-    fails_then_recovers(&m, &big, abi_says("returned 0: the module could not allocate"));
+    fails_then_recovers(
+        &m,
+        &big,
+        abi_says("returned 0: the module could not allocate"),
+    );
 }
 
 #[test]
@@ -346,17 +389,21 @@ fn alloc_returning_a_pointer_the_input_does_not_fit_behind_is_reported() {
 fn alloc_trapping_is_reported() {
     let m = adversary("unreachable", "unreachable", "");
     let big = message("g", &"x".repeat(2000), &[]);
-    fails_then_recovers(&m, &big, |e| {
-        matches!(e, TransformError::Trap(m) if m.contains("`alloc`") && m.contains("unreachable"))
-    });
+    fails_then_recovers(
+        &m,
+        &big,
+        |e| matches!(e, TransformError::Trap(m) if m.contains("`alloc`") && m.contains("unreachable")),
+    );
 }
 
 #[test]
 fn trap_in_process_message_is_reported() {
     let m = adversary("unreachable", "", "");
-    fails_then_recovers(&m, &bad_key(), |e| {
-        matches!(e, TransformError::Trap(m) if m.contains("`process_message`"))
-    });
+    fails_then_recovers(
+        &m,
+        &bad_key(),
+        |e| matches!(e, TransformError::Trap(m) if m.contains("`process_message`")),
+    );
 }
 
 #[test]
@@ -377,7 +424,12 @@ fn memory_grow_bomb_hits_the_memory_limit() {
                  unreachable"#;
     let m = adversary(bad, "", "");
     fails_then_recovers(&m, &bad_key(), |e| {
-        matches!(e, TransformError::MemoryLimit { limit_bytes: 1048576 })
+        matches!(
+            e,
+            TransformError::MemoryLimit {
+                limit_bytes: 1048576
+            }
+        )
     });
 }
 
@@ -399,7 +451,11 @@ fn packed_pointer_length_results_are_read_by_length() {
     );
     let m = load_wat(&wat);
     assert_eq!(m.info().abi, ProcessAbi::PackedPointerLength);
-    fails_then_recovers(&m, &bad_key(), abi_says("500 bytes at pointer 0x1ffb8, which run past the memory size of 131072"));
+    fails_then_recovers(
+        &m,
+        &bad_key(),
+        abi_says("500 bytes at pointer 0x1ffb8, which run past the memory size of 131072"),
+    );
 }
 
 // ---- modules refused at load ------------------------------------------------------
@@ -407,7 +463,11 @@ fn packed_pointer_length_results_are_read_by_length() {
 fn load_error(wat: &str) -> LoadError {
     let bytes = wat::parse_str(wat).expect("fixture WAT parses");
     let err = LegacyModule::new(engine(), &bytes).unwrap_err();
-    assert_eq!(LegacyModule::inspect(&bytes).unwrap_err(), err, "inspect agrees");
+    assert_eq!(
+        LegacyModule::inspect(&bytes).unwrap_err(),
+        err,
+        "inspect agrees"
+    );
     err
 }
 
@@ -417,18 +477,32 @@ const ABI_EXPORTS: &str = r#"
 
 #[test]
 fn missing_exports_are_refused_by_name() {
-    let err = load_error(&format!(r#"(module (memory (export "memory") 1) {ABI_EXPORTS})"#));
-    assert!(matches!(err, LoadError::MissingExport { name: "process_message", .. }));
+    let err = load_error(&format!(
+        r#"(module (memory (export "memory") 1) {ABI_EXPORTS})"#
+    ));
+    assert!(matches!(
+        err,
+        LoadError::MissingExport {
+            name: "process_message",
+            ..
+        }
+    ));
     let err = load_error(
         r#"(module (memory (export "memory") 1)
              (func (export "process_message") (param i32 i32) (result i32) (i32.const 0)))"#,
     );
-    assert!(matches!(err, LoadError::MissingExport { name: "alloc", .. }));
+    assert!(matches!(
+        err,
+        LoadError::MissingExport { name: "alloc", .. }
+    ));
     let err = load_error(&format!(
         r#"(module (memory 1) {ABI_EXPORTS}
              (func (export "process_message") (param i32 i32) (result i32) (i32.const 0)))"#
     ));
-    assert!(matches!(err, LoadError::MissingExport { name: "memory", .. }));
+    assert!(matches!(
+        err,
+        LoadError::MissingExport { name: "memory", .. }
+    ));
 }
 
 #[test]
@@ -438,7 +512,8 @@ fn wrong_signatures_are_refused() {
              (func (export "process_message") (param i32) (result i32) (i32.const 0)))"#
     ));
     assert!(
-        err.to_string().contains("exports `process_message` as a function (i32) -> (i32)"),
+        err.to_string()
+            .contains("exports `process_message` as a function (i32) -> (i32)"),
         "{err}"
     );
 }
@@ -461,7 +536,10 @@ fn wasm_bindgen_imports_are_refused_with_the_fix() {
              (memory (export "memory") 1) {ABI_EXPORTS}
              (func (export "process_message") (param i32 i32) (result i32) (i32.const 0)))"#
     ));
-    assert!(err.to_string().contains("build it for wasm32-wasip1") || err.to_string().contains("Build it for wasm32-wasip1"));
+    assert!(
+        err.to_string().contains("build it for wasm32-wasip1")
+            || err.to_string().contains("Build it for wasm32-wasip1")
+    );
 }
 
 #[test]

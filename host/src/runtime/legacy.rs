@@ -6,8 +6,7 @@
 //! are ignored. Nor does it see [`ProcessContext`].
 
 use rustmq_etl_legacy::{
-    CallError, LegacyInput, LegacyInstance, LegacyLimits, LegacyModule, LegacyOutput,
-    WasiFactory,
+    CallError, LegacyInput, LegacyInstance, LegacyLimits, LegacyModule, LegacyOutput, WasiFactory,
 };
 
 use crate::message::Message;
