@@ -38,8 +38,7 @@ fn headers_as_object<S: Serializer>(
     headers: &&[(String, String)],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    let last_of_its_name =
-        |i: usize| !headers[i + 1..].iter().any(|(k, _)| *k == headers[i].0);
+    let last_of_its_name = |i: usize| !headers[i + 1..].iter().any(|(k, _)| *k == headers[i].0);
     let mut map = serializer.serialize_map(None)?;
     for (i, (k, v)) in headers.iter().enumerate() {
         if last_of_its_name(i) {
@@ -224,13 +223,14 @@ pub(crate) fn read_packed_result(
         return Err(AbiFault::OutputTooLarge { ptr, cap });
     }
     let start = ptr as usize;
-    let bytes = memory
-        .get(start..start + len as usize)
-        .ok_or_else(|| AbiFault::OutputLengthOutOfBounds {
-            ptr,
-            len,
-            memory_size: memory.len(),
-        })?;
+    let bytes =
+        memory
+            .get(start..start + len as usize)
+            .ok_or(AbiFault::OutputLengthOutOfBounds {
+                ptr,
+                len,
+                memory_size: memory.len(),
+            })?;
     serde_json::from_slice(bytes).map_err(|e| classify(e, bytes))
 }
 
@@ -285,7 +285,10 @@ mod tests {
             .into_output(77, 10)
             .unwrap();
         assert_eq!(out.messages[0].value, b"hi");
-        assert_eq!(out.messages[0].timestamp, 77, "missing timestamp takes the input's");
+        assert_eq!(
+            out.messages[0].timestamp, 77,
+            "missing timestamp takes the input's"
+        );
         assert_eq!(out.error, None);
     }
 

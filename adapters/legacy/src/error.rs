@@ -84,7 +84,9 @@ pub enum CallError {
         during: &'static str,
     },
     /// The guest tried to grow its memory past the limit.
-    #[error("the module tried to use more than the {limit_bytes}-byte memory limit (in `{during}`)")]
+    #[error(
+        "the module tried to use more than the {limit_bytes}-byte memory limit (in `{during}`)"
+    )]
     MemoryLimit {
         /// The limit in force.
         limit_bytes: u64,

@@ -242,16 +242,16 @@ fn check(
         params: params.to_vec(),
         results: results.to_vec(),
     };
-    let require = |name: &'static str, expected: &'static str, ok: &dyn Fn(&ExportShape) -> bool| {
-        match find(name) {
-            None => Err(LoadError::MissingExport { name, expected }),
-            Some(shape) if ok(shape) => Ok(shape.clone()),
-            Some(shape) => Err(LoadError::WrongExport {
-                name,
-                found: shape.describe(),
-                expected,
-            }),
-        }
+    let require = |name: &'static str,
+                   expected: &'static str,
+                   ok: &dyn Fn(&ExportShape) -> bool| match find(name) {
+        None => Err(LoadError::MissingExport { name, expected }),
+        Some(shape) if ok(shape) => Ok(shape.clone()),
+        Some(shape) => Err(LoadError::WrongExport {
+            name,
+            found: shape.describe(),
+            expected,
+        }),
     };
     require("memory", "a memory", &|s| *s == ExportShape::Memory)?;
     let pointer = func(&[Ty::I32, Ty::I32], &[Ty::I32]);
@@ -286,7 +286,10 @@ fn check(
         abi,
         uses_wasi: !imports.is_empty(),
         has_initialize: find(INITIALIZE_EXPORT).is_some(),
-        imports: imports.into_iter().map(|(m, n)| format!("{m}::{n}")).collect(),
+        imports: imports
+            .into_iter()
+            .map(|(m, n)| format!("{m}::{n}"))
+            .collect(),
         exports: exports.into_iter().map(|(n, _)| n).collect(),
     })
 }

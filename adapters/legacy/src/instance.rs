@@ -9,9 +9,7 @@
 //! forever without reaching the memory limit. Any fault drops the instance too, since
 //! its memory can no longer be trusted.
 
-use wasmtime::{
-    Memory, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc,
-};
+use wasmtime::{Memory, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::abi::{read_packed_result, read_pointer_result, LegacyInput, LegacyOutput};
@@ -233,8 +231,13 @@ impl LegacyInstance {
             .module
             .instance_pre()
             .instantiate(&mut store)
-            .map_err(|e| self.fault(&store, e, DURING).unwrap_or_else(|e| CallError::Instantiate(format!("{e:#}"))))?;
-        let missing = |what: &str| CallError::Instantiate(format!("export `{what}` is missing or has the wrong type"));
+            .map_err(|e| {
+                self.fault(&store, e, DURING)
+                    .unwrap_or_else(|e| CallError::Instantiate(format!("{e:#}")))
+            })?;
+        let missing = |what: &str| {
+            CallError::Instantiate(format!("export `{what}` is missing or has the wrong type"))
+        };
         if self.module.info().has_initialize {
             let init = instance
                 .get_typed_func::<(), ()>(&mut store, INITIALIZE_EXPORT)
@@ -272,8 +275,8 @@ impl LegacyInstance {
     /// The ABI sequence for the JSON already in `self.input`.
     fn call(&self, live: &mut Live, input_timestamp: i64) -> Result<LegacyOutput, CallError> {
         let bytes = self.input.as_slice();
-        let len = i32::try_from(bytes.len())
-            .map_err(|_| AbiFault::InputTooLarge { len: bytes.len() })?;
+        let len =
+            i32::try_from(bytes.len()).map_err(|_| AbiFault::InputTooLarge { len: bytes.len() })?;
         live.store.data_mut().limiter.refused_grow = false;
         live.store.set_epoch_deadline(self.limits.deadline_ticks());
 
@@ -328,11 +331,17 @@ impl LegacyInstance {
     }
 
     /// Turns an error from a guest call into what the guest did.
-    fn call_fault(&self, store: &Store<LegacyState>, e: wasmtime::Error, during: &'static str) -> CallError {
-        self.fault(store, e, during).unwrap_or_else(|e| CallError::Trap {
-            during,
-            message: format!("{e:#}"),
-        })
+    fn call_fault(
+        &self,
+        store: &Store<LegacyState>,
+        e: wasmtime::Error,
+        during: &'static str,
+    ) -> CallError {
+        self.fault(store, e, during)
+            .unwrap_or_else(|e| CallError::Trap {
+                during,
+                message: format!("{e:#}"),
+            })
     }
 
     /// Timeout and memory limit, recognised; anything else handed back.

@@ -22,7 +22,8 @@ impl LegacyModule {
     /// epoch: that is how [`crate::LegacyLimits::execution_timeout_ms`] is enforced.
     pub fn new(engine: &Engine, bytes: &[u8]) -> Result<LegacyModule, LoadError> {
         let info = LegacyInfo::inspect(bytes)?;
-        let module = Module::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let module =
+            Module::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         Self::link(module, info)
     }
 

@@ -11,6 +11,8 @@
 //! - `wasi`: the locked-down WASI context every guest gets.
 //! - `loader`: recognises a module's kind, checks its imports and exports, compiles it.
 
+pub mod legacy;
+
 use crate::message::Message;
 
 mod bindings;
