@@ -107,11 +107,10 @@ impl Runtime {
         let ticker_engine = engine.clone();
         std::thread::Builder::new()
             .name("wasm-epoch-ticker".into())
-            .spawn(move || loop {
-                match stop_rx.recv_timeout(EPOCH_TICK) {
-                    Err(RecvTimeoutError::Timeout) => ticker_engine.increment_epoch(),
-                    // Every sender is gone: the runtime was dropped.
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            .spawn(move || {
+                // Ends when every sender is gone, i.e. the runtime was dropped.
+                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(EPOCH_TICK) {
+                    ticker_engine.increment_epoch();
                 }
             })
             .map_err(|e| RuntimeError::Ticker(e.to_string()))?;
