@@ -200,6 +200,11 @@ impl LegacyInstance {
             .map_or(0, |l| l.memory.data_size(&l.store) as u64)
     }
 
+    /// Changes the per-message deadline for later calls (a pipeline's `timeout_ms`).
+    pub fn set_timeout_ms(&mut self, ms: u64) {
+        self.limits.execution_timeout_ms = ms.max(1);
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &LegacyLimits {
         &self.limits

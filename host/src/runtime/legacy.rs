@@ -5,16 +5,97 @@
 //! The legacy ABI has no `init`: a pipeline's parameters cannot reach the module and
 //! are ignored. Nor does it see [`ProcessContext`].
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use rustmq_etl_legacy::{
     CallError, LegacyInput, LegacyInstance, LegacyLimits, LegacyModule, LegacyOutput, WasiFactory,
 };
 
+use super::engine::{Runtime, RuntimeInner, EPOCH_TICK};
+use super::loader::{self, LoadError};
+use super::wasi::{locked_down_builder, LogBudget};
 use crate::message::Message;
 use crate::runtime::{ProcessContext, ProcessOutput, Transform, TransformError};
 
 /// A legacy module instance bound to its limits, as a [`Transform`].
 pub struct LegacyTransform {
     instance: LegacyInstance,
+    /// Present when the transform runs under a [`Runtime`]: its execution slots bound
+    /// concurrent calls across components and legacy modules alike.
+    runtime: Option<Arc<RuntimeInner>>,
+}
+
+/// A compiled legacy module as the runtime's loader sees it.
+struct CompiledLegacy {
+    module: LegacyModule,
+    runtime: Arc<RuntimeInner>,
+}
+
+/// Checks and compiles a legacy core module for `runtime` (the loader's seam).
+pub(crate) fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn loader::LegacyModule>, LoadError> {
+    let module = LegacyModule::new(runtime.engine(), bytes).map_err(LoadError::Legacy)?;
+    Ok(Box::new(CompiledLegacy {
+        module,
+        runtime: Arc::clone(&runtime.inner),
+    }))
+}
+
+/// Reads back a compiled legacy module from the cache.
+///
+/// # Safety
+/// `bytes` must come from [`loader::LegacyModule::serialize`] on a compatible engine.
+pub(crate) unsafe fn deserialize(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn loader::LegacyModule>, LoadError> {
+    // SAFETY: forwarded to the caller.
+    let module = unsafe { LegacyModule::deserialize(runtime.engine(), bytes) }.map_err(LoadError::Legacy)?;
+    Ok(Box::new(CompiledLegacy {
+        module,
+        runtime: Arc::clone(&runtime.inner),
+    }))
+}
+
+/// The ABI a legacy module speaks, for listings (`process_message(ptr,len)->ptr` ...).
+pub(crate) fn describe_abi(bytes: &[u8]) -> Result<String, rustmq_etl_legacy::LoadError> {
+    let info = LegacyModule::inspect(bytes)?;
+    Ok(match info.abi {
+        rustmq_etl_legacy::ProcessAbi::Pointer => "rustmq-legacy-json: process_message(ptr, len) -> ptr".to_string(),
+        rustmq_etl_legacy::ProcessAbi::PackedPointerLength => {
+            "rustmq-legacy-json: process_message(ptr, len) -> i64 (ptr << 32 | len)".to_string()
+        }
+    })
+}
+
+impl loader::LegacyModule for CompiledLegacy {
+    fn instantiate(
+        &self,
+        module_id: &str,
+        _pipeline_id: &str,
+        _params: &BTreeMap<String, String>,
+    ) -> Result<Box<dyn Transform>, TransformError> {
+        let limits = &self.runtime.limits;
+        let mut legacy_limits = LegacyLimits::new(
+            limits.memory_limit_bytes,
+            limits.execution_timeout_ms,
+            EPOCH_TICK.as_millis() as u64,
+        );
+        legacy_limits.max_output_bytes = limits.max_output_bytes;
+        legacy_limits.max_output_messages = limits.max_output_messages;
+        let module_id: Arc<str> = Arc::from(module_id);
+        let budget = LogBudget::default();
+        let wasi: WasiFactory = Arc::new(move || locked_down_builder(&module_id, &budget).build_p1());
+        let instance = {
+            let _slot = self.runtime.slots.acquire();
+            LegacyInstance::new(&self.module, legacy_limits, wasi).map_err(transform_error)?
+        };
+        Ok(Box::new(LegacyTransform {
+            instance,
+            runtime: Some(Arc::clone(&self.runtime)),
+        }))
+    }
+
+    fn serialize(&self) -> Result<Vec<u8>, LoadError> {
+        self.module.serialize().map_err(LoadError::Legacy)
+    }
 }
 
 impl LegacyTransform {
@@ -26,7 +107,10 @@ impl LegacyTransform {
         wasi: WasiFactory,
     ) -> Result<LegacyTransform, TransformError> {
         let instance = LegacyInstance::new(module, limits, wasi).map_err(transform_error)?;
-        Ok(LegacyTransform { instance })
+        Ok(LegacyTransform {
+            instance,
+            runtime: None,
+        })
     }
 }
 
@@ -46,7 +130,10 @@ impl Transform for LegacyTransform {
             messages,
             should_continue,
             error,
-        } = self.instance.process(&input).map_err(transform_error)?;
+        } = {
+            let _slot = self.runtime.as_ref().map(|r| r.slots.acquire());
+            self.instance.process(&input).map_err(transform_error)?
+        };
         Ok(ProcessOutput {
             messages: messages
                 .into_iter()
@@ -68,6 +155,10 @@ impl Transform for LegacyTransform {
 
     fn memory_bytes(&self) -> u64 {
         self.instance.memory_bytes()
+    }
+
+    fn set_timeout_ms(&mut self, ms: u64) {
+        self.instance.set_timeout_ms(ms);
     }
 }
 

@@ -96,6 +96,9 @@ pub enum LoadError {
     /// Serializing or deserializing a compiled module failed.
     #[error("compiled module cache: {0}")]
     Cache(String),
+    /// A legacy core module was refused by the legacy adapter.
+    #[error("legacy module refused: {0}")]
+    Legacy(#[from] rustmq_etl_legacy::LoadError),
 }
 
 /// A compiled, linked module; instantiate it once per pipeline worker. Cheap to
@@ -195,6 +198,12 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
         exports,
         warnings: Vec::new(),
     };
+    if kind == ModuleKind::LegacyCore {
+        match super::legacy::describe_abi(bytes) {
+            Ok(abi) => info.abi = Some(abi),
+            Err(e) => info.warnings.push(e.to_string()),
+        }
+    }
     if kind == ModuleKind::Component {
         let missing = missing_exports(&info.exports);
         if missing.is_empty() {
@@ -226,29 +235,18 @@ pub(crate) fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<CompiledModule,
     link(runtime, component)
 }
 
-/// The seam for legacy core modules: the legacy adapter replaces this body.
-pub fn compile_legacy(
-    _runtime: &Runtime,
-    _bytes: &[u8],
-) -> Result<Box<dyn LegacyModule>, LoadError> {
-    Err(LoadError::Unsupported(
-        "legacy core modules: adapter not linked; build the module as a component \
-         (`cargo build --target wasm32-wasip2`)"
-            .into(),
-    ))
+/// Legacy core modules are checked and compiled by the legacy adapter.
+pub fn compile_legacy(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn LegacyModule>, LoadError> {
+    super::legacy::compile(runtime, bytes)
 }
 
-/// The seam for cached legacy core modules: the legacy adapter replaces this body.
+/// Cached legacy core modules are read back by the legacy adapter.
 ///
 /// # Safety
 /// As for [`Runtime::deserialize`].
-pub unsafe fn deserialize_legacy(
-    _runtime: &Runtime,
-    _bytes: &[u8],
-) -> Result<Box<dyn LegacyModule>, LoadError> {
-    Err(LoadError::Unsupported(
-        "legacy core modules: adapter not linked".into(),
-    ))
+pub unsafe fn deserialize_legacy(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn LegacyModule>, LoadError> {
+    // SAFETY: forwarded to the caller.
+    unsafe { super::legacy::deserialize(runtime, bytes) }
 }
 
 /// See [`Runtime::serialize`].
