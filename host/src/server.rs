@@ -16,16 +16,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::config::BrokerConfig;
+use crate::modules::{ModuleError, ModuleStore};
+use crate::pipeline::{PipelineError, PipelineManager};
+use crate::runtime::{Runtime, RuntimeError, RuntimeLimits};
 use crate::storage::{Retention, Storage, StorageError, StorageOptions};
 
-/// Everything a request handler or background task needs. New parts of the broker
-/// (runtime, module store, pipeline manager) are added as fields here and built in
-/// [`Broker::open`].
+/// Everything a request handler or background task needs.
 pub struct Broker {
     /// The configuration in force.
     pub config: BrokerConfig,
     /// Topic logs, offsets and metadata.
     pub storage: Storage,
+    /// The WebAssembly runtime (engine, limits).
+    pub runtime: Runtime,
+    /// Uploaded modules.
+    pub modules: ModuleStore,
+    /// Pipelines.
+    pub pipelines: PipelineManager,
     /// When the broker started (for uptime).
     pub started_at: Instant,
     /// Cancelled when shutdown begins.
@@ -45,9 +52,35 @@ impl Broker {
             retention_check_interval: Some(Duration::from_millis(s.retention_check_interval_ms)),
         };
         let storage = Storage::open(&s.data_dir, options)?;
+        let etl = &config.etl;
+        let runtime = Runtime::new(RuntimeLimits {
+            memory_limit_bytes: etl.memory_limit_bytes,
+            execution_timeout_ms: etl.execution_timeout_ms,
+            max_concurrent_executions: etl.max_concurrent_executions as usize,
+            max_output_messages: etl.max_output_messages as usize,
+            max_output_bytes: usize::try_from(etl.max_output_bytes).unwrap_or(usize::MAX),
+            ..RuntimeLimits::default()
+        })?;
+        let modules = ModuleStore::open_with_cache(
+            &etl.modules_path,
+            &etl.compiled_cache_dir(),
+            storage.clone(),
+            runtime.clone(),
+        )?;
+        let pipelines = PipelineManager::open(storage.clone(), modules.clone())?;
+        let ready = modules.warm()?;
+        tracing::info!(target: "rustmq::etl", modules = ready, stats = ?modules.stats(), "modules loaded");
+        if etl.enabled {
+            pipelines.resume();
+        } else {
+            tracing::warn!(target: "rustmq::etl", "[etl] enabled = false: pipelines will not run");
+        }
         Ok(Arc::new(Broker {
             config,
             storage,
+            runtime,
+            modules,
+            pipelines,
             started_at: Instant::now(),
             shutdown: CancellationToken::new(),
         }))
@@ -60,6 +93,15 @@ pub enum ServerError {
     /// Storage could not be opened.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The WebAssembly engine could not be created.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The module store could not be opened.
+    #[error("cannot open the module store (etl.modules_path): {0}")]
+    Modules(#[from] ModuleError),
+    /// Pipelines could not be loaded.
+    #[error("cannot load pipelines: {0}")]
+    Pipelines(#[from] PipelineError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} for the {api} API: {source}")]
     Bind {
@@ -92,7 +134,14 @@ impl Server {
     pub async fn bind(config: BrokerConfig) -> Result<Server, ServerError> {
         let admin_addr = config.server.admin_addr;
         let messages_addr = config.server.messages_addr;
-        let broker = Broker::open(config)?;
+        // Opening compiles or loads modules and starts pipelines: keep it off the
+        // async workers.
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+            .await
+            .map_err(|e| ServerError::Serve {
+                api: "startup",
+                source: std::io::Error::other(e.to_string()),
+            })??;
         let bind = |api, addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -107,6 +156,7 @@ impl Server {
                 messages,
             }),
             (Err(e), _) | (_, Err(e)) => {
+                broker.pipelines.shutdown();
                 broker.storage.close();
                 Err(e)
             }
@@ -175,8 +225,12 @@ impl Server {
             None => flatten(messages_task.await),
         };
         let result = admin_result.and(messages_result);
-        let storage = broker.storage.clone();
-        if tokio::task::spawn_blocking(move || storage.close())
+        let stopping = broker.clone();
+        if tokio::task::spawn_blocking(move || {
+            // Pipelines finish the message in hand and commit, then storage closes.
+            stopping.pipelines.shutdown();
+            stopping.storage.close();
+        })
             .await
             .is_err()
         {

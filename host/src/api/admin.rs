@@ -1,5 +1,6 @@
-//! The admin API (default `127.0.0.1:9094`): `GET /api/v1/status` here; the module
-//! store and pipelines add their routes by merging a sub-router in [`router`].
+//! The admin API (default `127.0.0.1:9094`): `GET /api/v1/status` here; modules
+//! (`api::modules`), pipelines (`api::pipelines`) and metrics (`api::metrics`) are
+//! merged in [`router`].
 //! When `[admin] token` is set, every admin route (status included) needs
 //! `Authorization: Bearer <token>` and answers 401 otherwise.
 
@@ -23,6 +24,9 @@ pub type AdminState = Arc<Broker>;
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .merge(status_router())
+        .merge(super::modules::router())
+        .merge(super::pipelines::router())
+        .merge(super::metrics::router())
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)

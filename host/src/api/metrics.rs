@@ -13,24 +13,25 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use super::{ApiError, EtlState};
+use super::admin::AdminState;
+use super::ApiError;
 use crate::pipeline::metrics::MetricsSnapshot;
 
 /// The metrics routes.
-pub fn router() -> Router<EtlState> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/metrics", get(json_metrics))
         .route("/metrics", get(prometheus_metrics))
 }
 
-async fn snapshots(state: &EtlState) -> Result<Vec<(String, MetricsSnapshot)>, ApiError> {
+async fn snapshots(state: &AdminState) -> Result<Vec<(String, MetricsSnapshot)>, ApiError> {
     let manager = state.pipelines.clone();
     tokio::task::spawn_blocking(move || manager.all_metrics())
         .await
         .map_err(|e| ApiError::internal(&e))
 }
 
-async fn json_metrics(State(state): State<EtlState>) -> Result<Response, ApiError> {
+async fn json_metrics(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let pipelines = snapshots(&state).await?;
     let statuses = {
         let manager = state.pipelines.clone();
@@ -43,7 +44,7 @@ async fn json_metrics(State(state): State<EtlState>) -> Result<Response, ApiErro
     let store = state.modules.stats();
     let body = json!({
         "etl": {
-            "enabled": state.etl_enabled,
+            "enabled": state.config.etl.enabled,
             "memory_usage_bytes": sum(|s| s.memory_usage_bytes),
             "pipelines_total": statuses.len(),
             "pipelines_running": statuses.iter().filter(|s| s.status == "running").count(),
@@ -66,7 +67,7 @@ async fn json_metrics(State(state): State<EtlState>) -> Result<Response, ApiErro
 
 type Labels = Vec<(String, String)>;
 
-async fn prometheus_metrics(State(state): State<EtlState>) -> Result<Response, ApiError> {
+async fn prometheus_metrics(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let pipelines = snapshots(&state).await?;
     let mut registry = Registry::with_prefix("rustmq_etl");
     let counter = |registry: &mut Registry, name: &str, help: &str, f: fn(&MetricsSnapshot) -> u64| {

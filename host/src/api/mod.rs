@@ -10,6 +10,9 @@
 
 pub mod admin;
 pub mod data;
+pub mod metrics;
+pub mod modules;
+pub mod pipelines;
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;

@@ -11,12 +11,13 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, EtlState};
+use super::admin::AdminState;
+use super::ApiError;
 use crate::modules::{ModuleError, ModuleRecord, Upload};
 use crate::runtime::LoadError;
 
 /// The module routes, under `/api/v1/etl/modules`.
-pub fn router() -> Router<EtlState> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/etl/modules", get(list).post(upload))
         .route("/api/v1/etl/modules/{module_id}", get(get_one).delete(delete))
@@ -71,12 +72,12 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str
 /// `POST /api/v1/etl/modules`: the body is the module, `X-Module-Name` and
 /// `X-Module-Version` name it. The body is streamed and never buffered past
 /// `etl.max_module_size_bytes`.
-async fn upload(State(state): State<EtlState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn upload(State(state): State<AdminState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let name = header_text(&headers, "x-module-name")?.to_string();
     let version = header_text(&headers, "x-module-version")?.to_string();
     crate::modules::ModuleStore::validate_name(&name)?;
     crate::modules::ModuleStore::parse_version(&version)?;
-    let cap = state.max_module_size_bytes;
+    let cap = usize::try_from(state.config.etl.max_module_size_bytes).unwrap_or(usize::MAX);
     let too_large = |got: String| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,7 +132,7 @@ struct ListQuery {
 
 /// `GET /api/v1/etl/modules` lists modules (never their bytes);
 /// `?name=N&version=REQ` resolves a requirement to one module instead.
-async fn list(State(state): State<EtlState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+async fn list(State(state): State<AdminState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{e}; the accepted parameters are name and version"))
     })?;
@@ -167,7 +168,7 @@ async fn list(State(state): State<EtlState>, query: Result<Query<ListQuery>, axu
     }
 }
 
-async fn get_one(State(state): State<EtlState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
+async fn get_one(State(state): State<AdminState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
     let record = state
         .modules
         .get(&module_id)?
@@ -177,7 +178,7 @@ async fn get_one(State(state): State<EtlState>, Path(module_id): Path<String>) -
     Ok(Json(v).into_response())
 }
 
-async fn download(State(state): State<EtlState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
+async fn download(State(state): State<AdminState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
     let store = state.modules.clone();
     let bytes = tokio::task::spawn_blocking(move || store.bytes(&module_id))
         .await
@@ -185,7 +186,7 @@ async fn download(State(state): State<EtlState>, Path(module_id): Path<String>) 
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 
-async fn delete(State(state): State<EtlState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
+async fn delete(State(state): State<AdminState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
     let pinned = state.pipelines.pinned_to(&module_id);
     if !pinned.is_empty() {
         return Err(ApiError::new(

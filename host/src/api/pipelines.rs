@@ -1,6 +1,7 @@
 //! Admin routes for pipelines (the guide's Steps 5–6 and its Advanced
 //! Configuration): create, start, stop, status, metrics, update, delete, list.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,12 +9,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{ApiError, EtlState, JsonBody};
+use super::admin::AdminState;
+use super::{parse_json, ApiError};
 use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
 use crate::pipeline::{PipelineError, PipelineManager};
 
 /// The pipeline routes, under `/api/v1/etl/pipelines`.
-pub fn router() -> Router<EtlState> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/etl/pipelines", get(list).post(create))
         .route(
@@ -39,6 +41,19 @@ impl From<PipelineError> for ApiError {
     }
 }
 
+/// Pipelines only run with `[etl] enabled = true`.
+fn require_enabled(state: &AdminState) -> Result<(), ApiError> {
+    if state.config.etl.enabled {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "etl_disabled",
+            "ETL is disabled on this broker: set enabled = true in the [etl] section of its configuration and restart it",
+        ))
+    }
+}
+
 /// Runs a blocking manager call off the executor.
 async fn blocking<T: Send + 'static>(
     manager: &PipelineManager,
@@ -51,7 +66,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-async fn create(State(state): State<EtlState>, JsonBody(spec): JsonBody<PipelineSpec>) -> Result<Response, ApiError> {
+async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response, ApiError> {
+    let spec: PipelineSpec = parse_json(&body)?;
+    require_enabled(&state)?;
     let status = blocking(&state.pipelines, move |m| m.create(spec)).await?;
     Ok((
         StatusCode::CREATED,
@@ -66,42 +83,44 @@ async fn create(State(state): State<EtlState>, JsonBody(spec): JsonBody<Pipeline
         .into_response())
 }
 
-async fn list(State(state): State<EtlState>) -> Result<Response, ApiError> {
+async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let all = blocking(&state.pipelines, |m| Ok(m.list())).await?;
     Ok(Json(json!({ "pipelines": all, "count": all.len() })).into_response())
 }
 
-async fn status(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn status(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let s = blocking(&state.pipelines, move |m| m.status(&id)).await?;
     Ok(Json(s).into_response())
 }
 
-async fn start(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn start(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    require_enabled(&state)?;
     let s = blocking(&state.pipelines, move |m| m.start(&id)).await?;
     Ok(Json(s).into_response())
 }
 
-async fn stop(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn stop(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let s = blocking(&state.pipelines, move |m| m.stop(&id)).await?;
     Ok(Json(s).into_response())
 }
 
 async fn update(
-    State(state): State<EtlState>,
+    State(state): State<AdminState>,
     Path(id): Path<String>,
-    JsonBody(patch): JsonBody<PipelinePatch>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
+    let patch: PipelinePatch = parse_json(&body)?;
     let s = blocking(&state.pipelines, move |m| m.update(&id, patch)).await?;
     Ok(Json(s).into_response())
 }
 
-async fn delete(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn delete(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let shown = id.clone();
     blocking(&state.pipelines, move |m| m.delete(&id)).await?;
     Ok(Json(json!({ "pipeline_id": shown, "status": "deleted" })).into_response())
 }
 
-async fn metrics(State(state): State<EtlState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn metrics(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let snapshot = blocking(&state.pipelines, move |m| m.metrics(&id)).await?;
     Ok(Json(snapshot).into_response())
 }

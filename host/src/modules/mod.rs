@@ -190,10 +190,22 @@ struct Inner {
 }
 
 impl ModuleStore {
-    /// Opens the store rooted at `dir` (`etl.modules_path`).
+    /// Opens the store rooted at `dir` (`etl.modules_path`), with compiled code cached
+    /// in `dir/compiled`.
     pub fn open(dir: &Path, storage: Storage, runtime: Runtime) -> Result<Self, ModuleError> {
+        Self::open_with_cache(dir, &dir.join("compiled"), storage, runtime)
+    }
+
+    /// Opens the store with the compiled-code cache in `cache_dir`
+    /// (`etl.compiled_cache`).
+    pub fn open_with_cache(
+        dir: &Path,
+        cache_dir: &Path,
+        storage: Storage,
+        runtime: Runtime,
+    ) -> Result<Self, ModuleError> {
         let blobs = BlobStore::open(&dir.join("blobs"))?;
-        let cache = CompiledCache::open(&dir.join("cache"), runtime.compatibility_fingerprint())?;
+        let cache = CompiledCache::open(cache_dir, runtime.compatibility_fingerprint())?;
         Ok(ModuleStore {
             inner: Arc::new(Inner {
                 runtime,
