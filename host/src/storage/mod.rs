@@ -139,21 +139,22 @@ pub enum StorageError {
     /// The store has been closed.
     #[error("storage is closed")]
     Closed,
-    /// The database failed.
+    /// The database failed (boxed: redb's error is large and this one is rare).
     #[error("database error: {0}")]
-    Database(#[from] redb::Error),
+    Database(Box<redb::Error>),
 }
 
 macro_rules! redb_error_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StorageError {
             fn from(e: $t) -> Self {
-                StorageError::Database(e.into())
+                StorageError::Database(Box::new(e.into()))
             }
         }
     )*};
 }
 redb_error_from!(
+    redb::Error,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
