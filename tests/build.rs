@@ -41,7 +41,8 @@ fn main() {
             continue;
         }
         let text = std::fs::read_to_string(&manifest).unwrap();
-        let name = package_name(&text).unwrap_or_else(|| panic!("no package name in {}", manifest.display()));
+        let name = package_name(&text)
+            .unwrap_or_else(|| panic!("no package name in {}", manifest.display()));
         for src in walk(&dir) {
             println!("cargo:rerun-if-changed={}", src.display());
         }
@@ -51,24 +52,44 @@ fn main() {
                 konst.push('_');
                 konst.push_str(&target.to_uppercase().replace('-', "_"));
             }
-            by_target.entry(target).or_default().push((konst, name.clone()));
+            by_target
+                .entry(target)
+                .or_default()
+                .push((konst, name.clone()));
         }
     }
 
     let mut out = String::new();
     for (target, crates) in &by_target {
         let mut cmd = cargo();
-        cmd.arg("build").arg("--release").arg("--target").arg(target)
-            .arg("--manifest-path").arg(guests_dir.join("Cargo.toml"))
-            .arg("--target-dir").arg(&target_dir);
+        cmd.arg("build")
+            .arg("--release")
+            .arg("--target")
+            .arg(target)
+            .arg("--manifest-path")
+            .arg(guests_dir.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir);
         for (_, krate) in crates {
             cmd.arg("-p").arg(krate);
         }
         run(cmd, &format!("test guests for {target}"));
         for (konst, krate) in crates {
-            let wasm = target_dir.join(target).join("release").join(format!("{}.wasm", krate.replace('-', "_")));
-            assert!(wasm.is_file(), "guest {krate} did not produce {}", wasm.display());
-            writeln!(out, "/// `{krate}` built for `{target}`.\npub const {konst}: &str = {:?};", wasm.display().to_string()).unwrap();
+            let wasm = target_dir
+                .join(target)
+                .join("release")
+                .join(format!("{}.wasm", krate.replace('-', "_")));
+            assert!(
+                wasm.is_file(),
+                "guest {krate} did not produce {}",
+                wasm.display()
+            );
+            writeln!(
+                out,
+                "/// `{krate}` built for `{target}`.\npub const {konst}: &str = {:?};",
+                wasm.display().to_string()
+            )
+            .unwrap();
         }
     }
 
@@ -77,12 +98,21 @@ fn main() {
             println!("cargo:rerun-if-changed={}", src.display());
         }
         let mut cmd = cargo();
-        cmd.arg("build").arg("--release").arg("--target").arg("wasm32-wasip2")
-            .arg("--manifest-path").arg(template_dir.join("Cargo.toml"))
-            .arg("--target-dir").arg(&target_dir);
+        cmd.arg("build")
+            .arg("--release")
+            .arg("--target")
+            .arg("wasm32-wasip2")
+            .arg("--manifest-path")
+            .arg(template_dir.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir);
         run(cmd, "the guest template");
-        let name = package_name(&std::fs::read_to_string(template_dir.join("Cargo.toml")).unwrap()).unwrap();
-        let wasm = target_dir.join("wasm32-wasip2").join("release").join(format!("{}.wasm", name.replace('-', "_")));
+        let name = package_name(&std::fs::read_to_string(template_dir.join("Cargo.toml")).unwrap())
+            .unwrap();
+        let wasm = target_dir
+            .join("wasm32-wasip2")
+            .join("release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
         writeln!(out, "/// The guest template, built for `wasm32-wasip2`.\npub const GUEST_TEMPLATE: &str = {:?};", wasm.display().to_string()).unwrap();
         writeln!(out, "/// The guest template's source directory.\npub const GUEST_TEMPLATE_DIR: &str = {:?};", template_dir.display().to_string()).unwrap();
     }
@@ -96,7 +126,8 @@ fn cargo() -> Command {
     // Do not leak the outer build's settings (target, rustflags, profile) into the
     // guest builds.
     for (k, _) in std::env::vars() {
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" || k == "RUSTC_WRAPPER" {
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" || k == "RUSTC_WRAPPER"
+        {
             cmd.env_remove(k);
         }
     }
@@ -104,7 +135,9 @@ fn cargo() -> Command {
 }
 
 fn run(mut cmd: Command, what: &str) {
-    let status = cmd.status().unwrap_or_else(|e| panic!("could not run cargo for {what}: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("could not run cargo for {what}: {e}"));
     assert!(status.success(), "building {what} failed (is the wasm target installed? run `rustup target add wasm32-wasip2 wasm32-wasip1 wasm32-unknown-unknown`)");
 }
 
@@ -127,8 +160,17 @@ fn targets(manifest: &str) -> Vec<String> {
         let line = line.trim();
         if line.starts_with('[') {
             in_meta = line == "[package.metadata.rustmq-test]";
-        } else if in_meta && (line.starts_with("target ") || line.starts_with("target=") || line.starts_with("targets")) {
-            return line.split('"').skip(1).step_by(2).map(str::to_string).collect();
+        } else if in_meta
+            && (line.starts_with("target ")
+                || line.starts_with("target=")
+                || line.starts_with("targets"))
+        {
+            return line
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect();
         }
     }
     vec!["wasm32-wasip2".to_string()]

@@ -201,7 +201,10 @@ mod tests {
     fn text_value_and_header_object_round_trip() {
         let m = parse(r#"{"key":"k","value":"hi","headers":{"a":"1","b":"2"}}"#).unwrap();
         assert_eq!(m.value, b"hi");
-        assert_eq!(m.headers, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(
+            m.headers,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
         assert_eq!(m.timestamp, 7);
         let out = serde_json::to_value(MessageOut::new(&m, Some(3))).unwrap();
         assert_eq!(out["value"], "hi");

@@ -231,8 +231,8 @@ impl Server {
             stopping.pipelines.shutdown();
             stopping.storage.close();
         })
-            .await
-            .is_err()
+        .await
+        .is_err()
         {
             tracing::error!(target: "rustmq::server", "closing storage panicked");
         }

@@ -41,15 +41,26 @@ impl Rig {
     fn open(dir: tempfile::TempDir) -> Rig {
         let storage = Storage::open(&dir.path().join("data"), StorageOptions::default()).unwrap();
         let runtime = Runtime::new(limits()).unwrap();
-        let modules = ModuleStore::open(&dir.path().join("wasm"), storage.clone(), runtime).unwrap();
+        let modules =
+            ModuleStore::open(&dir.path().join("wasm"), storage.clone(), runtime).unwrap();
         let pipelines = PipelineManager::open(storage.clone(), modules.clone()).unwrap();
-        Rig { dir, storage, modules, pipelines }
+        Rig {
+            dir,
+            storage,
+            modules,
+            pipelines,
+        }
     }
 
     /// Shuts everything down and opens it again from disk, as a broker restart does.
     fn restart(self) -> Rig {
         self.pipelines.shutdown();
-        let Rig { dir, storage, modules, pipelines } = self;
+        let Rig {
+            dir,
+            storage,
+            modules,
+            pipelines,
+        } = self;
         drop(pipelines);
         drop(modules);
         storage.close();
@@ -107,10 +118,20 @@ impl Rig {
                 status.status == "running",
                 "pipeline stopped before draining: {status:?}"
             );
-            assert!(Instant::now() < deadline, "pipeline did not drain: {status:?}");
+            assert!(
+                Instant::now() < deadline,
+                "pipeline did not drain: {status:?}"
+            );
             // Progress shows up as commits to the destination: wait on those.
-            let dest_end = self.storage.end_offset(&status.destination_topic).unwrap_or(0);
-            self.storage.wait_for_blocking(&status.destination_topic, dest_end, Duration::from_millis(20));
+            let dest_end = self
+                .storage
+                .end_offset(&status.destination_topic)
+                .unwrap_or(0);
+            self.storage.wait_for_blocking(
+                &status.destination_topic,
+                dest_end,
+                Duration::from_millis(20),
+            );
         }
     }
 
@@ -121,7 +142,10 @@ impl Rig {
             if status.status == want {
                 return status;
             }
-            assert!(Instant::now() < deadline, "pipeline never became {want}: {status:?}");
+            assert!(
+                Instant::now() < deadline,
+                "pipeline never became {want}: {status:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -138,7 +162,10 @@ fn spec(name: &str, error_topic: Option<&str>) -> PipelineSpec {
         module_version: "^1".to_string(),
         configuration: Configuration {
             batch_size: 10,
-            retry_policy: RetryPolicy { max_retries: 2, backoff_ms: 1 },
+            retry_policy: RetryPolicy {
+                max_retries: 2,
+                backoff_ms: 1,
+            },
             ..Configuration::default()
         },
         enabled: true,
@@ -147,7 +174,9 @@ fn spec(name: &str, error_topic: Option<&str>) -> PipelineSpec {
 }
 
 fn values(msgs: &[Message]) -> Vec<String> {
-    msgs.iter().map(|m| String::from_utf8_lossy(&m.value).into_owned()).collect()
+    msgs.iter()
+        .map(|m| String::from_utf8_lossy(&m.value).into_owned())
+        .collect()
 }
 
 #[test]
@@ -155,7 +184,11 @@ fn outputs_are_transformed_filtered_and_fanned_out_in_order() {
     let rig = Rig::new();
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
     rig.produce("p1-in", &["a", "filter", "fanout:3", "b"]);
-    let id = rig.pipelines.create(spec("p1", Some("p1-err"))).unwrap().pipeline_id;
+    let id = rig
+        .pipelines
+        .create(spec("p1", Some("p1-err")))
+        .unwrap()
+        .pipeline_id;
     rig.drain(&id, "p1-in");
     let out = rig.read("p1-out");
     assert_eq!(values(&out), ["a", "fanout:3", "fanout:3", "fanout:3", "b"]);
@@ -163,7 +196,10 @@ fn outputs_are_transformed_filtered_and_fanned_out_in_order() {
     assert_eq!(out[0].header(headers::MODULE), Some("scripted-v1.0.0"));
     assert_eq!(out[0].header(headers::MODULE_VERSION), Some("1.0.0"));
     let m = rig.pipelines.metrics(&id).unwrap();
-    assert_eq!((m.messages_processed, m.messages_filtered, m.messages_failed), (4, 1, 0));
+    assert_eq!(
+        (m.messages_processed, m.messages_filtered, m.messages_failed),
+        (4, 1, 0)
+    );
     assert_eq!(m.messages_produced, 5);
     assert_eq!(m.lag, 0);
     assert!(rig.read("p1-err").is_empty());
@@ -174,12 +210,19 @@ fn dead_letters_go_to_the_error_topic_at_once() {
     let rig = Rig::new();
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
     rig.produce("p2-in", &["dead", "ok"]);
-    let id = rig.pipelines.create(spec("p2", Some("p2-err"))).unwrap().pipeline_id;
+    let id = rig
+        .pipelines
+        .create(spec("p2", Some("p2-err")))
+        .unwrap()
+        .pipeline_id;
     rig.drain(&id, "p2-in");
     let errors = rig.read("p2-err");
     assert_eq!(values(&errors), ["dead"]);
     assert_eq!(errors[0].header(headers::ERROR_CAUSE), Some("dead_letter"));
-    assert_eq!(errors[0].header(headers::ERROR), Some("scripted dead letter"));
+    assert_eq!(
+        errors[0].header(headers::ERROR),
+        Some("scripted dead letter")
+    );
     assert_eq!(errors[0].header(headers::ATTEMPTS), Some("1"));
     assert_eq!(errors[0].header(headers::SOURCE_OFFSET), Some("0"));
     assert_eq!(errors[0].header(headers::SOURCE_TOPIC), Some("p2-in"));
@@ -192,7 +235,11 @@ fn failures_are_retried_then_routed_with_their_attempt_count() {
     let rig = Rig::new();
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
     rig.produce("p3-in", &["fail", "fail-once", "ok"]);
-    let id = rig.pipelines.create(spec("p3", Some("p3-err"))).unwrap().pipeline_id;
+    let id = rig
+        .pipelines
+        .create(spec("p3", Some("p3-err")))
+        .unwrap()
+        .pipeline_id;
     rig.drain(&id, "p3-in");
     let errors = rig.read("p3-err");
     assert_eq!(values(&errors), ["fail"]);
@@ -222,7 +269,10 @@ fn a_poison_message_does_not_stall_the_pipeline() {
     assert_eq!(errors[1].header(headers::ERROR_CAUSE), Some("timeout"));
     assert_eq!(values(&rig.read("p4-out")), ["a", "b"]);
     let m = rig.pipelines.metrics(&id).unwrap();
-    assert!(m.instance_recycles >= 4, "each fault discards the instance: {m:?}");
+    assert!(
+        m.instance_recycles >= 4,
+        "each fault discards the instance: {m:?}"
+    );
 }
 
 #[test]
@@ -232,13 +282,25 @@ fn without_an_error_topic_a_failure_stops_the_pipeline_and_loses_nothing() {
     rig.produce("p5-in", &["a", "fail", "b"]);
     let id = rig.pipelines.create(spec("p5", None)).unwrap().pipeline_id;
     let status = rig.wait_for_status(&id, "failed");
-    assert_eq!(status.committed_offset, 1, "only the message before the failure is committed");
+    assert_eq!(
+        status.committed_offset, 1,
+        "only the message before the failure is committed"
+    );
     let reason = status.failure.unwrap();
-    assert!(reason.contains("offset 1") && reason.contains("error_topic"), "{reason}");
+    assert!(
+        reason.contains("offset 1") && reason.contains("error_topic"),
+        "{reason}"
+    );
     assert_eq!(values(&rig.read("p5-out")), ["a"]);
     // Give it an error topic: it resumes at the failed message.
     rig.pipelines
-        .update(&id, PipelinePatch { error_topic: Some("p5-err".into()), ..Default::default() })
+        .update(
+            &id,
+            PipelinePatch {
+                error_topic: Some("p5-err".into()),
+                ..Default::default()
+            },
+        )
         .unwrap();
     rig.pipelines.start(&id).unwrap();
     rig.drain(&id, "p5-in");
@@ -251,7 +313,8 @@ fn init_refusing_the_parameters_fails_creation_with_its_message() {
     let rig = Rig::new();
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
     let mut s = spec("p6", Some("p6-err"));
-    s.configuration.params = BTreeMap::from([("refuse".to_string(), "region must be set".to_string())]);
+    s.configuration.params =
+        BTreeMap::from([("refuse".to_string(), "region must be set".to_string())]);
     match rig.pipelines.create(s) {
         Err(PipelineError::Start(TransformError::InitRefused(msg))) => {
             assert!(msg.contains("region must be set"), "{msg}")
@@ -277,29 +340,54 @@ fn parameters_reach_the_module() {
 fn a_pipeline_stays_pinned_until_patched_and_can_roll_back() {
     let rig = Rig::new();
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
-    let id = rig.pipelines.create(spec("p8", Some("p8-err"))).unwrap().pipeline_id;
+    let id = rig
+        .pipelines
+        .create(spec("p8", Some("p8-err")))
+        .unwrap()
+        .pipeline_id;
     assert_eq!(rig.pipelines.status(&id).unwrap().module_version, "1.0.0");
     // A newer matching version does not move the pipeline.
     rig.upload("scripted", "1.1.0", guests::SCRIPTED);
     rig.produce("p8-in", &["a"]);
     rig.drain(&id, "p8-in");
-    assert_eq!(rig.read("p8-out")[0].header(headers::MODULE_VERSION), Some("1.0.0"));
+    assert_eq!(
+        rig.read("p8-out")[0].header(headers::MODULE_VERSION),
+        Some("1.0.0")
+    );
     // Upgrade.
     let s = rig
         .pipelines
-        .update(&id, PipelinePatch { module_version: Some("1.1.0".into()), ..Default::default() })
+        .update(
+            &id,
+            PipelinePatch {
+                module_version: Some("1.1.0".into()),
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(s.module_version, "1.1.0");
     rig.produce("p8-in", &["b"]);
     rig.drain(&id, "p8-in");
-    assert_eq!(rig.read("p8-out")[1].header(headers::MODULE_VERSION), Some("1.1.0"));
+    assert_eq!(
+        rig.read("p8-out")[1].header(headers::MODULE_VERSION),
+        Some("1.1.0")
+    );
     // Roll back.
     rig.pipelines
-        .update(&id, PipelinePatch { module_version: Some("1.0.0".into()), ..Default::default() })
+        .update(
+            &id,
+            PipelinePatch {
+                module_version: Some("1.0.0".into()),
+                ..Default::default()
+            },
+        )
         .unwrap();
     rig.produce("p8-in", &["c"]);
     rig.drain(&id, "p8-in");
-    assert_eq!(rig.read("p8-out")[2].header(headers::MODULE_VERSION), Some("1.0.0"));
+    assert_eq!(
+        rig.read("p8-out")[2].header(headers::MODULE_VERSION),
+        Some("1.0.0")
+    );
 }
 
 #[test]
@@ -307,7 +395,11 @@ fn hot_swap_under_load_loses_and_duplicates_nothing() {
     let rig = Rig::new();
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
     rig.upload("scripted", "2.0.0", guests::SCRIPTED);
-    let id = rig.pipelines.create(spec("p9", Some("p9-err"))).unwrap().pipeline_id;
+    let id = rig
+        .pipelines
+        .create(spec("p9", Some("p9-err")))
+        .unwrap()
+        .pipeline_id;
     const N: usize = 2_000;
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -326,17 +418,33 @@ fn hot_swap_under_load_loses_and_duplicates_nothing() {
         for round in 0..6 {
             let version = if round % 2 == 0 { "2.0.0" } else { "1.0.0" };
             rig.pipelines
-                .update(&id, PipelinePatch { module_version: Some(version.into()), ..Default::default() })
+                .update(
+                    &id,
+                    PipelinePatch {
+                        module_version: Some(version.into()),
+                        ..Default::default()
+                    },
+                )
                 .unwrap();
         }
     });
     rig.drain(&id, "p9-in");
     let out = rig.read("p9-out");
-    let keys: Vec<usize> = out.iter().map(|m| m.key.as_deref().unwrap().parse().unwrap()).collect();
-    assert_eq!(keys, (0..N).collect::<Vec<_>>(), "every input exactly once, in order");
+    let keys: Vec<usize> = out
+        .iter()
+        .map(|m| m.key.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        (0..N).collect::<Vec<_>>(),
+        "every input exactly once, in order"
+    );
     assert!(rig.read("p9-err").is_empty());
     // Outputs switch version only at batch boundaries and end on the last one.
-    assert_eq!(out.last().unwrap().header(headers::MODULE_VERSION), Some("1.0.0"));
+    assert_eq!(
+        out.last().unwrap().header(headers::MODULE_VERSION),
+        Some("1.0.0")
+    );
 }
 
 #[test]
@@ -344,7 +452,11 @@ fn pipelines_and_offsets_survive_a_restart() {
     let rig = Rig::new();
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
     rig.produce("p10-in", &["a", "b"]);
-    let id = rig.pipelines.create(spec("p10", Some("p10-err"))).unwrap().pipeline_id;
+    let id = rig
+        .pipelines
+        .create(spec("p10", Some("p10-err")))
+        .unwrap()
+        .pipeline_id;
     rig.drain(&id, "p10-in");
     let compiled_before = rig.modules.stats().compilations;
     assert_eq!(compiled_before, 1);
@@ -354,7 +466,10 @@ fn pipelines_and_offsets_survive_a_restart() {
     rig.drain(&id, "p10-in");
     assert_eq!(values(&rig.read("p10-out")), ["a", "b", "c"]);
     let stats = rig.modules.stats();
-    assert_eq!(stats.compilations, 0, "the restart loads compiled code from the cache");
+    assert_eq!(
+        stats.compilations, 0,
+        "the restart loads compiled code from the cache"
+    );
     assert_eq!(stats.cache_loads, 1);
 }
 
@@ -362,7 +477,11 @@ fn pipelines_and_offsets_survive_a_restart() {
 fn a_stopped_pipeline_stays_stopped_across_a_restart() {
     let rig = Rig::new();
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
-    let id = rig.pipelines.create(spec("p11", Some("p11-err"))).unwrap().pipeline_id;
+    let id = rig
+        .pipelines
+        .create(spec("p11", Some("p11-err")))
+        .unwrap()
+        .pipeline_id;
     rig.pipelines.stop(&id).unwrap();
     let rig = rig.restart();
     assert_eq!(rig.pipelines.status(&id).unwrap().status, "stopped");
@@ -389,7 +508,11 @@ fn start_from_latest_skips_earlier_messages() {
 fn configuration_changes_apply_while_running() {
     let rig = Rig::new();
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
-    let id = rig.pipelines.create(spec("p13", Some("p13-err"))).unwrap().pipeline_id;
+    let id = rig
+        .pipelines
+        .create(spec("p13", Some("p13-err")))
+        .unwrap()
+        .pipeline_id;
     let patch = PipelinePatch {
         configuration: Some(ConfigurationPatch {
             params: Some(BTreeMap::from([("tag".to_string(), "green".to_string())])),
@@ -408,7 +531,11 @@ fn configuration_changes_apply_while_running() {
 #[test]
 fn unknown_modules_and_unmatched_versions_are_refused() {
     let rig = Rig::new();
-    let err = rig.pipelines.create(spec("p14", None)).unwrap_err().to_string();
+    let err = rig
+        .pipelines
+        .create(spec("p14", None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("scripted") && err.contains("none"), "{err}");
     rig.upload("scripted", "1.0.0", guests::SCRIPTED);
     let mut s = spec("p14", None);

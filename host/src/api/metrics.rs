@@ -70,44 +70,99 @@ type Labels = Vec<(String, String)>;
 async fn prometheus_metrics(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let pipelines = snapshots(&state).await?;
     let mut registry = Registry::with_prefix("rustmq_etl");
-    let counter = |registry: &mut Registry, name: &str, help: &str, f: fn(&MetricsSnapshot) -> u64| {
-        let family = Family::<Labels, Counter>::default();
-        for (id, s) in &pipelines {
-            family
-                .get_or_create(&vec![("pipeline".to_string(), id.clone())])
-                .inc_by(f(s));
-        }
-        registry.register(name, help, family);
-    };
-    counter(&mut registry, "messages_processed", "Inputs handled without error", |s| s.messages_processed);
-    counter(&mut registry, "messages_filtered", "Inputs filtered out", |s| s.messages_filtered);
-    counter(&mut registry, "messages_failed", "Inputs sent to the error topic", |s| s.messages_failed);
-    counter(&mut registry, "messages_produced", "Messages written to the destination", |s| s.messages_produced);
-    counter(&mut registry, "retries", "Module calls retried", |s| s.retries);
-    counter(&mut registry, "instance_recycles", "Guest instances replaced", |s| s.instance_recycles);
-    let gauge = |registry: &mut Registry, name: &str, help: &str, f: fn(&MetricsSnapshot) -> i64| {
-        let family = Family::<Labels, Gauge>::default();
-        for (id, s) in &pipelines {
-            family
-                .get_or_create(&vec![("pipeline".to_string(), id.clone())])
-                .set(f(s));
-        }
-        registry.register(name, help, family);
-    };
-    gauge(&mut registry, "lag_messages", "Source end offset minus committed offset", |s| s.lag as i64);
-    gauge(&mut registry, "memory_usage_bytes", "Guest linear memory held", |s| s.memory_usage_bytes as i64);
-    gauge(&mut registry, "processing_time_p99_microseconds", "99th percentile module time per input", |s| (s.p99_processing_time_ms * 1000.0) as i64);
+    let counter =
+        |registry: &mut Registry, name: &str, help: &str, f: fn(&MetricsSnapshot) -> u64| {
+            let family = Family::<Labels, Counter>::default();
+            for (id, s) in &pipelines {
+                family
+                    .get_or_create(&vec![("pipeline".to_string(), id.clone())])
+                    .inc_by(f(s));
+            }
+            registry.register(name, help, family);
+        };
+    counter(
+        &mut registry,
+        "messages_processed",
+        "Inputs handled without error",
+        |s| s.messages_processed,
+    );
+    counter(
+        &mut registry,
+        "messages_filtered",
+        "Inputs filtered out",
+        |s| s.messages_filtered,
+    );
+    counter(
+        &mut registry,
+        "messages_failed",
+        "Inputs sent to the error topic",
+        |s| s.messages_failed,
+    );
+    counter(
+        &mut registry,
+        "messages_produced",
+        "Messages written to the destination",
+        |s| s.messages_produced,
+    );
+    counter(&mut registry, "retries", "Module calls retried", |s| {
+        s.retries
+    });
+    counter(
+        &mut registry,
+        "instance_recycles",
+        "Guest instances replaced",
+        |s| s.instance_recycles,
+    );
+    let gauge =
+        |registry: &mut Registry, name: &str, help: &str, f: fn(&MetricsSnapshot) -> i64| {
+            let family = Family::<Labels, Gauge>::default();
+            for (id, s) in &pipelines {
+                family
+                    .get_or_create(&vec![("pipeline".to_string(), id.clone())])
+                    .set(f(s));
+            }
+            registry.register(name, help, family);
+        };
+    gauge(
+        &mut registry,
+        "lag_messages",
+        "Source end offset minus committed offset",
+        |s| s.lag as i64,
+    );
+    gauge(
+        &mut registry,
+        "memory_usage_bytes",
+        "Guest linear memory held",
+        |s| s.memory_usage_bytes as i64,
+    );
+    gauge(
+        &mut registry,
+        "processing_time_p99_microseconds",
+        "99th percentile module time per input",
+        |s| (s.p99_processing_time_ms * 1000.0) as i64,
+    );
     let stats = state.modules.stats();
     let compiled = Counter::<u64>::default();
     compiled.inc_by(stats.compilations);
-    registry.register("modules_compiled", "Modules compiled from bytes since start", compiled);
+    registry.register(
+        "modules_compiled",
+        "Modules compiled from bytes since start",
+        compiled,
+    );
     let cached = Counter::<u64>::default();
     cached.inc_by(stats.cache_loads);
-    registry.register("modules_loaded_from_cache", "Modules loaded from the compiled cache since start", cached);
+    registry.register(
+        "modules_loaded_from_cache",
+        "Modules loaded from the compiled cache since start",
+        cached,
+    );
     let mut text = String::new();
     encode(&mut text, &registry).map_err(|e| ApiError::internal(&e))?;
     Ok((
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
         .into_response())

@@ -20,7 +20,10 @@ use crate::runtime::LoadError;
 pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/api/v1/etl/modules", get(list).post(upload))
-        .route("/api/v1/etl/modules/{module_id}", get(get_one).delete(delete))
+        .route(
+            "/api/v1/etl/modules/{module_id}",
+            get(get_one).delete(delete),
+        )
         .route("/api/v1/etl/modules/{module_id}/wasm", get(download))
 }
 
@@ -28,9 +31,15 @@ impl From<ModuleError> for ApiError {
     fn from(e: ModuleError) -> Self {
         let (status, code) = match &e {
             ModuleError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_module_name"),
-            ModuleError::InvalidVersion { .. } => (StatusCode::BAD_REQUEST, "invalid_module_version"),
-            ModuleError::InvalidRequirement { .. } => (StatusCode::BAD_REQUEST, "invalid_version_requirement"),
-            ModuleError::Load(LoadError::NotWasm { .. }) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_webassembly"),
+            ModuleError::InvalidVersion { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_module_version")
+            }
+            ModuleError::InvalidRequirement { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_version_requirement")
+            }
+            ModuleError::Load(LoadError::NotWasm { .. }) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_webassembly")
+            }
             ModuleError::Load(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_module"),
             ModuleError::Conflict { .. } => (StatusCode::CONFLICT, "module_version_exists"),
             ModuleError::NotFound(_) => (StatusCode::NOT_FOUND, "module_not_found"),
@@ -72,7 +81,11 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str
 /// `POST /api/v1/etl/modules`: the body is the module, `X-Module-Name` and
 /// `X-Module-Version` name it. The body is streamed and never buffered past
 /// `etl.max_module_size_bytes`.
-async fn upload(State(state): State<AdminState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn upload(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let name = header_text(&headers, "x-module-name")?.to_string();
     let version = header_text(&headers, "x-module-version")?.to_string();
     crate::modules::ModuleStore::validate_name(&name)?;
@@ -98,7 +111,11 @@ async fn upload(State(state): State<AdminState>, headers: HeaderMap, body: Body)
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("could not read the request body: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_read_failed",
+                format!("could not read the request body: {e}"),
+            )
         })?;
         if bytes.len() + chunk.len() > cap {
             return Err(too_large("larger than that".to_string()));
@@ -132,9 +149,16 @@ struct ListQuery {
 
 /// `GET /api/v1/etl/modules` lists modules (never their bytes);
 /// `?name=N&version=REQ` resolves a requirement to one module instead.
-async fn list(State(state): State<AdminState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+async fn list(
+    State(state): State<AdminState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{e}; the accepted parameters are name and version"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("{e}; the accepted parameters are name and version"),
+        )
     })?;
     let store = state.modules.clone();
     match (query.name, query.version) {
@@ -168,7 +192,10 @@ async fn list(State(state): State<AdminState>, query: Result<Query<ListQuery>, a
     }
 }
 
-async fn get_one(State(state): State<AdminState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
+async fn get_one(
+    State(state): State<AdminState>,
+    Path(module_id): Path<String>,
+) -> Result<Response, ApiError> {
     let record = state
         .modules
         .get(&module_id)?
@@ -178,7 +205,10 @@ async fn get_one(State(state): State<AdminState>, Path(module_id): Path<String>)
     Ok(Json(v).into_response())
 }
 
-async fn download(State(state): State<AdminState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
+async fn download(
+    State(state): State<AdminState>,
+    Path(module_id): Path<String>,
+) -> Result<Response, ApiError> {
     let store = state.modules.clone();
     let bytes = tokio::task::spawn_blocking(move || store.bytes(&module_id))
         .await
@@ -186,7 +216,10 @@ async fn download(State(state): State<AdminState>, Path(module_id): Path<String>
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 
-async fn delete(State(state): State<AdminState>, Path(module_id): Path<String>) -> Result<Response, ApiError> {
+async fn delete(
+    State(state): State<AdminState>,
+    Path(module_id): Path<String>,
+) -> Result<Response, ApiError> {
     let pinned = state.pipelines.pinned_to(&module_id);
     if !pinned.is_empty() {
         return Err(ApiError::new(

@@ -32,10 +32,20 @@ impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> Self {
         match e {
             PipelineError::Module(m) => m.into(),
-            PipelineError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "pipeline_not_found", e.to_string()),
-            PipelineError::Spec(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_pipeline", e.to_string()),
-            PipelineError::DuplicateName(_) => ApiError::new(StatusCode::CONFLICT, "pipeline_exists", e.to_string()),
-            PipelineError::Start(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "module_start_failed", e.to_string()),
+            PipelineError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "pipeline_not_found", e.to_string())
+            }
+            PipelineError::Spec(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_pipeline", e.to_string())
+            }
+            PipelineError::DuplicateName(_) => {
+                ApiError::new(StatusCode::CONFLICT, "pipeline_exists", e.to_string())
+            }
+            PipelineError::Start(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "module_start_failed",
+                e.to_string(),
+            ),
             PipelineError::Storage(_) | PipelineError::Io(_) => ApiError::internal(&e),
         }
     }
@@ -88,18 +98,27 @@ async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
     Ok(Json(json!({ "pipelines": all, "count": all.len() })).into_response())
 }
 
-async fn status(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn status(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let s = blocking(&state.pipelines, move |m| m.status(&id)).await?;
     Ok(Json(s).into_response())
 }
 
-async fn start(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn start(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     require_enabled(&state)?;
     let s = blocking(&state.pipelines, move |m| m.start(&id)).await?;
     Ok(Json(s).into_response())
 }
 
-async fn stop(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn stop(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let s = blocking(&state.pipelines, move |m| m.stop(&id)).await?;
     Ok(Json(s).into_response())
 }
@@ -114,13 +133,19 @@ async fn update(
     Ok(Json(s).into_response())
 }
 
-async fn delete(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn delete(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let shown = id.clone();
     blocking(&state.pipelines, move |m| m.delete(&id)).await?;
     Ok(Json(json!({ "pipeline_id": shown, "status": "deleted" })).into_response())
 }
 
-async fn metrics(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn metrics(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let snapshot = blocking(&state.pipelines, move |m| m.metrics(&id)).await?;
     Ok(Json(snapshot).into_response())
 }

@@ -22,7 +22,9 @@ impl ContentHash {
     /// Parses `blake3:<hex>` (or bare hex).
     pub fn parse(text: &str) -> Option<Self> {
         let hex = text.strip_prefix("blake3:").unwrap_or(text);
-        blake3::Hash::from_hex(hex).ok().map(|h| ContentHash(*h.as_bytes()))
+        blake3::Hash::from_hex(hex)
+            .ok()
+            .map(|h| ContentHash(*h.as_bytes()))
     }
 }
 
@@ -131,8 +133,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
     tmp.write_all(bytes).map_err(io_err(path))?;
     tmp.as_file().sync_all().map_err(io_err(path))?;
-    tmp.persist(path)
-        .map_err(|e| io_err(path)(e.error))?;
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
     if let Ok(d) = std::fs::File::open(dir) {
         // Best effort: not every platform can fsync a directory.
         let _ = d.sync_all();

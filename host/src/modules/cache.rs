@@ -77,10 +77,18 @@ impl CompiledCache {
         }
     }
 
-    pub(crate) fn store(&self, hash: &ContentHash, compiled: &CompiledModule, runtime: &Runtime) -> Result<(), CacheWriteError> {
+    pub(crate) fn store(
+        &self,
+        hash: &ContentHash,
+        compiled: &CompiledModule,
+        runtime: &Runtime,
+    ) -> Result<(), CacheWriteError> {
         let bytes = runtime.serialize(compiled)?;
         write_atomically(&self.artifact(hash), &bytes)?;
-        write_atomically(&self.checksum(hash), blake3::hash(&bytes).to_hex().as_bytes())?;
+        write_atomically(
+            &self.checksum(hash),
+            blake3::hash(&bytes).to_hex().as_bytes(),
+        )?;
         Ok(())
     }
 

@@ -251,7 +251,11 @@ impl ModuleStore {
         let version = Self::parse_version(version)?;
         let id = module_id(name, &version);
         let hash = ContentHash::of(bytes);
-        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self
+            .inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = self.get(&id)? {
             return if existing.hash == hash.to_string() {
                 Ok(Upload::Unchanged(existing))
@@ -312,8 +316,11 @@ impl ModuleStore {
             text: requirement.to_string(),
             reason: e.to_string(),
         })?;
-        let candidates: Vec<ModuleRecord> =
-            self.list()?.into_iter().filter(|r| r.name == name).collect();
+        let candidates: Vec<ModuleRecord> = self
+            .list()?
+            .into_iter()
+            .filter(|r| r.name == name)
+            .collect();
         let best = resolve::highest_match(&req, candidates.iter().map(|r| &r.version)).cloned();
         match best {
             Some(v) => Ok(candidates
@@ -352,11 +359,17 @@ impl ModuleStore {
     /// version shares them. Whether a pipeline still pins the module is the caller's
     /// check.
     pub fn delete(&self, module_id: &str) -> Result<ModuleRecord, ModuleError> {
-        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self
+            .inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let record = self
             .get(module_id)?
             .ok_or_else(|| ModuleError::NotFound(module_id.to_string()))?;
-        self.inner.storage.meta_delete(MetaTable::Modules, module_id)?;
+        self.inner
+            .storage
+            .meta_delete(MetaTable::Modules, module_id)?;
         let still_used = self.list()?.iter().any(|r| r.hash == record.hash);
         if !still_used {
             let hash = record_hash(&record)?;
@@ -375,11 +388,19 @@ impl ModuleStore {
         if let Some(c) = self.lock_compiled().get(&hash) {
             return Ok(c.clone());
         }
-        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self
+            .inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(c) = self.lock_compiled().get(&hash) {
             return Ok(c.clone());
         }
-        let compiled = match self.inner.cache.load(&hash, record.kind, &self.inner.runtime) {
+        let compiled = match self
+            .inner
+            .cache
+            .load(&hash, record.kind, &self.inner.runtime)
+        {
             cache::Lookup::Hit(c) => {
                 self.inner.cache_loads.fetch_add(1, Ordering::Relaxed);
                 c
@@ -408,7 +429,9 @@ impl ModuleStore {
         for record in self.list()? {
             match self.compiled(&record) {
                 Ok(_) => ready += 1,
-                Err(e) => tracing::warn!(target: "rustmq::etl::modules", module_id = %record.module_id, error = %e, "module could not be loaded"),
+                Err(e) => {
+                    tracing::warn!(target: "rustmq::etl::modules", module_id = %record.module_id, error = %e, "module could not be loaded")
+                }
             }
         }
         Ok(ready)
@@ -433,7 +456,11 @@ impl ModuleStore {
         record.content_hash().map(|h| self.inner.blobs.path_of(&h))
     }
 
-    fn compile_and_cache(&self, hash: &ContentHash, bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
+    fn compile_and_cache(
+        &self,
+        hash: &ContentHash,
+        bytes: &[u8],
+    ) -> Result<CompiledModule, ModuleError> {
         let compiled = self.inner.runtime.compile(bytes)?;
         self.inner.compilations.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.inner.cache.store(hash, &compiled, &self.inner.runtime) {
@@ -451,7 +478,10 @@ impl ModuleStore {
     }
 
     fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<ContentHash, CompiledModule>> {
-        self.inner.compiled.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 

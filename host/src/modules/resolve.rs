@@ -51,8 +51,14 @@ mod tests {
         let all = ["1.0.0", "1.1.0-beta.1"];
         assert_eq!(resolve("^1", &all).as_deref(), Some("1.0.0"));
         assert_eq!(resolve("*", &all).as_deref(), Some("1.0.0"));
-        assert_eq!(resolve(">=1.1.0-beta", &all).as_deref(), Some("1.1.0-beta.1"));
-        assert_eq!(resolve("1.1.0-beta.1", &all).as_deref(), Some("1.1.0-beta.1"));
+        assert_eq!(
+            resolve(">=1.1.0-beta", &all).as_deref(),
+            Some("1.1.0-beta.1")
+        );
+        assert_eq!(
+            resolve("1.1.0-beta.1", &all).as_deref(),
+            Some("1.1.0-beta.1")
+        );
     }
 
     #[test]

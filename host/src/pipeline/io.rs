@@ -88,7 +88,8 @@ impl Source for LocalSource {
         if self.storage.topic(&self.topic)?.is_none()
             || self.storage.end_offset(&self.topic)? <= self.position
         {
-            self.storage.wait_for_blocking(&self.topic, self.position, wait);
+            self.storage
+                .wait_for_blocking(&self.topic, self.position, wait);
             if self.storage.topic(&self.topic)?.is_none() {
                 return Ok(Vec::new());
             }
@@ -128,7 +129,12 @@ pub struct LocalSink {
 impl LocalSink {
     /// A sink writing to `destination` (and `error_topic`), committing the position
     /// as consumer `consumer`.
-    pub fn new(storage: Storage, consumer: &str, destination: &str, error_topic: Option<&str>) -> Self {
+    pub fn new(
+        storage: Storage,
+        consumer: &str,
+        destination: &str,
+        error_topic: Option<&str>,
+    ) -> Self {
         LocalSink {
             storage,
             consumer: consumer.to_string(),

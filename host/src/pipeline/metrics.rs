@@ -130,7 +130,11 @@ impl PipelineMetrics {
             messages_filtered: get(&self.filtered),
             messages_failed: get(&self.failed),
             avg_processing_time_ms: mean,
-            throughput_msgs_per_sec: if elapsed > 0.0 { handled as f64 / elapsed } else { 0.0 },
+            throughput_msgs_per_sec: if elapsed > 0.0 {
+                handled as f64 / elapsed
+            } else {
+                0.0
+            },
             retries: get(&self.retries),
             messages_produced: get(&self.outputs),
             lag: source_end.saturating_sub(committed),
@@ -162,7 +166,11 @@ mod tests {
         assert_eq!(s.messages_processed, 3);
         assert_eq!(s.messages_filtered, 1);
         assert_eq!(s.lag, 6);
-        assert!((s.avg_processing_time_ms - 2.0).abs() < 0.05, "{}", s.avg_processing_time_ms);
+        assert!(
+            (s.avg_processing_time_ms - 2.0).abs() < 0.05,
+            "{}",
+            s.avg_processing_time_ms
+        );
         assert!((s.p50_processing_time_ms - 2.0).abs() < 0.05);
         assert!(s.p99_processing_time_ms >= 2.9);
     }

@@ -40,7 +40,9 @@ pub enum PipelineError {
     #[error("invalid pipeline definition: {0}")]
     Spec(#[from] SpecError),
     /// Another pipeline has that name.
-    #[error("a pipeline named {0:?} already exists; choose another pipeline_name or update that one")]
+    #[error(
+        "a pipeline named {0:?} already exists; choose another pipeline_name or update that one"
+    )]
     DuplicateName(String),
     /// The module could not be resolved or loaded.
     #[error(transparent)]
@@ -180,7 +182,10 @@ impl PipelineManager {
     /// requirement, and starts it when `enabled`.
     pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, PipelineError> {
         spec.validate(|t| Storage::validate_topic_name(t).map_err(|e| e.to_string()))?;
-        let module = self.inner.modules.resolve(&spec.module_name, &spec.module_version)?;
+        let module = self
+            .inner
+            .modules
+            .resolve(&spec.module_name, &spec.module_version)?;
         // Fail now, not at start, if the module does not load or refuses the params.
         let loaded = self.load(&module, "validation", &spec.configuration)?;
         drop(loaded);
@@ -214,13 +219,17 @@ impl PipelineManager {
         };
         // Fix the starting position now so that `latest` means "after creation".
         let source = LocalSource::new(self.inner.storage.clone(), &record.spec.source_topic);
-        let (first, end) = source.bounds().map_err(|e| PipelineError::Io(e.to_string()))?;
+        let (first, end) = source
+            .bounds()
+            .map_err(|e| PipelineError::Io(e.to_string()))?;
         let start = match record.spec.start_from {
             StartFrom::Earliest => first,
             StartFrom::Latest => end,
             StartFrom::Offset(o) => o,
         };
-        self.inner.storage.delete_consumer_offset(&record.consumer_id())?;
+        self.inner
+            .storage
+            .delete_consumer_offset(&record.consumer_id())?;
         self.inner.storage.commit(Commit {
             appends: Vec::new(),
             offsets: vec![(record.consumer_id(), start)],
@@ -304,7 +313,9 @@ impl PipelineManager {
                 .map_err(|e| PipelineError::Io(format!("could not start a worker thread: {e}")))?
         };
         let mut pipelines = self.lock();
-        let entry = pipelines.get_mut(&id).ok_or_else(|| PipelineError::NotFound(id.clone()))?;
+        let entry = pipelines
+            .get_mut(&id)
+            .ok_or_else(|| PipelineError::NotFound(id.clone()))?;
         entry.record.desired = DesiredState::Running;
         entry.record.failure = None;
         let record = entry.record.clone();
@@ -336,9 +347,18 @@ impl PipelineManager {
 
     /// Changes settings or the pinned module version. A running pipeline switches at
     /// its next batch boundary, losing and repeating nothing.
-    pub fn update(&self, id_or_name: &str, patch: PipelinePatch) -> Result<PipelineStatus, PipelineError> {
+    pub fn update(
+        &self,
+        id_or_name: &str,
+        patch: PipelinePatch,
+    ) -> Result<PipelineStatus, PipelineError> {
         let id = self.resolve_id(id_or_name)?;
-        let mut record = self.lock().get(&id).expect("resolved ids exist").record.clone();
+        let mut record = self
+            .lock()
+            .get(&id)
+            .expect("resolved ids exist")
+            .record
+            .clone();
         if let Some(c) = &patch.configuration {
             record.spec.configuration = c.apply(&record.spec.configuration);
         }
@@ -371,7 +391,9 @@ impl PipelineManager {
         let loaded = self.load(&module, &id, &record.spec.configuration)?;
         let running = {
             let mut pipelines = self.lock();
-            let entry = pipelines.get_mut(&id).ok_or_else(|| PipelineError::NotFound(id.clone()))?;
+            let entry = pipelines
+                .get_mut(&id)
+                .ok_or_else(|| PipelineError::NotFound(id.clone()))?;
             entry.record = record.clone();
             match &entry.run {
                 Some(run) if run.state() == RunState::Running && !error_topic_changed => {
@@ -400,7 +422,10 @@ impl PipelineManager {
     pub fn delete(&self, id_or_name: &str) -> Result<(), PipelineError> {
         let id = self.resolve_id(id_or_name)?;
         let entry = self.lock().remove(&id);
-        if let Some(Entry { run: Some(mut run), .. }) = entry {
+        if let Some(Entry {
+            run: Some(mut run), ..
+        }) = entry
+        {
             run.stop_and_join();
         }
         self.inner.storage.meta_delete(MetaTable::Pipelines, &id)?;
@@ -442,7 +467,13 @@ impl PipelineManager {
         let entries: Vec<(String, Arc<PipelineMetrics>, String)> = self
             .lock()
             .values()
-            .map(|e| (e.record.pipeline_id.clone(), e.metrics.clone(), e.record.spec.source_topic.clone()))
+            .map(|e| {
+                (
+                    e.record.pipeline_id.clone(),
+                    e.metrics.clone(),
+                    e.record.spec.source_topic.clone(),
+                )
+            })
             .collect();
         entries
             .into_iter()
@@ -465,7 +496,11 @@ impl PipelineManager {
     /// Stops every worker at a message boundary and waits for them (broker
     /// shutdown). Their desired state is kept, so they resume after a restart.
     pub fn shutdown(&self) {
-        let runs: Vec<Run> = self.lock().values_mut().filter_map(|e| e.run.take()).collect();
+        let runs: Vec<Run> = self
+            .lock()
+            .values_mut()
+            .filter_map(|e| e.run.take())
+            .collect();
         for run in &runs {
             run.control.request_stop();
         }
@@ -489,7 +524,11 @@ impl PipelineManager {
             .ok()
             .flatten()
             .unwrap_or(0);
-        let end = self.inner.storage.end_offset(&r.spec.source_topic).unwrap_or(0);
+        let end = self
+            .inner
+            .storage
+            .end_offset(&r.spec.source_topic)
+            .unwrap_or(0);
         PipelineStatus {
             pipeline_id: r.pipeline_id.clone(),
             pipeline_name: r.spec.pipeline_name.clone(),
@@ -517,7 +556,8 @@ impl PipelineManager {
         configuration: &spec::Configuration,
     ) -> Result<Loaded, PipelineError> {
         let compiled = self.inner.modules.compiled(module)?;
-        let mut transform = compiled.instantiate(&module.module_id, pipeline_id, &configuration.params)?;
+        let mut transform =
+            compiled.instantiate(&module.module_id, pipeline_id, &configuration.params)?;
         if let Some(ms) = configuration.timeout_ms {
             transform.set_timeout_ms(ms);
         }
@@ -565,6 +605,9 @@ impl PipelineManager {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
-        self.inner.pipelines.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -266,7 +266,10 @@ impl PipelineSpec {
         if let Some(t) = &self.error_topic {
             topic_ok(t).map_err(|m| bad("error_topic", m))?;
             if t == &self.source_topic {
-                return Err(bad("error_topic", "must differ from source_topic (failures would be read again)"));
+                return Err(bad(
+                    "error_topic",
+                    "must differ from source_topic (failures would be read again)",
+                ));
             }
         }
         if self.destination_topic == self.source_topic {
@@ -288,7 +291,10 @@ impl Configuration {
         if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
             return Err(bad(
                 "configuration.batch_size",
-                format!("must be between 1 and {MAX_BATCH_SIZE}, not {}", self.batch_size),
+                format!(
+                    "must be between 1 and {MAX_BATCH_SIZE}, not {}",
+                    self.batch_size
+                ),
             ));
         }
         if self.timeout_ms == Some(0) {
@@ -400,7 +406,9 @@ mod tests {
     #[test]
     fn unknown_processing_mode_is_rejected_by_name() {
         let text = GUIDE.replace("single_message", "batch_magic");
-        let err = serde_json::from_str::<PipelineSpec>(&text).unwrap_err().to_string();
+        let err = serde_json::from_str::<PipelineSpec>(&text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("batch_magic"), "{err}");
         assert!(err.contains("single_message"), "{err}");
     }
@@ -408,7 +416,9 @@ mod tests {
     #[test]
     fn misspelt_field_is_rejected() {
         let text = GUIDE.replace("\"batch_size\"", "\"batchsize\"");
-        let err = serde_json::from_str::<PipelineSpec>(&text).unwrap_err().to_string();
+        let err = serde_json::from_str::<PipelineSpec>(&text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("batchsize"), "{err}");
     }
 
@@ -416,10 +426,16 @@ mod tests {
     fn out_of_range_settings_name_the_field() {
         let mut spec: PipelineSpec = serde_json::from_str(GUIDE).unwrap();
         spec.configuration.batch_size = 0;
-        assert_eq!(spec.validate(any_topic).unwrap_err().field, "configuration.batch_size");
+        assert_eq!(
+            spec.validate(any_topic).unwrap_err().field,
+            "configuration.batch_size"
+        );
         spec.configuration.batch_size = 1;
         spec.destination_topic = spec.source_topic.clone();
-        assert_eq!(spec.validate(any_topic).unwrap_err().field, "destination_topic");
+        assert_eq!(
+            spec.validate(any_topic).unwrap_err().field,
+            "destination_topic"
+        );
     }
 
     #[test]
@@ -437,18 +453,25 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy { max_retries: 5, backoff_ms: 100 };
+        let p = RetryPolicy {
+            max_retries: 5,
+            backoff_ms: 100,
+        };
         assert_eq!(p.backoff(1).as_millis(), 100);
         assert_eq!(p.backoff(2).as_millis(), 200);
         assert_eq!(p.backoff(3).as_millis(), 400);
-        let big = RetryPolicy { max_retries: 5, backoff_ms: 50_000 };
+        let big = RetryPolicy {
+            max_retries: 5,
+            backoff_ms: 50_000,
+        };
         assert_eq!(big.backoff(4).as_millis() as u64, MAX_BACKOFF_MS);
     }
 
     #[test]
     fn configuration_patch_keeps_unset_fields() {
         let base = Configuration::default();
-        let patch: ConfigurationPatch = serde_json::from_str(r#"{"timeout_ms": 500, "batch_size": 10}"#).unwrap();
+        let patch: ConfigurationPatch =
+            serde_json::from_str(r#"{"timeout_ms": 500, "batch_size": 10}"#).unwrap();
         let merged = patch.apply(&base);
         assert_eq!(merged.batch_size, 10);
         assert_eq!(merged.timeout_ms, Some(500));

@@ -163,7 +163,9 @@ impl Worker {
             Err(e) => return RunState::Failed(format!("could not read the committed offset: {e}")),
         };
         self.source.seek(start);
-        self.metrics.committed_offset.store(start, Ordering::Relaxed);
+        self.metrics
+            .committed_offset
+            .store(start, Ordering::Relaxed);
         self.metrics.mark_started();
         info!(target: "rustmq::etl::pipeline", offset = start, "pipeline running");
         loop {

@@ -33,7 +33,10 @@ struct CompiledLegacy {
 }
 
 /// Checks and compiles a legacy core module for `runtime` (the loader's seam).
-pub(crate) fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn loader::LegacyModule>, LoadError> {
+pub(crate) fn compile(
+    runtime: &Runtime,
+    bytes: &[u8],
+) -> Result<Box<dyn loader::LegacyModule>, LoadError> {
     let module = LegacyModule::new(runtime.engine(), bytes).map_err(LoadError::Legacy)?;
     Ok(Box::new(CompiledLegacy {
         module,
@@ -45,9 +48,13 @@ pub(crate) fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn loader:
 ///
 /// # Safety
 /// `bytes` must come from [`loader::LegacyModule::serialize`] on a compatible engine.
-pub(crate) unsafe fn deserialize(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn loader::LegacyModule>, LoadError> {
+pub(crate) unsafe fn deserialize(
+    runtime: &Runtime,
+    bytes: &[u8],
+) -> Result<Box<dyn loader::LegacyModule>, LoadError> {
     // SAFETY: forwarded to the caller.
-    let module = unsafe { LegacyModule::deserialize(runtime.engine(), bytes) }.map_err(LoadError::Legacy)?;
+    let module =
+        unsafe { LegacyModule::deserialize(runtime.engine(), bytes) }.map_err(LoadError::Legacy)?;
     Ok(Box::new(CompiledLegacy {
         module,
         runtime: Arc::clone(&runtime.inner),
@@ -58,7 +65,9 @@ pub(crate) unsafe fn deserialize(runtime: &Runtime, bytes: &[u8]) -> Result<Box<
 pub(crate) fn describe_abi(bytes: &[u8]) -> Result<String, rustmq_etl_legacy::LoadError> {
     let info = LegacyModule::inspect(bytes)?;
     Ok(match info.abi {
-        rustmq_etl_legacy::ProcessAbi::Pointer => "rustmq-legacy-json: process_message(ptr, len) -> ptr".to_string(),
+        rustmq_etl_legacy::ProcessAbi::Pointer => {
+            "rustmq-legacy-json: process_message(ptr, len) -> ptr".to_string()
+        }
         rustmq_etl_legacy::ProcessAbi::PackedPointerLength => {
             "rustmq-legacy-json: process_message(ptr, len) -> i64 (ptr << 32 | len)".to_string()
         }
@@ -82,7 +91,8 @@ impl loader::LegacyModule for CompiledLegacy {
         legacy_limits.max_output_messages = limits.max_output_messages;
         let module_id: Arc<str> = Arc::from(module_id);
         let budget = LogBudget::default();
-        let wasi: WasiFactory = Arc::new(move || locked_down_builder(&module_id, &budget).build_p1());
+        let wasi: WasiFactory =
+            Arc::new(move || locked_down_builder(&module_id, &budget).build_p1());
         let instance = {
             let _slot = self.runtime.slots.acquire();
             LegacyInstance::new(&self.module, legacy_limits, wasi).map_err(transform_error)?

@@ -244,7 +244,10 @@ pub fn compile_legacy(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn LegacyM
 ///
 /// # Safety
 /// As for [`Runtime::deserialize`].
-pub unsafe fn deserialize_legacy(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn LegacyModule>, LoadError> {
+pub unsafe fn deserialize_legacy(
+    runtime: &Runtime,
+    bytes: &[u8],
+) -> Result<Box<dyn LegacyModule>, LoadError> {
     // SAFETY: forwarded to the caller.
     unsafe { super::legacy::deserialize(runtime, bytes) }
 }
