@@ -236,9 +236,19 @@ impl ModuleStore {
         }
     }
 
-    /// Parses a version as given in `X-Module-Version`.
+    /// Parses a version as given in `X-Module-Version`: a semantic version, or a
+    /// shorthand that is completed with zeros — `3` is `3.0.0` and `1.2` is `1.2.0`
+    /// (the deployment guide's development loop uploads `$(date +%s)`).
     pub fn parse_version(text: &str) -> Result<Version, ModuleError> {
-        Version::parse(text.trim()).map_err(|e| ModuleError::InvalidVersion {
+        let trimmed = text.trim();
+        let is_number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let parts: Vec<&str> = trimmed.split('.').collect();
+        let completed = match parts.as_slice() {
+            [major] if is_number(major) => format!("{major}.0.0"),
+            [major, minor] if is_number(major) && is_number(minor) => format!("{major}.{minor}.0"),
+            _ => trimmed.to_string(),
+        };
+        Version::parse(&completed).map_err(|e| ModuleError::InvalidVersion {
             text: text.to_string(),
             reason: e.to_string(),
         })
@@ -482,6 +492,31 @@ impl ModuleStore {
             .compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_shorthands_are_completed_and_garbage_is_refused() {
+        let v = |t: &str| ModuleStore::parse_version(t).map(|v| v.to_string());
+        assert_eq!(v("1.2.3").unwrap(), "1.2.3");
+        assert_eq!(v("1764186000").unwrap(), "1764186000.0.0");
+        assert_eq!(v("1.2").unwrap(), "1.2.0");
+        assert_eq!(v("2.0.0-beta.1").unwrap(), "2.0.0-beta.1");
+        assert!(matches!(v("one"), Err(ModuleError::InvalidVersion { .. })));
+        assert!(matches!(v("1.2.3.4"), Err(ModuleError::InvalidVersion { .. })));
+    }
+
+    #[test]
+    fn names_follow_the_rule() {
+        assert!(ModuleStore::validate_name("message-processor").is_ok());
+        assert!(ModuleStore::validate_name("").is_err());
+        assert!(ModuleStore::validate_name("-lead").is_err());
+        assert!(ModuleStore::validate_name("a/b").is_err());
+        assert!(ModuleStore::validate_name(&"x".repeat(129)).is_err());
     }
 }
 
