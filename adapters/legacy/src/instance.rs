@@ -168,6 +168,8 @@ impl LegacyInstance {
             None => self.instantiate()?,
         };
         self.input.clear();
+        // Cannot fail for these field types (string keys, writing to a Vec); mapped
+        // rather than unwrapped all the same.
         serde_json::to_writer(&mut self.input, input)
             .map_err(|e| CallError::Instantiate(format!("could not encode the input: {e}")))?;
         match self.call(&mut live, input.timestamp) {
