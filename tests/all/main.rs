@@ -4,3 +4,4 @@ mod broker;
 mod legacy;
 mod pipelines;
 mod runtime;
+mod template;
