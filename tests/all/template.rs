@@ -30,7 +30,9 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn cargo_component_builds_the_template_into_a_runnable_component() {
     // `tests/run.sh` installs cargo-component; a missing one is a broken setup.
-    let version = Command::new("cargo").args(["component", "--version"]).output();
+    let version = Command::new("cargo")
+        .args(["component", "--version"])
+        .output();
     assert!(
         version.as_ref().is_ok_and(|o| o.status.success()),
         "cargo-component is not installed: run tests/run.sh (or `cargo install cargo-component --locked`)"
@@ -58,16 +60,24 @@ fn cargo_component_builds_the_template_into_a_runnable_component() {
     let wasm = target.join("wasm32-wasip1/release/message_processor.wasm");
     let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
 
-    let runtime = Runtime::new(RuntimeLimits { max_instances: 2, ..RuntimeLimits::default() }).unwrap();
+    let runtime = Runtime::new(RuntimeLimits {
+        max_instances: 2,
+        ..RuntimeLimits::default()
+    })
+    .unwrap();
     let info = runtime.inspect(&bytes).unwrap();
     assert_eq!(info.kind, ModuleKind::Component);
     assert!(
-        info.imports.iter().any(|i| i.starts_with("wasi:filesystem")),
+        info.imports
+            .iter()
+            .any(|i| i.starts_with("wasi:filesystem")),
         "cargo-component output imports WASI filesystem, which must link: {:?}",
         info.imports
     );
     let module = runtime.compile(&bytes).unwrap();
-    let mut t = module.instantiate("template", "test", &BTreeMap::new()).unwrap();
+    let mut t = module
+        .instantiate("template", "test", &BTreeMap::new())
+        .unwrap();
     let msg = Message {
         key: Some("test-key".into()),
         value: br#"{"temperature_celsius": 25.0, "sensor_id": "temp001"}"#.to_vec(),
