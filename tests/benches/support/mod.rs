@@ -110,7 +110,8 @@ pub struct RawIdentity {
 
 impl RawIdentity {
     pub fn new(engine: &wasmtime::Engine) -> RawIdentity {
-        let module = wasmtime::Module::new(engine, RAW_IDENTITY_WAT).expect("raw module");
+        let wasm = wat::parse_str(RAW_IDENTITY_WAT).expect("raw module text");
+        let module = wasmtime::Module::new(engine, wasm).expect("raw module");
         let mut store = wasmtime::Store::new(engine, ());
         // The engine interrupts on epochs; this store never runs long.
         store.set_epoch_deadline(1 << 40);
