@@ -13,7 +13,8 @@
 //!    request vs batches.
 //!
 //! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000); `RUSTMQ_BENCH_QUICK=1` runs a
-//! short smoke version. Results are printed as markdown and appended to
+//! short smoke version; `RUSTMQ_BENCH_ONLY=identity` runs only the identity pipeline
+//! with batch_size 1000 (for profiling). Results are printed as markdown and appended to
 //! `<target>/criterion/summary.md`.
 
 mod support;
@@ -158,12 +159,16 @@ fn throughput(rig: &Rig, n: usize, out: &mut String) {
         "\n#### One pipeline, {n} preloaded messages (200-byte JSON value, key, 3 headers)\n\n| module | batch_size | messages/s | seconds | peak RSS (MiB) |\n|---|---:|---:|---:|---:|"
     );
     let mut run = 0;
+    let only_identity = std::env::var_os("RUSTMQ_BENCH_ONLY").is_some();
     for (label, module) in [
         ("identity (component)", "identity"),
         ("guide logic (component, template)", "template"),
         ("guide module (legacy JSON)", "guide"),
     ] {
         for batch in [100u32, 1000] {
+            if only_identity && (module != "identity" || batch != 1000) {
+                continue;
+            }
             run += 1;
             reset_peak_rss();
             let started = Instant::now();
@@ -249,7 +254,8 @@ fn latency(rig: &Rig, rate: u64, duration: Duration, out: &mut String) {
             let batch: Vec<Message> = (sent..due)
                 .map(|i| {
                     let mut m = template.clone();
-                    m.headers.push((SENT_HEADER.into(), (i * interval_ns).to_string()));
+                    m.headers
+                        .push((SENT_HEADER.into(), (i * interval_ns).to_string()));
                     m
                 })
                 .collect();
@@ -292,7 +298,10 @@ fn http_produce(seconds: u64, out: &mut String) {
         let release = exe.ancestors().nth(2).expect("target/release");
         let bin = release.join("rustmq-broker");
         if !bin.is_file() {
-            let _ = writeln!(out, "\n(HTTP produce not measured: build `rustmq-broker` with `--release` first)");
+            let _ = writeln!(
+                out,
+                "\n(HTTP produce not measured: build `rustmq-broker` with `--release` first)"
+            );
             return;
         }
         std::env::set_var("RUSTMQ_BROKER_BIN", bin);
@@ -308,7 +317,12 @@ fn http_produce(seconds: u64, out: &mut String) {
         out,
         "\n#### HTTP produce to `rustmq-broker --release` (durable: each request answers after its fsync)\n\n| mode | clients | messages/request | messages/s | requests/s |\n|---|---:|---:|---:|---:|"
     );
-    for (mode, clients, per_request) in [("single", 1usize, 1usize), ("single", 8, 1), ("batch", 1, 100), ("batch", 4, 1000)] {
+    for (mode, clients, per_request) in [
+        ("single", 1usize, 1usize),
+        ("single", 8, 1),
+        ("batch", 1, 100),
+        ("batch", 4, 1000),
+    ] {
         let body = if per_request == 1 {
             one.to_string()
         } else {
@@ -330,7 +344,11 @@ fn http_produce(seconds: u64, out: &mut String) {
                             .body(body.clone())
                             .send()
                             .expect("produce");
-                        assert!(resp.status().is_success(), "produce failed: {}", resp.status());
+                        assert!(
+                            resp.status().is_success(),
+                            "produce failed: {}",
+                            resp.status()
+                        );
                         requests += 1;
                     }
                     requests
@@ -368,8 +386,17 @@ fn main() {
     out.push_str(&line);
     out.push('\n');
     throughput(&rig, n, &mut out);
+    if std::env::var_os("RUSTMQ_BENCH_ONLY").is_some() {
+        print!("{out}");
+        return;
+    }
     concurrent(&rig, n.min(if quick { n } else { 250_000 }), &mut out);
-    latency(&rig, 10_000, Duration::from_secs(if quick { 1 } else { 5 }), &mut out);
+    latency(
+        &rig,
+        10_000,
+        Duration::from_secs(if quick { 1 } else { 5 }),
+        &mut out,
+    );
     drop(rig);
     http_produce(if quick { 1 } else { 3 }, &mut out);
     print!("{out}");

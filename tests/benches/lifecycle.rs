@@ -34,7 +34,9 @@ fn one_mib_module() -> Vec<u8> {
 "#,
     );
     for f in 0..FILLER_FUNCS {
-        wat.push_str(&format!("  (func $f{f} (param i32) (result i32) local.get 0\n"));
+        wat.push_str(&format!(
+            "  (func $f{f} (param i32) (result i32) local.get 0\n"
+        ));
         for op in 0..FILLER_OPS {
             wat.push_str(&format!(
                 "    i32.const {} i32.xor\n",
@@ -43,7 +45,9 @@ fn one_mib_module() -> Vec<u8> {
         }
         wat.push_str("  )\n");
     }
-    wat.push_str(&format!("  (table {FILLER_FUNCS} funcref)\n  (elem (i32.const 0)"));
+    wat.push_str(&format!(
+        "  (table {FILLER_FUNCS} funcref)\n  (elem (i32.const 0)"
+    ));
     for f in 0..FILLER_FUNCS {
         wat.push_str(&format!(" $f{f}"));
     }
@@ -64,14 +68,19 @@ fn compile_and_load(c: &mut Criterion) {
     let cached = runtime.serialize(&compiled).expect("serialize");
     g.bench_function("deserialize_1mib", |b| {
         // SAFETY: the bytes were just serialized by this runtime.
-        b.iter(|| unsafe { runtime.deserialize(ModuleKind::LegacyCore, black_box(&cached)) }.expect("load"))
+        b.iter(|| {
+            unsafe { runtime.deserialize(ModuleKind::LegacyCore, black_box(&cached)) }
+                .expect("load")
+        })
     });
     let identity = std::fs::read(guests::IDENTITY).expect("identity");
     let compiled = runtime.compile(&identity).expect("compile");
     let cached = runtime.serialize(&compiled).expect("serialize");
     g.bench_function("deserialize_identity_component", |b| {
         // SAFETY: as above.
-        b.iter(|| unsafe { runtime.deserialize(ModuleKind::Component, black_box(&cached)) }.expect("load"))
+        b.iter(|| {
+            unsafe { runtime.deserialize(ModuleKind::Component, black_box(&cached)) }.expect("load")
+        })
     });
     g.finish();
 }
@@ -178,8 +187,14 @@ fn restart(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let identity = std::fs::read(guests::IDENTITY).expect("identity");
     {
-        let storage = Storage::open(&dir.path().join("data"), StorageOptions::default()).expect("storage");
-        let modules = ModuleStore::open(&dir.path().join("wasm"), storage.clone(), support::runtime()).expect("modules");
+        let storage =
+            Storage::open(&dir.path().join("data"), StorageOptions::default()).expect("storage");
+        let modules = ModuleStore::open(
+            &dir.path().join("wasm"),
+            storage.clone(),
+            support::runtime(),
+        )
+        .expect("modules");
         for n in 0..CACHED_MODULES {
             modules
                 .upload(&format!("m{n}"), "1.0.0", &distinct(&identity, n))
@@ -192,12 +207,18 @@ fn restart(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("open_and_warm_20_cached", |b| {
         b.iter(|| {
-            let storage = Storage::open(&dir.path().join("data"), StorageOptions::default()).expect("storage");
+            let storage = Storage::open(&dir.path().join("data"), StorageOptions::default())
+                .expect("storage");
             let runtime = Runtime::new(Default::default()).expect("runtime");
-            let modules = ModuleStore::open(&dir.path().join("wasm"), storage.clone(), runtime).expect("modules");
+            let modules = ModuleStore::open(&dir.path().join("wasm"), storage.clone(), runtime)
+                .expect("modules");
             let ready = modules.warm().expect("warm");
             assert_eq!(ready, CACHED_MODULES);
-            assert_eq!(modules.stats().compilations, 0, "every module must come from the cache");
+            assert_eq!(
+                modules.stats().compilations,
+                0,
+                "every module must come from the cache"
+            );
             drop(modules);
             storage.close();
         })
@@ -214,7 +235,11 @@ fn main() {
     support::summarize(
         "Compile and cached load",
         "load",
-        &["compile_1mib", "deserialize_1mib", "deserialize_identity_component"],
+        &[
+            "compile_1mib",
+            "deserialize_1mib",
+            "deserialize_identity_component",
+        ],
         "compile_1mib",
     );
     support::summarize(

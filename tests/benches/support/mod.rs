@@ -190,11 +190,18 @@ pub fn mean_ns(group: &str, id: &str) -> Option<f64> {
 pub fn summarize(title: &str, group: &str, ids: &[&str], baseline: &str) {
     use std::fmt::Write as _;
     let base = mean_ns(group, baseline);
-    let mut out = format!("\n#### {title} (`{group}`)\n\n| case | ns/op | × {baseline} |\n|---|---:|---:|\n");
+    let mut out =
+        format!("\n#### {title} (`{group}`)\n\n| case | ns/op | × {baseline} |\n|---|---:|---:|\n");
     for id in ids {
         match (mean_ns(group, id), base) {
             (Some(ns), Some(b)) => {
-                let _ = writeln!(out, "| {id} | {} | {:.2} |", fmt_ns(ns), ns / b);
+                let ratio = ns / b;
+                let ratio = if ratio < 0.1 {
+                    format!("{ratio:.5}")
+                } else {
+                    format!("{ratio:.2}")
+                };
+                let _ = writeln!(out, "| {id} | {} | {ratio} |", fmt_ns(ns));
             }
             (Some(ns), None) => {
                 let _ = writeln!(out, "| {id} | {} | – |", fmt_ns(ns));
@@ -213,7 +220,9 @@ pub fn summarize(title: &str, group: &str, ids: &[&str], baseline: &str) {
 }
 
 pub fn fmt_ns(ns: f64) -> String {
-    if ns >= 1e6 {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
     } else if ns >= 1e3 {
         format!("{:.2} µs", ns / 1e3)
