@@ -214,11 +214,18 @@ impl Worker {
         let mut handled = 0usize;
         let mut end = None;
         let mut produced = 0u64;
+        // Built once per batch: only the offset and attempt change between calls.
+        let mut ctx = ProcessContext {
+            pipeline_id: self.pipeline_id.clone(),
+            source_topic: self.source_topic.clone(),
+            source_offset: 0,
+            attempt: 1,
+        };
         for f in &fetched {
             if self.control.stopping() {
                 break;
             }
-            match self.handle(f) {
+            match self.handle(f, &mut ctx) {
                 Routed::Outputs(msgs) => {
                     produced += msgs.len() as u64;
                     batch.destination.extend(msgs);
@@ -270,18 +277,14 @@ impl Worker {
     }
 
     /// Runs one message through the module, retrying failures per the policy.
-    fn handle(&mut self, f: &Fetched) -> Routed {
+    fn handle(&mut self, f: &Fetched, ctx: &mut ProcessContext) -> Routed {
         let policy = self.configuration.retry_policy;
         let mut attempt = 1u32;
         loop {
-            let ctx = ProcessContext {
-                pipeline_id: self.pipeline_id.clone(),
-                source_topic: self.source_topic.clone(),
-                source_offset: f.offset,
-                attempt,
-            };
+            ctx.source_offset = f.offset;
+            ctx.attempt = attempt;
             let started = Instant::now();
-            let result = self.loaded.transform.process(&f.message, &ctx);
+            let result = self.loaded.transform.process(&f.message, ctx);
             self.metrics
                 .record_time(started.elapsed().as_micros() as u64);
             let (cause, error) = match result {

@@ -265,15 +265,25 @@ impl std::hash::Hasher for Blake3Hasher {
 
 /// A counting semaphore for synchronous guest calls. A std `Mutex` + `Condvar` is
 /// enough: guest calls are blocking, and the critical section is a counter update.
+/// Releasing only signals the condvar when someone is waiting: `notify_one` is a
+/// futex syscall even with no waiter, and it was a measurable share of a guest call.
 pub(crate) struct ExecutionSlots {
-    free: Mutex<usize>,
+    state: Mutex<SlotState>,
     released: Condvar,
+}
+
+struct SlotState {
+    free: usize,
+    waiting: usize,
 }
 
 impl ExecutionSlots {
     fn new(slots: usize) -> Self {
         ExecutionSlots {
-            free: Mutex::new(slots),
+            state: Mutex::new(SlotState {
+                free: slots,
+                waiting: 0,
+            }),
             released: Condvar::new(),
         }
     }
@@ -281,12 +291,16 @@ impl ExecutionSlots {
     /// Waits for a free slot; the slot is returned when the guard drops.
     pub(crate) fn acquire(&self) -> SlotGuard<'_> {
         // A poisoned lock only means another thread panicked while holding it; the
-        // counter itself is always consistent.
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free == 0 {
-            free = self.released.wait(free).unwrap_or_else(|p| p.into_inner());
+        // counters themselves are always consistent.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.free == 0 {
+            state.waiting += 1;
+            while state.free == 0 {
+                state = self.released.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+            state.waiting -= 1;
         }
-        *free -= 1;
+        state.free -= 1;
         SlotGuard { slots: self }
     }
 }
@@ -298,9 +312,13 @@ pub(crate) struct SlotGuard<'a> {
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let mut free = self.slots.free.lock().unwrap_or_else(|p| p.into_inner());
-        *free += 1;
-        self.slots.released.notify_one();
+        let mut state = self.slots.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.free += 1;
+        let someone_waits = state.waiting > 0;
+        drop(state);
+        if someone_waits {
+            self.slots.released.notify_one();
+        }
     }
 }
 

@@ -1,0 +1,263 @@
+//! Instance lifecycle: compiling a ~1 MiB module, loading it back from the compiled
+//! cache, a fresh instance with the pooling allocator vs on-demand allocation, our
+//! recycle (new store + instantiate + `init`), and a broker restart with 20 cached
+//! modules made ready.
+
+mod support;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::Criterion;
+use rustmq_etl::modules::ModuleStore;
+use rustmq_etl::runtime::{ModuleKind, Runtime};
+use rustmq_etl::storage::{Storage, StorageOptions};
+use rustmq_etl_tests::guests;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Filler functions in the generated module; with [`FILLER_OPS`] it comes to ~1 MiB.
+const FILLER_FUNCS: usize = 1000;
+/// `i32.const`/`i32.xor` pairs per filler function.
+const FILLER_OPS: usize = 200;
+
+/// A legacy-ABI core module of about 1 MiB: the ABI exports plus straight-line filler
+/// functions (reachable through a table so nothing can be dropped as dead).
+fn one_mib_module() -> Vec<u8> {
+    let mut wat = String::from(
+        r#"(module
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "dealloc") (param i32 i32))
+  (func (export "process_message") (param i32 i32) (result i32) (i32.const 0))
+"#,
+    );
+    for f in 0..FILLER_FUNCS {
+        wat.push_str(&format!(
+            "  (func $f{f} (param i32) (result i32) local.get 0\n"
+        ));
+        for op in 0..FILLER_OPS {
+            wat.push_str(&format!(
+                "    i32.const {} i32.xor\n",
+                (f * 7919 + op * 104_729) as i32
+            ));
+        }
+        wat.push_str("  )\n");
+    }
+    wat.push_str(&format!(
+        "  (table {FILLER_FUNCS} funcref)\n  (elem (i32.const 0)"
+    ));
+    for f in 0..FILLER_FUNCS {
+        wat.push_str(&format!(" $f{f}"));
+    }
+    wat.push_str("))\n");
+    wat::parse_str(&wat).expect("generated module")
+}
+
+fn compile_and_load(c: &mut Criterion) {
+    let runtime = support::runtime();
+    let big = one_mib_module();
+    println!("generated module: {} bytes", big.len());
+    let mut g = c.benchmark_group("load");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    g.bench_function("compile_1mib", |b| {
+        b.iter(|| runtime.compile(black_box(&big)).expect("compile"))
+    });
+    let compiled = runtime.compile(&big).expect("compile");
+    let cached = runtime.serialize(&compiled).expect("serialize");
+    g.bench_function("deserialize_1mib", |b| {
+        // SAFETY: the bytes were just serialized by this runtime.
+        b.iter(|| {
+            unsafe { runtime.deserialize(ModuleKind::LegacyCore, black_box(&cached)) }
+                .expect("load")
+        })
+    });
+    let identity = std::fs::read(guests::IDENTITY).expect("identity");
+    let compiled = runtime.compile(&identity).expect("compile");
+    let cached = runtime.serialize(&compiled).expect("serialize");
+    g.bench_function("deserialize_identity_component", |b| {
+        // SAFETY: as above.
+        b.iter(|| {
+            unsafe { runtime.deserialize(ModuleKind::Component, black_box(&cached)) }.expect("load")
+        })
+    });
+    g.finish();
+}
+
+/// Host state for the raw wasmtime instantiation comparison.
+struct RawState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for RawState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// An engine like the runtime's (component model, epochs), with the given allocator.
+fn engine(pooling: bool) -> Engine {
+    let mut config = Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(16)
+            .total_core_instances(160)
+            .total_memories(32)
+            .total_tables(64)
+            .max_memory_size(64 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    } else {
+        config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    }
+    Engine::new(&config).expect("engine")
+}
+
+/// The identity component's instance template on `engine`, its imports linked to WASI
+/// and to no-op `rustmq:etl/host` functions.
+fn identity_pre(engine: &Engine) -> wasmtime::component::InstancePre<RawState> {
+    let component = Component::from_file(engine, guests::IDENTITY).expect("component");
+    let mut linker = Linker::<RawState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
+    let mut host = linker.instance("rustmq:etl/host@1.0.0").expect("host");
+    host.func_wrap("log", |_s, (_l, _m): (u32, String)| Ok(()))
+        .expect("log");
+    host.func_wrap("get-param", |_s, (_n,): (String,)| Ok((None::<String>,)))
+        .expect("get-param");
+    linker.instantiate_pre(&component).expect("pre")
+}
+
+fn instantiate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("instantiate");
+    for (id, pooling) in [("raw_pooling", true), ("raw_on_demand", false)] {
+        let engine = engine(pooling);
+        let pre = identity_pre(&engine);
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                let mut store = Store::new(
+                    &engine,
+                    RawState {
+                        wasi: WasiCtx::builder().build(),
+                        table: ResourceTable::new(),
+                    },
+                );
+                store.set_epoch_deadline(1 << 40);
+                pre.instantiate(&mut store).expect("instantiate")
+            })
+        });
+    }
+    let runtime = support::runtime();
+    let identity = support::compile(&runtime, guests::IDENTITY);
+    g.bench_function("recycle_identity_component", |b| {
+        b.iter(|| support::transform(&identity))
+    });
+    let template = support::compile(&runtime, guests::GUEST_TEMPLATE);
+    g.bench_function("recycle_template_component", |b| {
+        b.iter(|| support::transform(&template))
+    });
+    let legacy = support::compile(&runtime, guests::GUIDE_MODULE);
+    g.bench_function("recycle_guide_legacy", |b| {
+        b.iter(|| support::transform(&legacy))
+    });
+    g.finish();
+}
+
+/// How many modules the restart benchmark loads.
+const CACHED_MODULES: usize = 20;
+
+/// `bytes` with a custom section appended, so each copy is a distinct module.
+fn distinct(bytes: &[u8], n: usize) -> Vec<u8> {
+    let name = b"bench-copy";
+    let payload = n.to_string();
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push((1 + name.len() + payload.len()) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(payload.as_bytes());
+    out
+}
+
+fn restart(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let identity = std::fs::read(guests::IDENTITY).expect("identity");
+    {
+        let storage =
+            Storage::open(&dir.path().join("data"), StorageOptions::default()).expect("storage");
+        let modules = ModuleStore::open(
+            &dir.path().join("wasm"),
+            storage.clone(),
+            support::runtime(),
+        )
+        .expect("modules");
+        for n in 0..CACHED_MODULES {
+            modules
+                .upload(&format!("m{n}"), "1.0.0", &distinct(&identity, n))
+                .expect("upload");
+        }
+        drop(modules);
+        storage.close();
+    }
+    let mut g = c.benchmark_group("restart");
+    g.sample_size(10);
+    g.bench_function("open_and_warm_20_cached", |b| {
+        b.iter(|| {
+            let storage = Storage::open(&dir.path().join("data"), StorageOptions::default())
+                .expect("storage");
+            let runtime = Runtime::new(Default::default()).expect("runtime");
+            let modules = ModuleStore::open(&dir.path().join("wasm"), storage.clone(), runtime)
+                .expect("modules");
+            let ready = modules.warm().expect("warm");
+            assert_eq!(ready, CACHED_MODULES);
+            assert_eq!(
+                modules.stats().compilations,
+                0,
+                "every module must come from the cache"
+            );
+            drop(modules);
+            storage.close();
+        })
+    });
+    g.finish();
+}
+
+fn main() {
+    let mut c = support::criterion();
+    compile_and_load(&mut c);
+    instantiate(&mut c);
+    restart(&mut c);
+    c.final_summary();
+    support::summarize(
+        "Compile and cached load",
+        "load",
+        &[
+            "compile_1mib",
+            "deserialize_1mib",
+            "deserialize_identity_component",
+        ],
+        "compile_1mib",
+    );
+    support::summarize(
+        "Fresh instances (identity component)",
+        "instantiate",
+        &[
+            "raw_pooling",
+            "raw_on_demand",
+            "recycle_identity_component",
+            "recycle_template_component",
+            "recycle_guide_legacy",
+        ],
+        "raw_pooling",
+    );
+    support::summarize(
+        "Broker restart: storage + runtime + module store, 20 cached modules ready",
+        "restart",
+        &["open_and_warm_20_cached"],
+        "open_and_warm_20_cached",
+    );
+}
