@@ -126,7 +126,15 @@ fn cargo() -> Command {
     // Do not leak the outer build's settings (target, rustflags, profile) into the
     // guest builds.
     for (k, _) in std::env::vars() {
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" || k == "RUSTC_WRAPPER"
+        if k.starts_with("CARGO_") && k != "CARGO_HOME"
+            || matches!(
+                k.as_str(),
+                "RUSTFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "CLIPPY_ARGS"
+                    | "CLIPPY_CONF_DIR"
+            )
         {
             cmd.env_remove(k);
         }

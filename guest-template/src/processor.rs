@@ -73,7 +73,9 @@ impl Settings {
         for (name, value) in params {
             if name == "max_value_bytes" {
                 settings.max_value_bytes = value.parse().map_err(|_| {
-                    format!("parameter max_value_bytes must be a whole number of bytes, got {value:?}")
+                    format!(
+                        "parameter max_value_bytes must be a whole number of bytes, got {value:?}"
+                    )
                 })?;
             }
         }
