@@ -174,6 +174,8 @@ impl PipelineManager {
         for id in ids {
             if let Err(e) = self.start(&id) {
                 tracing::error!(target: "rustmq::etl::pipeline", pipeline_id = %id, error = %e, "could not resume pipeline");
+                // Shown in its status, so the operator sees why it is not running.
+                self.record_failure(&id, &format!("could not resume after a restart: {e}"));
             }
         }
     }
