@@ -68,8 +68,10 @@ fn describe(record: &ModuleRecord, status: &str) -> serde_json::Value {
     v
 }
 
+/// The trimmed text of header `name` (looked up case-insensitively; named in errors
+/// as written, e.g. `X-Module-Name`, the way the guide's curl commands spell it).
 fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, ApiError> {
-    let value = headers.get(name).ok_or_else(|| {
+    let value = headers.get(name.to_ascii_lowercase()).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "missing_header",
@@ -93,8 +95,8 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = header_text(&headers, "x-module-name")?.to_string();
-    let version = header_text(&headers, "x-module-version")?.to_string();
+    let name = header_text(&headers, "X-Module-Name")?.to_string();
+    let version = header_text(&headers, "X-Module-Version")?.to_string();
     crate::modules::ModuleStore::validate_name(&name)?;
     crate::modules::ModuleStore::parse_version(&version)?;
     let cap = usize::try_from(state.config.etl.max_module_size_bytes).unwrap_or(usize::MAX);
@@ -164,7 +166,13 @@ fn describe_received(bytes: &[u8]) -> String {
     let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
     let text: String = head
         .iter()
-        .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
         .collect();
     let trimmed = bytes.trim_ascii_start();
     let guess = if bytes.starts_with(b"\x7fELF") {
