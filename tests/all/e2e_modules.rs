@@ -255,7 +255,10 @@ fn restart_keeps_metadata_and_blobs_and_loads_compiled_code_from_the_cache() {
 
     b.restart();
     let etl = etl_metrics(&b);
-    assert_eq!(etl["modules_compiled"], 0, "recompiled after restart: {etl}");
+    assert_eq!(
+        etl["modules_compiled"], 0,
+        "recompiled after restart: {etl}"
+    );
     assert_eq!(etl["modules_loaded_from_cache"], 2, "{etl}");
     assert_eq!(etl["compiled_cache_rejects"], 0, "{etl}");
     let (_, after) = admin_get(&b, "/api/v1/etl/modules");
@@ -410,7 +413,11 @@ fn bad_uploads_are_refused_with_a_reason_and_store_nothing() {
     // Not semver.
     for version in ["one", "1.2.3.4", "v1.0.0", ""] {
         let (s, v) = upload_module(&b, "p", version, good.clone());
-        assert_eq!(error_code(s, &v, bad), "invalid_module_version", "{version:?}");
+        assert_eq!(
+            error_code(s, &v, bad),
+            "invalid_module_version",
+            "{version:?}"
+        );
     }
     // Not WebAssembly: the answer says what was received.
     let (s, v) = upload_module(&b, "p", "1.0.0", b"{\"module\": \"nope\"}".to_vec());
@@ -458,7 +465,10 @@ fn bad_uploads_are_refused_with_a_reason_and_store_nothing() {
 
     let (_, v) = admin_get(&b, "/api/v1/etl/modules");
     assert_eq!(v["count"], 0, "{v}");
-    assert_eq!(files(&modules_dir(&b).join("blobs"), ""), Vec::<PathBuf>::new());
+    assert_eq!(
+        files(&modules_dir(&b).join("blobs"), ""),
+        Vec::<PathBuf>::new()
+    );
 }
 
 #[test]

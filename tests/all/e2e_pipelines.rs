@@ -155,8 +155,14 @@ fn guide_steps_4_to_6(wasm: &str) -> BrokerProcess {
     let h = &m["headers"];
     assert_eq!(h["enriched"], "true", "{h}");
     assert_eq!(h["processor"], "message-processor-v1", "{h}");
-    assert!(h["geo_country"].is_string() && h["geo_city"].is_string(), "{h}");
-    assert!(h["processed_at"].as_str().unwrap().parse::<i64>().is_ok(), "{h}");
+    assert!(
+        h["geo_country"].is_string() && h["geo_city"].is_string(),
+        "{h}"
+    );
+    assert!(
+        h["processed_at"].as_str().unwrap().parse::<i64>().is_ok(),
+        "{h}"
+    );
     assert_eq!(h["source"], "iot-sensors");
     assert_eq!(h["x-rustmq-module"], "message-processor-v1.0.0");
     assert_eq!(h["x-rustmq-module-version"], "1.0.0");
@@ -398,7 +404,11 @@ fn sigkill_mid_batch_then_restart_accounts_for_every_message_exactly_once() {
     let errors = read_all(&b, "errors");
     for m in &errors {
         let h = &m["headers"];
-        let i: usize = h["x-rustmq-source-offset"].as_str().unwrap().parse().unwrap();
+        let i: usize = h["x-rustmq-source-offset"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let cause = h["x-rustmq-error-cause"].as_str().unwrap();
         let want = if i % 10 == 3 {
             "module_error"
