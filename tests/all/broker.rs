@@ -7,59 +7,11 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use base64::Engine as _;
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use rustmq_etl_tests::broker::BrokerProcess;
+use rustmq_etl_tests::http::{body, client, consume, error_code, produce};
 use serde_json::{json, Value};
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-fn body(r: Response) -> (StatusCode, Value) {
-    let status = r.status();
-    let text = r.text().unwrap();
-    let value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    (status, value)
-}
-
-fn produce(b: &BrokerProcess, topic: &str, msg: &Value) -> (StatusCode, Value) {
-    body(
-        client()
-            .post(format!("{}/api/v1/topics/{topic}/messages", b.data_url))
-            .header("Content-Type", "application/json")
-            .body(msg.to_string())
-            .send()
-            .unwrap(),
-    )
-}
-
-fn consume(b: &BrokerProcess, topic: &str, query: &str) -> (StatusCode, Value) {
-    body(
-        client()
-            .get(format!(
-                "{}/api/v1/topics/{topic}/messages?{query}",
-                b.data_url
-            ))
-            .send()
-            .unwrap(),
-    )
-}
-
-/// Asserts the shared error shape and returns the code.
-fn error_code(status: StatusCode, v: &Value, expected: StatusCode) -> String {
-    assert_eq!(status, expected, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{v}"
-    );
-    v["error"]["code"].as_str().unwrap().to_string()
-}
 
 #[test]
 fn guide_step_6_round_trips_key_headers_and_value() {

@@ -3,9 +3,11 @@
 //! Every crate under `tests/guests/` (and the `guest-template/`) is compiled to
 //! WebAssembly when this crate is built; [`guests`] holds one constant per module,
 //! named after the crate in SCREAMING_SNAKE_CASE, with the path of its `.wasm` file.
-//! [`broker`] starts the real `rustmq-broker` binary for end-to-end tests.
+//! [`broker`] starts the real `rustmq-broker` binary for end-to-end tests, and
+//! [`http`] talks JSON to it.
 
 pub mod broker;
+pub mod http;
 
 /// Paths of the guest modules built for this test run.
 pub mod guests {

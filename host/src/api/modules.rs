@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::admin::AdminState;
 use super::ApiError;
-use crate::modules::{ModuleError, ModuleRecord, Upload};
+use crate::modules::{BlobError, ModuleError, ModuleRecord, Upload};
 use crate::runtime::LoadError;
 
 /// The module routes, under `/api/v1/etl/modules`.
@@ -44,6 +44,13 @@ impl From<ModuleError> for ApiError {
             ModuleError::Conflict { .. } => (StatusCode::CONFLICT, "module_version_exists"),
             ModuleError::NotFound(_) => (StatusCode::NOT_FOUND, "module_not_found"),
             ModuleError::NoMatch { .. } => (StatusCode::NOT_FOUND, "no_matching_version"),
+            ModuleError::Blob(BlobError::Corrupted { .. }) => {
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "module_corrupted",
+                    format!("{e}; upload the module again with the same name, version and bytes to repair it"),
+                );
+            }
             ModuleError::Blob(_) | ModuleError::Storage(_) | ModuleError::CorruptRecord { .. } => {
                 return ApiError::internal(&e);
             }
@@ -61,8 +68,10 @@ fn describe(record: &ModuleRecord, status: &str) -> serde_json::Value {
     v
 }
 
+/// The trimmed text of header `name` (looked up case-insensitively; named in errors
+/// as written, e.g. `X-Module-Name`, the way the guide's curl commands spell it).
 fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, ApiError> {
-    let value = headers.get(name).ok_or_else(|| {
+    let value = headers.get(name.to_ascii_lowercase()).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "missing_header",
@@ -86,8 +95,8 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = header_text(&headers, "x-module-name")?.to_string();
-    let version = header_text(&headers, "x-module-version")?.to_string();
+    let name = header_text(&headers, "X-Module-Name")?.to_string();
+    let version = header_text(&headers, "X-Module-Version")?.to_string();
     crate::modules::ModuleStore::validate_name(&name)?;
     crate::modules::ModuleStore::parse_version(&version)?;
     let cap = usize::try_from(state.config.etl.max_module_size_bytes).unwrap_or(usize::MAX);
@@ -118,7 +127,7 @@ async fn upload(
             )
         })?;
         if bytes.len() + chunk.len() > cap {
-            return Err(too_large("larger than that".to_string()));
+            return Err(too_large(format!("more than {cap} bytes")));
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -129,15 +138,65 @@ async fn upload(
             "the request body is empty: send the module with --data-binary @path/to/module.wasm",
         ));
     }
+    let received = describe_received(&bytes);
     let store = state.modules.clone();
     let outcome = tokio::task::spawn_blocking(move || store.upload(&name, &version, &bytes))
         .await
-        .map_err(|e| ApiError::internal(&e))??;
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| match e {
+            ModuleError::Load(LoadError::NotWasm(why)) => {
+                ModuleError::Load(LoadError::NotWasm(format!("{why}; received {received}")))
+            }
+            other => other,
+        })?;
     let (status, word) = match &outcome {
         Upload::Created(_) => (StatusCode::CREATED, "uploaded"),
         Upload::Unchanged(_) => (StatusCode::OK, "unchanged"),
     };
     Ok((status, Json(describe(outcome.record(), word))).into_response())
+}
+
+/// How many leading bytes of a refused body are shown back to the uploader.
+const RECEIVED_PREVIEW_BYTES: usize = 16;
+
+/// Says what a body that is not WebAssembly looks like, so the uploader can tell
+/// which file they sent: its size, its first bytes, and a guess at the format.
+fn describe_received(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(RECEIVED_PREVIEW_BYTES)];
+    let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
+    let text: String = head
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    let trimmed = bytes.trim_ascii_start();
+    let guess = if bytes.starts_with(b"\x7fELF") {
+        "a native ELF executable or library, not WebAssembly"
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        "a zip archive"
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        "a gzip archive"
+    } else if trimmed.starts_with(b"(module") || trimmed.starts_with(b"(component") {
+        "WebAssembly text (.wat); compile it to a binary first"
+    } else if trimmed.starts_with(b"{") || trimmed.starts_with(b"[") {
+        "JSON"
+    } else if trimmed.starts_with(b"<") {
+        "HTML or XML"
+    } else if std::str::from_utf8(bytes).is_ok() {
+        "text"
+    } else {
+        "binary data of an unknown format"
+    };
+    format!(
+        "{} bytes starting with {} (\"{text}\"), which looks like {guess}",
+        bytes.len(),
+        hex.join(" ")
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -268,6 +268,8 @@ impl ModuleStore {
             .unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = self.get(&id)? {
             return if existing.hash == hash.to_string() {
+                // The same bytes again also repair a blob found corrupted or missing.
+                self.inner.blobs.put(bytes)?;
                 Ok(Upload::Unchanged(existing))
             } else {
                 Err(ModuleError::Conflict {
@@ -277,7 +279,12 @@ impl ModuleStore {
             };
         }
         let info = self.inner.runtime.inspect(bytes)?;
-        let compiled = self.compile_and_cache(&hash, bytes)?;
+        // The same bytes under another name or version are compiled once.
+        let already = self.lock_compiled().get(&hash).cloned();
+        let compiled = match already {
+            Some(c) => c,
+            None => self.compile_and_cache(&hash, bytes)?,
+        };
         self.inner.blobs.put(bytes)?;
         let record = ModuleRecord {
             module_id: id.clone(),

@@ -165,15 +165,20 @@ impl PipelineManager {
 
     /// Starts every pipeline that was running before the broker stopped.
     pub fn resume(&self) {
-        let ids: Vec<String> = self
+        let ids: Vec<(String, String)> = self
             .lock()
             .values()
             .filter(|e| e.record.desired == DesiredState::Running && e.record.failure.is_none())
-            .map(|e| e.record.pipeline_id.clone())
+            .map(|e| (e.record.pipeline_id.clone(), e.record.module_id.clone()))
             .collect();
-        for id in ids {
+        for (id, module_id) in ids {
             if let Err(e) = self.start(&id) {
                 tracing::error!(target: "rustmq::etl::pipeline", pipeline_id = %id, error = %e, "could not resume pipeline");
+                // Shown in its status, so the operator sees why it is not running.
+                self.record_failure(
+                    &id,
+                    &format!("could not resume after a restart with module {module_id}: {e}"),
+                );
             }
         }
     }

@@ -189,7 +189,14 @@ pub fn detect_kind(bytes: &[u8]) -> Result<ModuleKind, LoadError> {
 /// See [`Runtime::inspect`].
 pub(crate) fn inspect(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
     let kind = detect_kind(bytes)?;
-    let (imports, exports) = top_level_names(bytes)?;
+    let (imports, exports, unlisted) = listed_names(bytes)?;
+    // A legacy module's names are informational (the adapter checks the module
+    // itself, and explains a refusal better than a count can: a wasm-bindgen build
+    // exports thousands of `__wbindgen_describe_*` functions); a component's names
+    // are what it is checked against, so they must all be seen.
+    if unlisted > 0 && kind == ModuleKind::Component {
+        return Err(too_many_names());
+    }
     let mut info = ModuleInfo {
         kind,
         world: None,
@@ -198,6 +205,11 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
         exports,
         warnings: Vec::new(),
     };
+    if unlisted > 0 {
+        info.warnings.push(format!(
+            "{unlisted} more imports or exports are not listed (at most {MAX_LISTED_NAMES} are)"
+        ));
+    }
     if kind == ModuleKind::LegacyCore {
         match super::legacy::describe_abi(bytes) {
             Ok(abi) => info.abi = Some(abi),
@@ -306,11 +318,24 @@ fn link(runtime: &Runtime, component: Component) -> Result<CompiledModule, LoadE
 }
 
 /// The top-level import and export names of a component or core module (nested
-/// modules and components are skipped).
+/// modules and components are skipped); refuses a module with more than
+/// [`MAX_LISTED_NAMES`] of them.
 fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), LoadError> {
+    match listed_names(bytes)? {
+        (imports, exports, 0) => Ok((imports, exports)),
+        _ => Err(too_many_names()),
+    }
+}
+
+fn too_many_names() -> LoadError {
+    LoadError::Invalid(format!("more than {MAX_LISTED_NAMES} imports or exports"))
+}
+
+/// The first [`MAX_LISTED_NAMES`] top-level import and export names, and how many
+/// more there are.
+fn listed_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>, usize), LoadError> {
     let invalid = |e: wasmparser::BinaryReaderError| LoadError::Invalid(e.to_string());
-    let too_many =
-        || LoadError::Invalid(format!("more than {MAX_LISTED_NAMES} imports or exports"));
+    let mut unlisted = 0usize;
     let mut imports = Vec::new();
     let mut exports = Vec::new();
     let mut depth = 0usize;
@@ -326,7 +351,9 @@ fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), LoadError
                     let import = import.map_err(invalid)?;
                     // Type imports (the world's `use`d records) are not capabilities.
                     if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
-                        imports.push(import.name.name.to_string());
+                        list(&mut imports, &exports, &mut unlisted, || {
+                            import.name.name.to_string()
+                        });
                     }
                 }
             }
@@ -334,28 +361,45 @@ fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), LoadError
                 for export in reader {
                     let export = export.map_err(invalid)?;
                     if export.kind != wasmparser::ComponentExternalKind::Type {
-                        exports.push(export.name.name.to_string());
+                        list(&mut exports, &imports, &mut unlisted, || {
+                            export.name.name.to_string()
+                        });
                     }
                 }
             }
             Payload::ImportSection(reader) if depth == 0 => {
                 for import in reader.into_imports() {
                     let import = import.map_err(invalid)?;
-                    imports.push(format!("{}::{}", import.module, import.name));
+                    list(&mut imports, &exports, &mut unlisted, || {
+                        format!("{}::{}", import.module, import.name)
+                    });
                 }
             }
             Payload::ExportSection(reader) if depth == 0 => {
                 for export in reader {
-                    exports.push(export.map_err(invalid)?.name.to_string());
+                    let name = export.map_err(invalid)?.name;
+                    list(&mut exports, &imports, &mut unlisted, || name.to_string());
                 }
             }
             _ => {}
         }
-        if imports.len() + exports.len() > MAX_LISTED_NAMES {
-            return Err(too_many());
-        }
     }
-    Ok((imports, exports))
+    Ok((imports, exports, unlisted))
+}
+
+/// Adds a name to `into` while both lists together stay within
+/// [`MAX_LISTED_NAMES`]; counts it in `unlisted` otherwise.
+fn list(
+    into: &mut Vec<String>,
+    other: &[String],
+    unlisted: &mut usize,
+    name: impl FnOnce() -> String,
+) {
+    if into.len() + other.len() < MAX_LISTED_NAMES {
+        into.push(name());
+    } else {
+        *unlisted += 1;
+    }
 }
 
 fn missing_exports(exports: &[String]) -> Vec<String> {
