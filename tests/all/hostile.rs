@@ -465,12 +465,55 @@ fn infinite_loop_is_contained() {
 }
 
 #[test]
-fn stack_overflow_is_contained() {
-    let failed = contain("attack-recurse", "hostile", "recurse", "trap");
+fn call_stack_overflow_is_contained() {
+    let failed = contain("attack-recurse-native", "hostile", "recurse-native", "trap");
     assert!(
-        failed.header(headers::ERROR).unwrap().contains("stack"),
+        failed
+            .header(headers::ERROR)
+            .unwrap()
+            .contains("call stack exhausted"),
         "{failed:?}"
     );
+}
+
+#[test]
+fn shadow_stack_overflow_is_contained() {
+    // Rust keeps big frames on a stack in linear memory; running off its bottom is
+    // an out-of-bounds access, caught by the sandbox like any other.
+    let failed = contain("attack-recurse", "hostile", "recurse", "trap");
+    assert!(
+        failed
+            .header(headers::ERROR)
+            .unwrap()
+            .contains("out of bounds"),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn concurrent_creates_get_distinct_pipelines() {
+    let rig = rig();
+    let names: Vec<String> = (0..6).map(|i| format!("concurrent-create-{i}")).collect();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|n| {
+                s.spawn(move || {
+                    rig.pipelines
+                        .create(spec(n, "scripted", 0))
+                        .unwrap()
+                        .pipeline_id
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "ids were shared: {ids:?}");
+    for (n, id) in names.iter().zip(&ids) {
+        assert_eq!(&rig.pipelines.status(n).unwrap().pipeline_id, id);
+        rig.pipelines.delete(n).unwrap();
+    }
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! A component that attacks the sandbox. Each message value picks an attack:
 //!
-//! - `recurse` → unbounded recursion until the wasm stack overflows
+//! - `recurse` → unbounded recursion with big frames, until the shadow stack in
+//!   linear memory runs out (an out-of-bounds access)
+//! - `recurse-native` → unbounded recursion with no memory frames, until the wasm
+//!   call stack is exhausted
 //! - `grow-raw` → `memory.grow` one page at a time until the host refuses
 //! - `alloc-loop` → allocates 64 KiB blocks forever (through the allocator)
 //! - `huge:N` → one output message of N bytes
@@ -37,6 +40,13 @@ fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
     let mut next = [0u8; 256];
     next.copy_from_slice(pad);
     1 + recurse(core::hint::black_box(depth + 1), core::hint::black_box(&mut next))
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse_native(n: u64) -> u64 {
+    // `black_box` on the result keeps the recursion from becoming a loop.
+    core::hint::black_box(recurse_native(core::hint::black_box(n + 1))) + 1
 }
 
 fn now_ns() -> u128 {
@@ -121,6 +131,10 @@ impl Guest for Hostile {
             "recurse" => {
                 let mut pad = [0u8; 256];
                 let depth = recurse(0, &mut pad);
+                ok(vec![Message { value: depth.to_string().into_bytes(), ..msg }])
+            }
+            "recurse-native" => {
+                let depth = recurse_native(0);
                 ok(vec![Message { value: depth.to_string().into_bytes(), ..msg }])
             }
             "grow-raw" => loop {
