@@ -3,7 +3,10 @@
 mod broker;
 mod e2e_modules;
 mod e2e_pipelines;
+mod faults;
+mod hostile;
 mod legacy;
 mod pipelines;
+mod properties;
 mod runtime;
 mod template;

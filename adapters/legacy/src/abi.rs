@@ -411,3 +411,61 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the reader: whatever a guest leaves in memory, reading its
+/// answer never panics and a refusal is one of the typed faults.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Cases per property: enough to find a panic, few enough for CI in seconds.
+    const CASES: u32 = 512;
+
+    /// A memory image biased towards JSON fragments, so the reader gets past the
+    /// first byte often.
+    fn memory() -> impl Strategy<Value = Vec<u8>> {
+        let fragment = prop_oneof![
+            Just(br#"{"transformed_messages":["#.to_vec()),
+            Just(br#"{"key":"k","value":[1,2,300],"headers":{"a":"b"}}"#.to_vec()),
+            Just(br#"],"should_continue":true,"error":null}"#.to_vec()),
+            Just(b"\"\\u00".to_vec()),
+            Just(b"[[[[[[[[".to_vec()),
+            Just(b"-1e999999".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..16),
+        ];
+        prop::collection::vec(fragment, 0..12).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        #[test]
+        fn pointer_reader_never_panics(mem in memory(), ptr in any::<u32>(), cap in 0usize..4096) {
+            let ptr = if mem.is_empty() { ptr } else { ptr % (mem.len() as u32 + 8) };
+            if let Ok(raw) = read_pointer_result(&mem, ptr, cap) {
+                let _ = raw.into_output(0, 4);
+            }
+        }
+
+        #[test]
+        fn packed_reader_never_panics(mem in memory(), ptr in any::<u32>(), len in any::<u32>(), cap in 0usize..4096) {
+            let ptr = if mem.is_empty() { ptr } else { ptr % (mem.len() as u32 + 8) };
+            let _ = read_packed_result(&mem, ptr, len, cap);
+        }
+
+        #[test]
+        fn a_valid_answer_anywhere_in_memory_is_read_back(junk in prop::collection::vec(any::<u8>(), 1..64), value in prop::collection::vec(any::<u8>(), 0..32)) {
+            let answer = serde_json::json!({
+                "transformed_messages": [{"key": null, "value": value, "headers": {}}],
+                "should_continue": true,
+            }).to_string();
+            let mut mem = junk.clone();
+            mem.extend_from_slice(answer.as_bytes());
+            mem.extend_from_slice(&junk);
+            let out = read_pointer_result(&mem, junk.len() as u32, 4096).unwrap().into_output(7, 1).unwrap();
+            prop_assert_eq!(&out.messages[0].value, &value);
+        }
+    }
+}

@@ -194,21 +194,32 @@ impl PipelineManager {
         // Fail now, not at start, if the module does not load or refuses the params.
         let loaded = self.load(&module, "validation", &spec.configuration)?;
         drop(loaded);
-        let id = {
-            let pipelines = self.lock();
-            if pipelines
-                .values()
-                .any(|e| e.record.spec.pipeline_name == spec.pipeline_name)
-            {
-                return Err(PipelineError::DuplicateName(spec.pipeline_name));
-            }
-            let n = pipelines
-                .keys()
-                .filter_map(|k| k.strip_prefix("pipeline-")?.parse::<u64>().ok())
-                .max()
-                .unwrap_or(0);
-            format!("pipeline-{}", n + 1)
+        // Fix the starting position now so that `latest` means "after creation".
+        let source = LocalSource::new(self.inner.storage.clone(), &spec.source_topic);
+        let (first, end) = source
+            .bounds()
+            .map_err(|e| PipelineError::Io(e.to_string()))?;
+        let start = match spec.start_from {
+            StartFrom::Earliest => first,
+            StartFrom::Latest => end,
+            StartFrom::Offset(o) => o,
         };
+        // The name check, the id choice and the insert happen under one lock, so
+        // concurrent creates can neither share an id (the second would replace the
+        // first, orphaning its worker) nor a name.
+        let mut pipelines = self.lock();
+        if pipelines
+            .values()
+            .any(|e| e.record.spec.pipeline_name == spec.pipeline_name)
+        {
+            return Err(PipelineError::DuplicateName(spec.pipeline_name));
+        }
+        let n = pipelines
+            .keys()
+            .filter_map(|k| k.strip_prefix("pipeline-")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let id = format!("pipeline-{}", n + 1);
         let record = PipelineRecord {
             pipeline_id: id.clone(),
             module_id: module.module_id.clone(),
@@ -222,16 +233,6 @@ impl PipelineManager {
             created_at_ms: crate::message::now_millis(),
             spec,
         };
-        // Fix the starting position now so that `latest` means "after creation".
-        let source = LocalSource::new(self.inner.storage.clone(), &record.spec.source_topic);
-        let (first, end) = source
-            .bounds()
-            .map_err(|e| PipelineError::Io(e.to_string()))?;
-        let start = match record.spec.start_from {
-            StartFrom::Earliest => first,
-            StartFrom::Latest => end,
-            StartFrom::Offset(o) => o,
-        };
         self.inner
             .storage
             .delete_consumer_offset(&record.consumer_id())?;
@@ -241,7 +242,7 @@ impl PipelineManager {
         })?;
         self.persist(&record)?;
         let enabled = record.desired == DesiredState::Running;
-        self.lock().insert(
+        pipelines.insert(
             id.clone(),
             Entry {
                 record,
@@ -249,6 +250,7 @@ impl PipelineManager {
                 run: None,
             },
         );
+        drop(pipelines);
         tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %id, "pipeline created");
         if enabled {
             self.start(&id)

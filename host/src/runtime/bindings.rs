@@ -13,6 +13,7 @@ use wasmtime::component::{ComponentType, Lower, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::output::GuestResult;
 use super::wasi::{truncate_line, LogBudget};
 use crate::message::Message;
 use crate::runtime::ProcessContext;
@@ -25,7 +26,6 @@ mod generated {
 }
 
 pub(crate) use generated::rustmq::etl::host::LogLevel;
-pub(crate) use generated::rustmq::etl::types::ProcessResult as GuestProcessResult;
 pub(crate) use generated::{Etl, EtlPre};
 
 /// The world this runtime implements, as reported by `inspect`.
@@ -201,14 +201,4 @@ impl<'a> ContextArg<'a> {
 /// The parameter and result types of the guest's `process` export.
 pub(crate) type ProcessParams<'a> = (MessageArg<'a>, ContextArg<'a>);
 /// See [`ProcessParams`].
-pub(crate) type ProcessReturn = (GuestProcessResult,);
-
-/// Moves a generated `message` record into the broker's [`Message`].
-pub(crate) fn into_message(m: generated::rustmq::etl::types::Message) -> Message {
-    Message {
-        key: m.key,
-        value: m.value,
-        headers: m.headers,
-        timestamp: m.timestamp,
-    }
-}
+pub(crate) type ProcessReturn = (GuestResult,);

@@ -13,11 +13,11 @@ use wasmtime::component::{ComponentExportIndex, TypedFunc};
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::{
-    into_message, ContextArg, Etl, EtlPre, GuestLimiter, HostState, MessageArg, ProcessParams,
-    ProcessReturn,
+    ContextArg, Etl, EtlPre, GuestLimiter, HostState, MessageArg, ProcessParams, ProcessReturn,
 };
 use super::engine::{RuntimeInner, EPOCH_TICK};
 use super::loader::ComponentModule;
+use super::output::OutputBudget;
 use super::wasi::{self, LogBudget};
 use super::{ProcessContext, ProcessOutput, Transform, TransformError};
 use crate::message::Message;
@@ -189,36 +189,6 @@ impl ComponentTransform {
             self.recycles += 1;
         }
     }
-
-    fn check_output(&self, result: &ProcessReturn) -> Result<(), TransformError> {
-        let limits = &self.runtime.limits;
-        let messages = &result.0.transformed_messages;
-        if messages.len() > limits.max_output_messages {
-            return Err(TransformError::Abi(format!(
-                "returned {} messages, more than the fan-out limit of {}",
-                messages.len(),
-                limits.max_output_messages
-            )));
-        }
-        let bytes: usize = messages
-            .iter()
-            .map(|m| {
-                m.key.as_ref().map_or(0, String::len)
-                    + m.value.len()
-                    + m.headers
-                        .iter()
-                        .map(|(k, v)| k.len() + v.len())
-                        .sum::<usize>()
-            })
-            .sum();
-        if bytes > limits.max_output_bytes {
-            return Err(TransformError::Abi(format!(
-                "returned {bytes} bytes of messages, more than the output limit of {} bytes",
-                limits.max_output_bytes
-            )));
-        }
-        Ok(())
-    }
 }
 
 impl Transform for ComponentTransform {
@@ -236,34 +206,39 @@ impl Transform for ComponentTransform {
         };
         live.store.set_epoch_deadline(ticks);
         live.store.data().log_budget.reset();
+        // The output caps are enforced while wasmtime lifts the answer, before it is
+        // copied into host memory (see `output`).
+        let limits = &self.runtime.limits;
+        let budget = OutputBudget::guard(limits.max_output_messages, limits.max_output_bytes);
         let call = live.process.call(
             &mut live.store,
             (MessageArg::new(message), ContextArg::new(ctx)),
         );
+        let over_cap = budget.exceeded();
+        drop(budget);
         self.report_dropped_logs(&live.store);
         let result = match call {
-            Ok(result) => result,
+            Ok((result,)) => result,
             Err(error) => {
-                let fault = self.fault(&live.store, error, TransformError::Trap);
+                let fault = match over_cap {
+                    Some(over) => TransformError::Abi(over.to_string()),
+                    None => self.fault(&live.store, error, TransformError::Trap),
+                };
                 self.live = Some(live);
                 self.discard();
                 return Err(fault);
             }
         };
         self.live = Some(live);
-        if let Err(e) = self.check_output(&result) {
-            self.discard();
-            return Err(e);
-        }
-        let (result,) = result;
         Ok(ProcessOutput {
             messages: result
                 .transformed_messages
+                .0
                 .into_iter()
-                .map(into_message)
+                .map(Message::from)
                 .collect(),
             should_continue: result.should_continue,
-            error: result.error,
+            error: result.error.map(|e| e.0),
         })
     }
 

@@ -9,6 +9,7 @@
 //! - `component`: the component implementation of [`Transform`].
 //! - `legacy`: the legacy core-module implementation (wraps `rustmq-etl-legacy`).
 //! - `wasi`: the locked-down WASI context every guest gets.
+//! - `output`: lifts a guest's answer under the output caps, before copying it.
 //! - `loader`: recognises a module's kind, checks its imports and exports, compiles it.
 
 pub mod legacy;
@@ -19,6 +20,7 @@ mod bindings;
 mod component;
 mod engine;
 mod loader;
+mod output;
 pub mod wasi;
 
 pub use bindings::WORLD;
@@ -28,6 +30,7 @@ pub use loader::{
     compile_legacy, deserialize_legacy, detect_kind, CompiledModule, LegacyModule, LoadError,
     ModuleInfo, ModuleKind, MAX_LISTED_NAMES, REQUIRED_EXPORTS,
 };
+pub use output::MAX_OUTPUT_HEADERS;
 
 /// Where the message being processed comes from; passed with every call.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
