@@ -507,7 +507,10 @@ mod tests {
         assert_eq!(v("1.2").unwrap(), "1.2.0");
         assert_eq!(v("2.0.0-beta.1").unwrap(), "2.0.0-beta.1");
         assert!(matches!(v("one"), Err(ModuleError::InvalidVersion { .. })));
-        assert!(matches!(v("1.2.3.4"), Err(ModuleError::InvalidVersion { .. })));
+        assert!(matches!(
+            v("1.2.3.4"),
+            Err(ModuleError::InvalidVersion { .. })
+        ));
     }
 
     #[test]
