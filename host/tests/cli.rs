@@ -52,7 +52,10 @@ fn broker_commands_exit_3_when_nothing_listens_at_the_address() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: cannot connect to the broker at http://127.0.0.1:1/"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot connect to the broker at http://127.0.0.1:1/"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -62,7 +65,9 @@ fn an_unreadable_pipeline_definition_is_a_usage_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/etl-pipeline.json"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/etl-pipeline.json")
+    );
 }
 
 #[test]
@@ -79,11 +84,18 @@ fn inspect_reports_a_file_that_is_not_wasm_as_not_runnable_with_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("notes.wasm");
     std::fs::write(&module, b"plain text").unwrap();
-    let out = Command::new(BIN).arg("inspect").arg(&module).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&module)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("size:     10 bytes"), "{stdout}");
-    assert!(stdout.contains("runnable: no: not a WebAssembly binary"), "{stdout}");
+    assert!(
+        stdout.contains("runnable: no: not a WebAssembly binary"),
+        "{stdout}"
+    );
 
     let json = Command::new(BIN)
         .arg("inspect")
@@ -93,7 +105,10 @@ fn inspect_reports_a_file_that_is_not_wasm_as_not_runnable_with_exit_1() {
         .unwrap();
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["runnable"], false);
-    assert_eq!(value["blake3"], blake3::hash(b"plain text").to_hex().as_str());
+    assert_eq!(
+        value["blake3"],
+        blake3::hash(b"plain text").to_hex().as_str()
+    );
 }
 
 #[test]
@@ -147,7 +162,10 @@ fn every_command_has_help_with_an_example() {
             .unwrap();
         assert!(out.status.success(), "{command:?} --help failed");
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(help.contains("Example"), "{command:?} --help has no example:\n{help}");
+        assert!(
+            help.contains("Example"),
+            "{command:?} --help has no example:\n{help}"
+        );
         assert!(help.contains("rustmq-etl "), "{command:?}");
     }
 }

@@ -72,7 +72,15 @@ fn cli_runs_the_guide_flow_from_upload_to_the_transformed_message() {
 
     let uploaded = ok(cli(
         &broker,
-        &["module", "upload", module, "--name", "message-processor", "--version", "1.0.0"],
+        &[
+            "module",
+            "upload",
+            module,
+            "--name",
+            "message-processor",
+            "--version",
+            "1.0.0",
+        ],
     ));
     assert!(
         uploaded.starts_with("uploaded message-processor-v1.0.0 (component, "),
@@ -138,7 +146,10 @@ fn cli_runs_the_guide_flow_from_upload_to_the_transformed_message() {
     assert_eq!(value["temperature_fahrenheit"], 74.3);
 
     let human = ok(cli(&broker, &["consume", "processed-events"]));
-    assert!(human.starts_with("offset 0  key sensor-001  timestamp "), "{human}");
+    assert!(
+        human.starts_with("offset 0  key sensor-001  timestamp "),
+        "{human}"
+    );
     assert!(human.contains("  enriched: true\n"), "{human}");
 
     let status: Value = serde_json::from_str(&ok(cli(
@@ -155,7 +166,10 @@ fn cli_runs_the_guide_flow_from_upload_to_the_transformed_message() {
         &broker,
         &["pipeline", "update", "pipeline-1", "--timeout-ms", "500"],
     ));
-    assert!(updated.starts_with("pipeline-1 (message-transformation): "), "{updated}");
+    assert!(
+        updated.starts_with("pipeline-1 (message-transformation): "),
+        "{updated}"
+    );
     let metrics = ok(cli(&broker, &["pipeline", "metrics", "pipeline-1"]));
     assert!(metrics.contains("messages_processed:"), "{metrics}");
 
@@ -169,7 +183,10 @@ fn cli_runs_the_guide_flow_from_upload_to_the_transformed_message() {
         "deleted pipeline-1\n"
     );
     assert_eq!(
-        ok(cli(&broker, &["module", "delete", "message-processor-v1.0.0"])),
+        ok(cli(
+            &broker,
+            &["module", "delete", "message-processor-v1.0.0"]
+        )),
         "deleted message-processor-v1.0.0\n"
     );
 }
@@ -186,7 +203,10 @@ fn cli_exit_codes_tell_not_found_unauthorized_and_unreachable_apart() {
     assert_eq!(missing.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(stderr.trim_end().ends_with("(module_not_found)"), "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with("(module_not_found)"),
+        "{stderr}"
+    );
 
     let unauthorized = cli(&broker, &["pipeline", "list"]);
     assert_eq!(unauthorized.status.code(), Some(5));
@@ -227,7 +247,11 @@ fn new_scaffolds_a_project_that_builds_for_wasm32_wasip2_and_runs() {
         .arg(&project)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A target directory kept between runs, so only the first run downloads and
     // compiles wit-bindgen.
@@ -237,7 +261,13 @@ fn new_scaffolds_a_project_that_builds_for_wasm32_wasip2_and_runs() {
         .join("scaffold-test");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let build = Command::new(cargo)
-        .args(["build", "--locked", "--release", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--locked",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .current_dir(&project)
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("RUSTFLAGS")
@@ -259,7 +289,10 @@ fn new_scaffolds_a_project_that_builds_for_wasm32_wasip2_and_runs() {
     let listing = String::from_utf8_lossy(&inspected.stdout);
     assert!(inspected.status.success(), "{listing}");
     assert!(listing.contains("kind:     component"), "{listing}");
-    assert!(listing.contains("world:    rustmq:etl/etl@1.0.0"), "{listing}");
+    assert!(
+        listing.contains("world:    rustmq:etl/etl@1.0.0"),
+        "{listing}"
+    );
     assert!(listing.contains("runnable: yes"), "{listing}");
 
     let mut run = Command::new(cli_binary())

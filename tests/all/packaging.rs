@@ -80,7 +80,10 @@ fn unit_passes_systemd_analyze_verify_when_available() {
         .output()
         .expect("run systemd-analyze verify");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
     assert!(
         !stderr.contains("rustmq-broker.service"),
         "systemd-analyze warns about the unit:\n{stderr}"

@@ -194,8 +194,12 @@ fn default_name(path: &std::path::Path) -> Result<String, CliError> {
         })
 }
 
+/// The first 16 hex digits of a `blake3:<hex>` hash: enough to tell uploads apart.
 fn short_hash(hash: &str) -> String {
-    hash.chars().take(16).collect()
+    hash.trim_start_matches("blake3:")
+        .chars()
+        .take(16)
+        .collect()
 }
 
 /// Upload warnings go to stderr so stdout stays one line per module.

@@ -59,6 +59,11 @@ pub fn show(value: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(items) if items.is_empty() => "-".to_string(),
         Value::Array(items) => items.iter().map(show).collect::<Vec<_>>().join(", "),
+        // Rates and means: three decimals are plenty for people; --json has them all.
+        Value::Number(n) if n.is_f64() => {
+            let text = format!("{:.3}", n.as_f64().unwrap_or_default());
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -110,5 +115,8 @@ mod tests {
         assert_eq!(show(&serde_json::json!([])), "-");
         assert_eq!(show(&serde_json::json!(["a", "b"])), "a, b");
         assert_eq!(show(&serde_json::json!(3)), "3");
+        assert_eq!(show(&serde_json::json!(11.139476674515096)), "11.139");
+        assert_eq!(show(&serde_json::json!(74.3)), "74.3");
+        assert_eq!(show(&serde_json::json!(2.0)), "2");
     }
 }
