@@ -46,7 +46,7 @@ read -r -t 60 listening <&3 || fail "the broker did not start"
 admin="$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' <<<"$listening")"
 messages="$(sed -n 's/.*messages=\([^ ]*\).*/\1/p' <<<"$listening")"
 # The README's commands use the default addresses; point them at this broker.
-export RUSTMQ_ADMIN_URL="http://$admin" RUSTMQ_URL="http://$messages"
+export RUSTMQ_CLI_ADMIN_URL="http://$admin" RUSTMQ_CLI_URL="http://$messages"
 unset RUSTMQ_ADMIN_TOKEN
 
 echo "==> quick start: the README's commands"

@@ -47,7 +47,7 @@ fn broker_commands_exit_3_when_nothing_listens_at_the_address() {
     // Port 1 (tcpmux) is privileged and unused: the connection is refused.
     let out = Command::new(BIN)
         .args(["module", "list", "--admin-url", "http://127.0.0.1:1"])
-        .env_remove("RUSTMQ_ADMIN_URL")
+        .env_remove("RUSTMQ_CLI_ADMIN_URL")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));

@@ -23,7 +23,7 @@
 //! any section (its values for those three keys are ignored).
 //!
 //! [`cli_binary`] builds the `rustmq-etl` command line the same way
-//! (`RUSTMQ_ETL_BIN` overrides), for tests that drive the broker through it.
+//! (`RUSTMQ_CLI_BIN` overrides), for tests that drive the broker through it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -40,10 +40,10 @@ pub fn broker_binary() -> &'static Path {
     BIN.get_or_init(|| host_binary("rustmq-broker", "RUSTMQ_BROKER_BIN"))
 }
 
-/// The path of a freshly built `rustmq-etl` CLI (`RUSTMQ_ETL_BIN` overrides).
+/// The path of a freshly built `rustmq-etl` CLI (`RUSTMQ_CLI_BIN` overrides).
 pub fn cli_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| host_binary("rustmq-etl", "RUSTMQ_ETL_BIN"))
+    BIN.get_or_init(|| host_binary("rustmq-etl", "RUSTMQ_CLI_BIN"))
 }
 
 /// Builds the binary `name` of the host crate (`cargo build -p rustmq-etl --bin

@@ -26,10 +26,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// The broker's admin API.
-    #[arg(long, global = true, env = "RUSTMQ_ADMIN_URL", default_value = DEFAULT_ADMIN_URL, value_name = "URL")]
+    #[arg(long, global = true, env = "RUSTMQ_CLI_ADMIN_URL", default_value = DEFAULT_ADMIN_URL, value_name = "URL")]
     pub admin_url: String,
     /// The broker's message API.
-    #[arg(long, global = true, env = "RUSTMQ_URL", default_value = DEFAULT_DATA_URL, value_name = "URL")]
+    #[arg(long, global = true, env = "RUSTMQ_CLI_URL", default_value = DEFAULT_DATA_URL, value_name = "URL")]
     pub url: String,
     /// The admin token, when the broker sets `[admin] token` (sent as
     /// `Authorization: Bearer <token>`). Prefer the environment variable: arguments are

@@ -52,9 +52,9 @@ Exit status:
   5  unauthorized: set RUSTMQ_ADMIN_TOKEN to the broker's [admin] token
 
 Environment:
-  RUSTMQ_ADMIN_URL    admin API  [default: http://127.0.0.1:9094]
-  RUSTMQ_URL          message API [default: http://127.0.0.1:9092]
-  RUSTMQ_ADMIN_TOKEN  admin token (sent as Authorization: Bearer <token>)
+  RUSTMQ_CLI_ADMIN_URL  admin API [default: http://127.0.0.1:9094]
+  RUSTMQ_CLI_URL        message API [default: http://127.0.0.1:9092]
+  RUSTMQ_ADMIN_TOKEN    admin token (sent as Authorization: Bearer <token>)
 
 Quick start: see README.md; every command: docs/cli.md.";
 
