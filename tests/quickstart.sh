@@ -9,8 +9,13 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 
 echo "==> quick start: binaries"
-(cd "$repo" && cargo build --locked -p rustmq-etl --bins)
-export PATH="$target/debug:$PATH"
+# RUSTMQ_QUICKSTART_BIN_DIR: a directory holding prebuilt rustmq-broker and rustmq-etl.
+if [[ -n "${RUSTMQ_QUICKSTART_BIN_DIR:-}" ]]; then
+  export PATH="$RUSTMQ_QUICKSTART_BIN_DIR:$PATH"
+else
+  (cd "$repo" && cargo build --locked -p rustmq-etl --bins)
+  export PATH="$target/debug:$PATH"
+fi
 
 work="$(mktemp -d)"
 broker_pid=""
