@@ -495,6 +495,22 @@ impl ModuleStore {
     }
 }
 
+fn decode_record(key: &str, value: &[u8]) -> Result<ModuleRecord, ModuleError> {
+    serde_json::from_slice(value).map_err(|e| ModuleError::CorruptRecord {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn record_hash(record: &ModuleRecord) -> Result<ContentHash, ModuleError> {
+    record
+        .content_hash()
+        .ok_or_else(|| ModuleError::CorruptRecord {
+            key: record.module_id.clone(),
+            reason: format!("hash {:?} is not blake3:<hex>", record.hash),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,20 +537,4 @@ mod tests {
         assert!(ModuleStore::validate_name("a/b").is_err());
         assert!(ModuleStore::validate_name(&"x".repeat(129)).is_err());
     }
-}
-
-fn decode_record(key: &str, value: &[u8]) -> Result<ModuleRecord, ModuleError> {
-    serde_json::from_slice(value).map_err(|e| ModuleError::CorruptRecord {
-        key: key.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-fn record_hash(record: &ModuleRecord) -> Result<ContentHash, ModuleError> {
-    record
-        .content_hash()
-        .ok_or_else(|| ModuleError::CorruptRecord {
-            key: record.module_id.clone(),
-            reason: format!("hash {:?} is not blake3:<hex>", record.hash),
-        })
 }
