@@ -18,3 +18,6 @@ cargo test --workspace --locked
 
 echo "==> guest template unit tests (native, no wasm)"
 (cd guest-template && cargo test --locked)
+
+echo "==> README quick start (tests/quickstart.sh)"
+tests/quickstart.sh

@@ -1,11 +1,13 @@
 //! Integration tests: one binary, one module per area.
 
 mod broker;
+mod cli;
 mod e2e_modules;
 mod e2e_pipelines;
 mod faults;
 mod hostile;
 mod legacy;
+mod packaging;
 mod pipelines;
 mod properties;
 mod runtime;

@@ -1,8 +1,8 @@
 //! Running the real `rustmq-broker` binary in a test.
 //!
-//! [`BrokerProcess::start`] builds the binary once per test run (`cargo build -p
-//! rustmq-etl --bin rustmq-broker`, into `$CARGO_TARGET_DIR` or the workspace's
-//! `target/`; set `RUSTMQ_BROKER_BIN` to use a prebuilt one), writes a config file
+//! [`BrokerProcess::start`] builds the binary once per test run ([`host_binary`]:
+//! `cargo build -p rustmq-etl --bin rustmq-broker`, into `$CARGO_TARGET_DIR` or the
+//! workspace's `target/`; set `RUSTMQ_BROKER_BIN` to use a prebuilt one), writes a config file
 //! into a fresh temporary directory, and starts the broker with both listeners on
 //! port 0 and its data directory inside that temporary directory. It then reads the
 //! broker's `rustmq-broker listening admin=.. messages=..` stdout line, so the URLs
@@ -21,6 +21,9 @@
 //! The helper fills `[server] admin_addr/messages_addr` and `[storage] data_dir`
 //! through `RUSTMQ_*` environment overrides, so the TOML a test passes may contain
 //! any section (its values for those three keys are ignored).
+//!
+//! [`cli_binary`] builds the `rustmq-etl` command line the same way
+//! (`RUSTMQ_CLI_BIN` overrides), for tests that drive the broker through it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,30 +34,42 @@ use std::time::Duration;
 /// How long a broker may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The path of a freshly built `rustmq-broker`.
+/// The path of a freshly built `rustmq-broker` (`RUSTMQ_BROKER_BIN` overrides).
 pub fn broker_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("RUSTMQ_BROKER_BIN") {
-            return PathBuf::from(bin);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ has a parent")
-            .to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "rustmq-etl", "--bin", "rustmq-broker"])
-            .current_dir(&root)
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("run cargo build for rustmq-broker");
-        assert!(status.success(), "building rustmq-broker failed");
-        target.join("debug").join("rustmq-broker")
-    })
+    BIN.get_or_init(|| host_binary("rustmq-broker", "RUSTMQ_BROKER_BIN"))
+}
+
+/// The path of a freshly built `rustmq-etl` CLI (`RUSTMQ_CLI_BIN` overrides).
+pub fn cli_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| host_binary("rustmq-etl", "RUSTMQ_CLI_BIN"))
+}
+
+/// Builds the binary `name` of the host crate (`cargo build -p rustmq-etl --bin
+/// <name>`, into `$CARGO_TARGET_DIR` or the workspace's `target/`) and returns its
+/// path; when the environment variable `override_var` is set, returns its value
+/// instead, unbuilt. Call it once per binary and test run (the wrappers above cache).
+pub fn host_binary(name: &str, override_var: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(override_var) {
+        return PathBuf::from(bin);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-p", "rustmq-etl", "--bin", name])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
+    target.join("debug").join(name)
 }
 
 /// A running broker (or one stopped by a test) and its temporary home.

@@ -1,5 +1,7 @@
-//! `rustmq-etl`: tools for transform modules. Parses flags, sets up tracing (to
-//! stderr, so stdout stays machine-readable) and calls [`rustmq_etl::cli::execute`].
+//! `rustmq-etl`: tools for transform modules and a client of the broker. Parses
+//! flags, sets up tracing (to stderr, so stdout stays machine-readable), calls
+//! [`rustmq_etl::cli::execute`] and exits with the error's
+//! [`rustmq_etl::cli::CliError::exit_code`] (2 for bad arguments, as clap does).
 
 use std::process::ExitCode;
 
@@ -22,7 +24,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -84,7 +84,8 @@ pub enum RunError {
     },
 }
 
-fn parse_param(text: &str) -> Result<(String, String), String> {
+/// Parses `KEY=VALUE` (the key must not be empty; the value may contain `=`).
+pub(crate) fn parse_param(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got {text:?}")),

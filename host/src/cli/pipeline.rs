@@ -1,0 +1,387 @@
+//! `rustmq-etl pipeline create|list|start|stop|status|metrics|update|delete`: the
+//! admin API's pipeline routes (`/api/v1/etl/pipelines`, the deployment guide's
+//! Steps 5–6). Every command that names a pipeline accepts its id (`pipeline-1`) or
+//! its name.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::client::{segment, Api, Client, ClientArgs};
+use super::{output, CliError};
+
+/// `rustmq-etl pipeline`: the broker options and one subcommand.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// Where the broker is.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PipelineCommand,
+}
+
+/// The pipeline subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Create a pipeline from a JSON definition (the guide's etl-pipeline.json).
+    #[command(after_help = "\
+Example:
+  rustmq-etl pipeline create etl-pipeline.json
+
+The file holds the definition posted to POST /api/v1/etl/pipelines (`-` reads standard
+input); fields are listed in docs/pipelines.md. Prints the new pipeline's id, which the
+other pipeline commands take (the pipeline's name works too). With \"enabled\": true
+(the default) the pipeline starts at once.")]
+    Create {
+        /// The definition file (JSON), or `-` for standard input.
+        file: PathBuf,
+    },
+    /// List pipelines.
+    #[command(after_help = "Example:\n  rustmq-etl pipeline list")]
+    List,
+    /// Start (or resume) a pipeline.
+    #[command(after_help = "Example:\n  rustmq-etl pipeline start pipeline-1")]
+    Start(Target),
+    /// Stop a pipeline after its current batch (its position is kept).
+    #[command(after_help = "Example:\n  rustmq-etl pipeline stop message-transformation")]
+    Stop(Target),
+    /// Show a pipeline's definition, state, module and position.
+    #[command(after_help = "Example:\n  rustmq-etl pipeline status pipeline-1")]
+    Status(Target),
+    /// Show a pipeline's counters and timings.
+    #[command(
+        after_help = "Example:\n  rustmq-etl pipeline metrics pipeline-1\n  rustmq-etl pipeline metrics pipeline-1 --json | jq .messages_failed"
+    )]
+    Metrics(Target),
+    /// Change a running pipeline: module version, settings, parameters.
+    #[command(after_help = "\
+Examples:
+  rustmq-etl pipeline update pipeline-1 --module-version 1.1.0
+  rustmq-etl pipeline update pipeline-1 --timeout-ms 500 --batch-size 10
+  rustmq-etl pipeline update pipeline-1 --param max_value_bytes=4096
+  rustmq-etl pipeline update pipeline-1 --patch-file patch.json
+
+The flags build the body of PATCH /api/v1/etl/pipelines/{id}; --patch-file sends a
+body as written (the flags are then not allowed). --param replaces all parameters.")]
+    Update(UpdateArgs),
+    /// Delete a pipeline (its topics stay).
+    #[command(after_help = "Example:\n  rustmq-etl pipeline delete pipeline-1")]
+    Delete(Target),
+}
+
+/// The pipeline a command acts on.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The pipeline's id (`pipeline-1`) or name.
+    pub pipeline: String,
+}
+
+/// Arguments of `pipeline update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The pipeline's id or name.
+    pub pipeline: String,
+    /// A JSON patch body (`-` for standard input), instead of the flags below.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["module_version", "description", "error_topic", "batch_size", "timeout_ms", "max_retries", "backoff_ms", "params"])]
+    pub patch_file: Option<PathBuf>,
+    /// A new module version requirement (`1.1.0`, `^1`): upgrade or roll back.
+    #[arg(long)]
+    pub module_version: Option<String>,
+    /// A new description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A new error topic.
+    #[arg(long)]
+    pub error_topic: Option<String>,
+    /// Messages read and committed together.
+    #[arg(long)]
+    pub batch_size: Option<u32>,
+    /// Deadline of one module call.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// Retries of a failed call (set together with --backoff-ms).
+    #[arg(long, requires = "backoff_ms")]
+    pub max_retries: Option<u32>,
+    /// Wait before the first retry (doubles each retry).
+    #[arg(long, requires = "max_retries")]
+    pub backoff_ms: Option<u64>,
+    /// A module parameter (repeatable); the given set replaces the current one.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = super::run::parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+impl UpdateArgs {
+    /// The PATCH body the flags describe.
+    fn patch(&self) -> Result<Value, CliError> {
+        if let Some(path) = &self.patch_file {
+            return read_json(path);
+        }
+        let mut body = Map::new();
+        let mut configuration = Map::new();
+        if let Some(v) = &self.module_version {
+            body.insert("module_version".into(), json!(v));
+        }
+        if let Some(v) = &self.description {
+            body.insert("description".into(), json!(v));
+        }
+        if let Some(v) = &self.error_topic {
+            body.insert("error_topic".into(), json!(v));
+        }
+        if let Some(v) = self.batch_size {
+            configuration.insert("batch_size".into(), json!(v));
+        }
+        if let Some(v) = self.timeout_ms {
+            configuration.insert("timeout_ms".into(), json!(v));
+        }
+        if let (Some(max_retries), Some(backoff_ms)) = (self.max_retries, self.backoff_ms) {
+            configuration.insert(
+                "retry_policy".into(),
+                json!({ "max_retries": max_retries, "backoff_ms": backoff_ms }),
+            );
+        }
+        if !self.params.is_empty() {
+            let params: Map<String, Value> = self
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            configuration.insert("params".into(), Value::Object(params));
+        }
+        if !configuration.is_empty() {
+            body.insert("configuration".into(), Value::Object(configuration));
+        }
+        if body.is_empty() {
+            return Err(CliError::Usage(
+                "nothing to update: give at least one of --module-version, --description, --error-topic, --batch-size, --timeout-ms, --max-retries/--backoff-ms, --param, --patch-file".into(),
+            ));
+        }
+        Ok(Value::Object(body))
+    }
+}
+
+/// Reads a JSON file, or standard input for `-`.
+fn read_json(path: &PathBuf) -> Result<Value, CliError> {
+    let read_error = |source| CliError::ReadFile {
+        path: path.clone(),
+        source,
+    };
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        text
+    } else {
+        std::fs::read_to_string(path).map_err(read_error)?
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("{} is not valid JSON: {e}", path.display())))
+}
+
+fn path_of(pipeline: &str, action: &str) -> String {
+    format!("/api/v1/etl/pipelines/{}{action}", segment(pipeline))
+}
+
+/// Runs a pipeline subcommand.
+pub fn run(
+    command: &PipelineCommand,
+    args: &ClientArgs,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let client = Client::new(args)?;
+    let answer = match command {
+        PipelineCommand::Create { file } => {
+            let definition = read_json(file)?;
+            client.post_json(Api::Admin, "/api/v1/etl/pipelines", &definition)?
+        }
+        PipelineCommand::List => client.get(Api::Admin, "/api/v1/etl/pipelines")?,
+        PipelineCommand::Start(t) => client.send(client.request(
+            Api::Admin,
+            Method::POST,
+            &path_of(&t.pipeline, "/start"),
+        ))?,
+        PipelineCommand::Stop(t) => {
+            client.send(client.request(Api::Admin, Method::POST, &path_of(&t.pipeline, "/stop")))?
+        }
+        PipelineCommand::Status(t) => client.get(Api::Admin, &path_of(&t.pipeline, "/status"))?,
+        PipelineCommand::Metrics(t) => client.get(Api::Admin, &path_of(&t.pipeline, "/metrics"))?,
+        PipelineCommand::Update(u) => {
+            let patch = u.patch()?;
+            client.send(
+                client
+                    .request(Api::Admin, Method::PATCH, &path_of(&u.pipeline, ""))
+                    .json(&patch),
+            )?
+        }
+        PipelineCommand::Delete(t) => {
+            client.send(client.request(Api::Admin, Method::DELETE, &path_of(&t.pipeline, "")))?
+        }
+    };
+    if args.json {
+        return Ok(output::json(out, &answer)?);
+    }
+    match command {
+        PipelineCommand::Create { .. } => writeln!(
+            out,
+            "created {} ({}, module {})",
+            output::text(&answer, "pipeline_id"),
+            output::text(&answer, "state"),
+            output::text(&answer, "module_id"),
+        )?,
+        PipelineCommand::Delete(_) => {
+            writeln!(out, "deleted {}", output::text(&answer, "pipeline_id"))?
+        }
+        PipelineCommand::Start(_) | PipelineCommand::Stop(_) | PipelineCommand::Update(_) => {
+            writeln!(
+                out,
+                "{} ({}): {}",
+                output::text(&answer, "pipeline_id"),
+                output::text(&answer, "pipeline_name"),
+                state(&answer),
+            )?
+        }
+        PipelineCommand::List => {
+            let rows: Vec<Vec<String>> = answer["pipelines"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    vec![
+                        output::text(p, "pipeline_id"),
+                        output::text(p, "pipeline_name"),
+                        output::text(p, "status"),
+                        format!(
+                            "{} -> {}",
+                            output::text(p, "source_topic"),
+                            output::text(p, "destination_topic")
+                        ),
+                        output::text(p, "module_id"),
+                        output::text(p, "lag"),
+                    ]
+                })
+                .collect();
+            output::table(
+                out,
+                &["ID", "NAME", "STATUS", "TOPICS", "MODULE", "LAG"],
+                &rows,
+            )?;
+        }
+        PipelineCommand::Status(_) => {
+            let config = &answer["configuration"];
+            let retry = &config["retry_policy"];
+            output::fields(
+                out,
+                &[
+                    ("pipeline", output::text(&answer, "pipeline_id")),
+                    ("name", output::text(&answer, "pipeline_name")),
+                    ("status", state(&answer)),
+                    ("description", output::text(&answer, "description")),
+                    ("source", output::text(&answer, "source_topic")),
+                    ("destination", output::text(&answer, "destination_topic")),
+                    ("error topic", output::text(&answer, "error_topic")),
+                    (
+                        "module",
+                        format!(
+                            "{} (requirement {})",
+                            output::text(&answer, "module_id"),
+                            output::text(&answer, "module_requirement")
+                        ),
+                    ),
+                    ("batch size", output::text(config, "batch_size")),
+                    ("timeout ms", output::text(config, "timeout_ms")),
+                    (
+                        "retries",
+                        format!(
+                            "{} (backoff {} ms)",
+                            output::text(retry, "max_retries"),
+                            output::text(retry, "backoff_ms")
+                        ),
+                    ),
+                    ("params", params(&config["params"])),
+                    (
+                        "committed offset",
+                        output::text(&answer, "committed_offset"),
+                    ),
+                    ("lag", output::text(&answer, "lag")),
+                ],
+            )?;
+        }
+        PipelineCommand::Metrics(_) => {
+            let pairs: Vec<(&str, String)> = answer
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.as_str(), output::show(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            output::fields(out, &pairs)?;
+        }
+    }
+    Ok(())
+}
+
+/// `running`, or `failed: <why>`.
+fn state(status: &Value) -> String {
+    match status.get("failure") {
+        Some(Value::String(why)) => format!("{}: {why}", output::text(status, "status")),
+        _ => output::text(status, "status"),
+    }
+}
+
+fn params(value: &Value) -> String {
+    match value.as_object() {
+        Some(map) if !map.is_empty() => map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", output::show(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "-".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(args: &[&str]) -> UpdateArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct P {
+            #[command(flatten)]
+            u: UpdateArgs,
+        }
+        P::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .unwrap()
+            .u
+    }
+
+    #[test]
+    fn update_flags_become_a_patch_body() {
+        let body = update(&[
+            "p",
+            "--module-version",
+            "^1",
+            "--timeout-ms",
+            "500",
+            "--param",
+            "a=1",
+        ])
+        .patch()
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({"module_version": "^1", "configuration": {"timeout_ms": 500, "params": {"a": "1"}}})
+        );
+    }
+
+    #[test]
+    fn update_without_changes_is_a_usage_error() {
+        assert!(matches!(update(&["p"]).patch(), Err(CliError::Usage(_))));
+    }
+}
