@@ -9,7 +9,9 @@
 //! forever without reaching the memory limit. Any fault drops the instance too, since
 //! its memory can no longer be trusted.
 
-use wasmtime::{Memory, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
+use wasmtime::{Memory, Store, StoreLimitsBuilder, Trap, TypedFunc};
+
+use crate::limiter::GuestLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::abi::{read_packed_result, read_pointer_result, LegacyInput, LegacyOutput};
@@ -71,48 +73,7 @@ impl LegacyLimits {
 /// Store data of a legacy instance.
 pub struct LegacyState {
     pub(crate) wasi: WasiP1Ctx,
-    limiter: Limiter,
-}
-
-/// [`StoreLimits`] that remembers a refused memory grow, so the trap that usually
-/// follows (Rust aborts on allocation failure) is reported as the memory limit.
-struct Limiter {
-    inner: StoreLimits,
-    refused_grow: bool,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum)?;
-        self.refused_grow |= !allowed;
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.inner.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.inner.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.inner.memories()
-    }
+    limiter: GuestLimiter,
 }
 
 enum ProcessFn {
@@ -215,16 +176,15 @@ impl LegacyInstance {
     fn instantiate(&self) -> Result<Live, CallError> {
         const DURING: &str = "instantiate";
         let engine = self.module.module().engine();
-        let limiter = Limiter {
-            inner: StoreLimitsBuilder::new()
+        let limiter = GuestLimiter::new(
+            StoreLimitsBuilder::new()
                 .memory_size(usize::try_from(self.limits.memory_limit_bytes).unwrap_or(usize::MAX))
                 .table_elements(MAX_TABLE_ELEMENTS)
                 .instances(1)
                 .memories(1)
                 .tables(1)
                 .build(),
-            refused_grow: false,
-        };
+        );
         let mut store = Store::new(
             engine,
             LegacyState {
@@ -284,7 +244,7 @@ impl LegacyInstance {
         let bytes = self.input.as_slice();
         let len =
             i32::try_from(bytes.len()).map_err(|_| AbiFault::InputTooLarge { len: bytes.len() })?;
-        live.store.data_mut().limiter.refused_grow = false;
+        live.store.data_mut().limiter.memory_refused = false;
         live.store.set_epoch_deadline(self.limits.deadline_ticks());
 
         let ptr = live
@@ -292,7 +252,7 @@ impl LegacyInstance {
             .call(&mut live.store, len)
             .map_err(|e| self.call_fault(&live.store, e, "alloc"))?;
         if ptr == 0 {
-            if live.store.data().limiter.refused_grow {
+            if live.store.data().limiter.memory_refused {
                 return Err(self.memory_limit("alloc"));
             }
             return Err(AbiFault::AllocReturnedNull { len: len as u32 }.into());
@@ -363,7 +323,7 @@ impl LegacyInstance {
                 limit_ms: self.limits.execution_timeout_ms,
                 during,
             }),
-            _ if store.data().limiter.refused_grow => Ok(self.memory_limit(during)),
+            _ if store.data().limiter.memory_refused => Ok(self.memory_limit(during)),
             Some(trap) => Ok(CallError::Trap {
                 during,
                 message: trap.to_string(),

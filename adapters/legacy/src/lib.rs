@@ -14,6 +14,8 @@
 //!   instantiate many; serializable for an on-disk cache).
 //! - [`instance`]: [`LegacyInstance`], one live guest with its limits; runs the ABI per
 //!   message and recycles the guest after faults or when leaked memory piles up.
+//! - [`limiter`]: [`limiter::GuestLimiter`], store limits that remember a refused grow
+//!   (shared with the host's component runtime).
 //! - [`abi`]: the JSON shapes on both sides and the bounded reader for the guest's
 //!   answer.
 //! - [`wasi`]: the default locked-down WASI preview 1 context.
@@ -24,6 +26,7 @@ pub mod abi;
 pub mod error;
 pub mod inspect;
 pub mod instance;
+pub mod limiter;
 pub mod module;
 pub mod wasi;
 

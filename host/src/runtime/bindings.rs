@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::component::{ComponentType, Lower, ResourceTable};
-use wasmtime::{ResourceLimiter, StoreLimits};
+pub(crate) use rustmq_etl_legacy::limiter::GuestLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::output::GuestResult;
@@ -94,63 +94,6 @@ pub(crate) fn add_to_linker(
 ) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     Etl::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(linker, |s| s)
-}
-
-/// [`StoreLimits`] plus a record of whether the guest was refused memory, so a trap
-/// that follows can be reported as a memory-limit hit rather than a generic trap.
-pub(crate) struct GuestLimiter {
-    inner: StoreLimits,
-    pub(crate) memory_refused: bool,
-    /// Linear memory granted so far, across the instance's memories.
-    pub(crate) memory_bytes: usize,
-}
-
-impl GuestLimiter {
-    pub(crate) fn new(inner: StoreLimits) -> Self {
-        GuestLimiter {
-            inner,
-            memory_refused: false,
-            memory_bytes: 0,
-        }
-    }
-}
-
-impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let answer = self.inner.memory_growing(current, desired, maximum);
-        if matches!(answer, Ok(true)) {
-            self.memory_bytes += desired.saturating_sub(current);
-        } else {
-            self.memory_refused = true;
-        }
-        answer
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.inner.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.inner.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.inner.memories()
-    }
 }
 
 /// The WIT `message` record, borrowed from a [`Message`].
