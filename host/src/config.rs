@@ -145,6 +145,9 @@ pub struct StorageConfig {
     pub auto_create_topics: bool,
     /// How often retention runs, in ms (default 60000; at least 100).
     pub retention_check_interval_ms: u64,
+    /// Memory the database may use to cache pages, in bytes (default 128 MiB;
+    /// 1 MiB ..= 64 GiB). The broker's resident memory is mostly this cache.
+    pub cache_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -155,6 +158,7 @@ impl Default for StorageConfig {
             retention_bytes: 0,
             auto_create_topics: true,
             retention_check_interval_ms: 60_000,
+            cache_bytes: 128 * MIB,
         }
     }
 }
@@ -384,6 +388,12 @@ impl BrokerConfig {
             self.storage.retention_check_interval_ms,
             100,
             u64::MAX,
+        )?;
+        range(
+            "storage.cache_bytes",
+            self.storage.cache_bytes,
+            MIB,
+            64 * 1024 * MIB,
         )?;
         if let Some(token) = &self.admin.token {
             if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -50,6 +50,7 @@ impl Broker {
             },
             auto_create_topics: s.auto_create_topics,
             retention_check_interval: Some(Duration::from_millis(s.retention_check_interval_ms)),
+            cache_bytes: Some(usize::try_from(s.cache_bytes).unwrap_or(usize::MAX)),
         };
         let storage = Storage::open(&s.data_dir, options)?;
         let etl = &config.etl;

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::component::{ComponentType, Lower, ResourceTable};
 pub(crate) use rustmq_etl_legacy::limiter::GuestLimiter;
+use wasmtime::component::{ComponentType, Lower, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::output::GuestResult;

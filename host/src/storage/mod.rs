@@ -53,6 +53,8 @@ pub struct StorageOptions {
     /// How often the retention thread trims; `None` disables the thread (tests call
     /// [`Storage::enforce_retention`] themselves).
     pub retention_check_interval: Option<Duration>,
+    /// The database's page cache in bytes; `None` keeps redb's default (1 GiB).
+    pub cache_bytes: Option<usize>,
 }
 
 impl Default for StorageOptions {
@@ -61,6 +63,7 @@ impl Default for StorageOptions {
             default_retention: Retention::default(),
             auto_create_topics: true,
             retention_check_interval: None,
+            cache_bytes: None,
         }
     }
 }
@@ -239,7 +242,11 @@ impl Storage {
             source,
         })?;
         let file = dir.join(DATABASE_FILE);
-        let db = Database::create(&file).map_err(|e| StorageError::Open {
+        let mut builder = redb::Builder::new();
+        if let Some(bytes) = options.cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder.create(&file).map_err(|e| StorageError::Open {
             path: file.clone(),
             reason: e.to_string(),
         })?;
