@@ -279,19 +279,8 @@ async fn delete(
     State(state): State<AdminState>,
     Path(module_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let pinned = state.pipelines.pinned_to(&module_id);
-    if !pinned.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "module_in_use",
-            format!(
-                "module {module_id} is pinned by pipeline(s) {}; move them to another version (PATCH module_version) or delete them first",
-                pinned.join(", ")
-            ),
-        ));
-    }
-    let store = state.modules.clone();
-    let record = tokio::task::spawn_blocking(move || store.delete(&module_id))
+    let manager = state.pipelines.clone();
+    let record = tokio::task::spawn_blocking(move || manager.delete_module(&module_id))
         .await
         .map_err(|e| ApiError::internal(&e))??;
     Ok(Json(describe(&record, "deleted")).into_response())

@@ -38,6 +38,9 @@ impl From<PipelineError> for ApiError {
             PipelineError::Spec(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_pipeline", e.to_string())
             }
+            PipelineError::ModuleInUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "module_in_use", e.to_string())
+            }
             PipelineError::DuplicateName(_) => {
                 ApiError::new(StatusCode::CONFLICT, "pipeline_exists", e.to_string())
             }

@@ -53,6 +53,14 @@ pub enum PipelineError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A module cannot be deleted while pipelines are pinned to it.
+    #[error("module {module_id} is pinned by pipeline(s) {}; move them to another version (PATCH module_version) or delete them first", .pipelines.join(", "))]
+    ModuleInUse {
+        /// The module.
+        module_id: String,
+        /// The pipelines pinned to it.
+        pipelines: Vec<String>,
+    },
     /// The source or sink failed, or a worker thread could not be started.
     #[error("{0}")]
     Io(String),
@@ -213,6 +221,11 @@ impl PipelineManager {
             .any(|e| e.record.spec.pipeline_name == spec.pipeline_name)
         {
             return Err(PipelineError::DuplicateName(spec.pipeline_name));
+        }
+        // A module deleted since it was resolved must not be pinned: deletes take
+        // this lock too (see `delete_module`).
+        if self.inner.modules.get(&module.module_id)?.is_none() {
+            return Err(ModuleError::NotFound(module.module_id).into());
         }
         let n = pipelines
             .keys()
@@ -489,6 +502,25 @@ impl PipelineManager {
                 (id, m.snapshot(end))
             })
             .collect()
+    }
+
+    /// Deletes a module unless a pipeline is pinned to it. Holding the pipeline lock
+    /// while checking and deleting keeps a concurrent `create` from pinning the
+    /// module in between.
+    pub fn delete_module(&self, module_id: &str) -> Result<ModuleRecord, PipelineError> {
+        let pipelines = self.lock();
+        let pinned: Vec<String> = pipelines
+            .values()
+            .filter(|e| e.record.module_id == module_id)
+            .map(|e| e.record.pipeline_id.clone())
+            .collect();
+        if !pinned.is_empty() {
+            return Err(PipelineError::ModuleInUse {
+                module_id: module_id.to_string(),
+                pipelines: pinned,
+            });
+        }
+        Ok(self.inner.modules.delete(module_id)?)
     }
 
     /// The pipelines pinned to `module_id`.
