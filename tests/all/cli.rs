@@ -10,26 +10,7 @@ use rustmq_etl_tests::broker::{cli_binary, BrokerProcess};
 use rustmq_etl_tests::guests;
 use serde_json::Value;
 
-/// The deployment guide's etl-pipeline.json (Step 5.1), verbatim.
-const GUIDE_PIPELINE: &str = r#"{
-  "pipeline_name": "message-transformation",
-  "description": "Transform and enrich incoming messages",
-  "source_topic": "raw-events",
-  "destination_topic": "processed-events",
-  "error_topic": "etl-errors",
-  "module_name": "message-processor",
-  "module_version": "1.0.0",
-  "configuration": {
-    "batch_size": 1,
-    "processing_mode": "single_message",
-    "timeout_ms": 1000,
-    "retry_policy": {
-      "max_retries": 3,
-      "backoff_ms": 100
-    }
-  },
-  "enabled": true
-}"#;
+use rustmq_etl_tests::guide::PIPELINE_JSON as GUIDE_PIPELINE;
 
 /// Runs `rustmq-etl` against `broker` with `args`.
 fn cli(broker: &BrokerProcess, args: &[&str]) -> Output {

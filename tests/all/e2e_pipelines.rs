@@ -24,26 +24,7 @@ const CONFIG: &str = "[etl]\nenabled = true\nmodules_path = \"modules\"\n";
 /// How long a pipeline may take to catch up in a debug build.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The guide's Step 5.1 `etl-pipeline.json`, verbatim.
-const GUIDE_PIPELINE: &str = r#"{
-  "pipeline_name": "message-transformation",
-  "description": "Transform and enrich incoming messages",
-  "source_topic": "raw-events",
-  "destination_topic": "processed-events",
-  "error_topic": "etl-errors",
-  "module_name": "message-processor",
-  "module_version": "1.0.0",
-  "configuration": {
-    "batch_size": 1,
-    "processing_mode": "single_message",
-    "timeout_ms": 1000,
-    "retry_policy": {
-      "max_retries": 3,
-      "backoff_ms": 100
-    }
-  },
-  "enabled": true
-}"#;
+use rustmq_etl_tests::guide::PIPELINE_JSON as GUIDE_PIPELINE;
 
 /// The guide's Step 6.1 message.
 fn guide_message() -> Value {

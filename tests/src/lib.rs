@@ -4,9 +4,10 @@
 //! WebAssembly when this crate is built; [`guests`] holds one constant per module,
 //! named after the crate in SCREAMING_SNAKE_CASE, with the path of its `.wasm` file.
 //! [`broker`] starts the real `rustmq-broker` binary for end-to-end tests, and
-//! [`http`] talks JSON to it.
+//! [`http`] talks JSON to it; [`guide`] holds the deployment guide's literal inputs.
 
 pub mod broker;
+pub mod guide;
 pub mod http;
 
 /// Paths of the guest modules built for this test run.
