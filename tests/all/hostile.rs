@@ -19,7 +19,7 @@ use rustmq_etl::pipeline::worker::headers;
 use rustmq_etl::pipeline::PipelineManager;
 use rustmq_etl::runtime::{ProcessContext, Runtime, RuntimeLimits, TransformError};
 use rustmq_etl::storage::{Storage, StorageOptions};
-use rustmq_etl_tests::guests;
+use rustmq_etl_tests::{guests, topics};
 
 // ---- a per-thread allocation meter -------------------------------------------------
 
@@ -359,30 +359,12 @@ impl Rig {
 
     /// Appends `(key, value)` messages to `topic`.
     fn produce(&self, topic: &str, messages: &[(&str, &str)]) {
-        let msgs = messages
-            .iter()
-            .map(|(k, v)| Message {
-                key: Some(k.to_string()),
-                value: v.as_bytes().to_vec(),
-                headers: vec![("source".into(), "test".into())],
-                timestamp: 1,
-            })
-            .collect();
-        self.storage.append_blocking(topic, msgs).unwrap();
+        let pairs = messages.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        topics::append(&self.storage, topic, pairs);
     }
 
     fn read(&self, topic: &str) -> Vec<Message> {
-        if self.storage.topic(topic).unwrap().is_none() {
-            return Vec::new();
-        }
-        let end = self.storage.end_offset(topic).unwrap();
-        self.storage
-            .read(topic, 0, end as usize + 1, usize::MAX)
-            .unwrap()
-            .messages
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect()
+        topics::read_all(&self.storage, topic)
     }
 
     /// Waits until pipeline `name` has committed all of its source topic.

@@ -13,7 +13,7 @@ use rustmq_etl::pipeline::worker::headers;
 use rustmq_etl::pipeline::{PipelineError, PipelineManager};
 use rustmq_etl::runtime::{Runtime, RuntimeLimits, TransformError};
 use rustmq_etl::storage::{Storage, StorageOptions};
-use rustmq_etl_tests::guests;
+use rustmq_etl_tests::{guests, topics};
 
 /// Everything a pipeline needs, in a temporary directory.
 struct Rig {
@@ -76,31 +76,15 @@ impl Rig {
     }
 
     fn produce(&self, topic: &str, values: &[&str]) {
-        let msgs = values
+        let pairs = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Message {
-                key: Some(format!("k{i}")),
-                value: v.as_bytes().to_vec(),
-                headers: vec![("source".into(), "test".into())],
-                timestamp: 1,
-            })
-            .collect();
-        self.storage.append_blocking(topic, msgs).unwrap();
+            .map(|(i, v)| (format!("k{i}"), v.to_string()));
+        topics::append(&self.storage, topic, pairs);
     }
 
     fn read(&self, topic: &str) -> Vec<Message> {
-        if self.storage.topic(topic).unwrap().is_none() {
-            return Vec::new();
-        }
-        let end = self.storage.end_offset(topic).unwrap();
-        self.storage
-            .read(topic, 0, end as usize + 1, usize::MAX)
-            .unwrap()
-            .messages
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect()
+        topics::read_all(&self.storage, topic)
     }
 
     /// Waits until pipeline `id` has committed everything in `source` (or `deadline`

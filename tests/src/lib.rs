@@ -4,11 +4,13 @@
 //! WebAssembly when this crate is built; [`guests`] holds one constant per module,
 //! named after the crate in SCREAMING_SNAKE_CASE, with the path of its `.wasm` file.
 //! [`broker`] starts the real `rustmq-broker` binary for end-to-end tests, and
-//! [`http`] talks JSON to it; [`guide`] holds the deployment guide's literal inputs.
+//! [`http`] talks JSON to it; [`guide`] holds the deployment guide's literal inputs; [`topics`] reads and
+//! writes topics in process.
 
 pub mod broker;
 pub mod guide;
 pub mod http;
+pub mod topics;
 
 /// Paths of the guest modules built for this test run.
 pub mod guests {

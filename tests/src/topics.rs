@@ -1,0 +1,34 @@
+//! Reading and writing topics directly through [`Storage`], for in-process tests.
+
+use rustmq_etl::message::Message;
+use rustmq_etl::storage::Storage;
+
+/// Appends one message per `(key, value)` pair to `topic`, each with the header
+/// `source: test` (the guide's processor filters messages without one).
+pub fn append(storage: &Storage, topic: &str, pairs: impl IntoIterator<Item = (String, String)>) {
+    let msgs = pairs
+        .into_iter()
+        .map(|(k, v)| Message {
+            key: Some(k),
+            value: v.into_bytes(),
+            headers: vec![("source".into(), "test".into())],
+            timestamp: 1,
+        })
+        .collect();
+    storage.append_blocking(topic, msgs).unwrap();
+}
+
+/// Every message of `topic`, in offset order (none when the topic does not exist).
+pub fn read_all(storage: &Storage, topic: &str) -> Vec<Message> {
+    if storage.topic(topic).unwrap().is_none() {
+        return Vec::new();
+    }
+    let end = storage.end_offset(topic).unwrap();
+    storage
+        .read(topic, 0, end as usize + 1, usize::MAX)
+        .unwrap()
+        .messages
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect()
+}
