@@ -527,3 +527,21 @@ fn unknown_modules_and_unmatched_versions_are_refused() {
     let err = rig.pipelines.create(s).unwrap_err().to_string();
     assert!(err.contains("^2") && err.contains("1.0.0"), "{err}");
 }
+
+#[test]
+fn a_pipeline_timeout_cannot_exceed_the_broker_limit() {
+    let rig = Rig::new();
+    rig.upload("scripted", "1.0.0", guests::SCRIPTED);
+    rig.produce("p15-in", &["loop", "a"]);
+    let mut s = spec("p15", Some("p15-err"));
+    s.configuration.timeout_ms = Some(600_000);
+    s.configuration.retry_policy.max_retries = 0;
+    let id = rig.pipelines.create(s).unwrap().pipeline_id;
+    rig.drain(&id, "p15-in");
+    let errors = rig.read("p15-err");
+    assert_eq!(errors[0].header(headers::ERROR_CAUSE), Some("timeout"));
+    let limit = format!("{} ms", limits().execution_timeout_ms);
+    let error = errors[0].header(headers::ERROR).unwrap();
+    assert!(error.contains(&limit), "{error}");
+    assert_eq!(values(&rig.read("p15-out")), ["a"]);
+}

@@ -598,7 +598,9 @@ impl PipelineManager {
         let mut transform =
             compiled.instantiate(&module.module_id, pipeline_id, &configuration.params)?;
         if let Some(ms) = configuration.timeout_ms {
-            transform.set_timeout_ms(ms);
+            // A pipeline may ask for less time than the broker allows, never more.
+            let ceiling = self.inner.modules.runtime().limits().execution_timeout_ms;
+            transform.set_timeout_ms(ms.min(ceiling));
         }
         Ok(Loaded {
             transform,
