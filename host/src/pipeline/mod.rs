@@ -6,6 +6,7 @@
 //! - `io`: the [`io::Source`] / [`io::Sink`] traits and the local-topic implementations.
 //! - `worker`: the loop of one running pipeline (its own thread).
 //! - `metrics`: per-pipeline counters and latency histograms.
+//! - `status`: [`PipelineStatus`], what the status routes show.
 //!
 //! [`PipelineManager`] owns every pipeline: it persists definitions, pins each to an
 //! exact module version, starts and stops workers, hands them hot-swap updates, and
@@ -14,13 +15,14 @@
 pub mod io;
 pub mod metrics;
 pub mod spec;
+mod status;
 pub mod worker;
+
+pub use status::PipelineStatus;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-
-use serde::Serialize;
 
 use crate::modules::{ModuleError, ModuleRecord, ModuleStore};
 use crate::runtime::TransformError;
@@ -64,43 +66,6 @@ pub enum PipelineError {
     /// The source or sink failed, or a worker thread could not be started.
     #[error("{0}")]
     Io(String),
-}
-
-/// What `GET .../status` shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct PipelineStatus {
-    /// `pipeline-<n>`.
-    pub pipeline_id: String,
-    /// The unique name.
-    pub pipeline_name: String,
-    /// `running`, `stopped` or `failed`.
-    pub status: &'static str,
-    /// Why it failed, when it did.
-    pub failure: Option<String>,
-    /// Free text.
-    pub description: String,
-    /// Source topic.
-    pub source_topic: String,
-    /// Destination topic.
-    pub destination_topic: String,
-    /// Error topic.
-    pub error_topic: Option<String>,
-    /// The module name.
-    pub module_name: String,
-    /// The requirement given (`^1`, `1.0.0`, ...).
-    pub module_requirement: String,
-    /// The exact version the pipeline is pinned to.
-    pub module_version: String,
-    /// The exact module id it is pinned to.
-    pub module_id: String,
-    /// Settings.
-    pub configuration: spec::Configuration,
-    /// The next source offset to process (everything before is committed).
-    pub committed_offset: u64,
-    /// Source end offset minus committed offset.
-    pub lag: u64,
-    /// Creation time, ms since the epoch.
-    pub created_at_ms: i64,
 }
 
 struct Entry {
@@ -549,43 +514,8 @@ impl PipelineManager {
     }
 
     fn describe(&self, entry: &Entry) -> PipelineStatus {
-        let r = &entry.record;
-        let (status, failure) = match entry.run.as_ref().map(Run::state) {
-            Some(RunState::Running) => ("running", None),
-            Some(RunState::Failed(reason)) => ("failed", Some(reason)),
-            _ if r.failure.is_some() => ("failed", r.failure.clone()),
-            _ => ("stopped", None),
-        };
-        let committed = self
-            .inner
-            .storage
-            .consumer_offset(&r.consumer_id())
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        let end = self
-            .inner
-            .storage
-            .end_offset(&r.spec.source_topic)
-            .unwrap_or(0);
-        PipelineStatus {
-            pipeline_id: r.pipeline_id.clone(),
-            pipeline_name: r.spec.pipeline_name.clone(),
-            status,
-            failure,
-            description: r.spec.description.clone(),
-            source_topic: r.spec.source_topic.clone(),
-            destination_topic: r.spec.destination_topic.clone(),
-            error_topic: r.spec.error_topic.clone(),
-            module_name: r.spec.module_name.clone(),
-            module_requirement: r.spec.module_version.clone(),
-            module_version: r.module_version.to_string(),
-            module_id: r.module_id.clone(),
-            configuration: r.spec.configuration.clone(),
-            committed_offset: committed,
-            lag: end.saturating_sub(committed),
-            created_at_ms: r.created_at_ms,
-        }
+        let run_state = entry.run.as_ref().map(Run::state);
+        PipelineStatus::new(&entry.record, run_state, &self.inner.storage)
     }
 
     fn load(
