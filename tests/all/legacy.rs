@@ -11,6 +11,7 @@ use rustmq_etl::runtime::{ProcessContext, ProcessOutput, Transform, TransformErr
 use rustmq_etl_legacy::wasi::locked_down_factory;
 use rustmq_etl_legacy::{LegacyLimits, LegacyModule, LoadError, ProcessAbi};
 use rustmq_etl_tests::guests;
+use rustmq_etl_tests::topics::message;
 
 /// The epoch tick of the test engine.
 const TICK: Duration = Duration::from_millis(5);
@@ -49,18 +50,6 @@ fn guide_module() -> &'static LegacyModule {
 
 fn transform(module: &LegacyModule, limits: LegacyLimits) -> LegacyTransform {
     LegacyTransform::new(module, limits, locked_down_factory()).expect("instantiates")
-}
-
-fn message(key: &str, value: &str, headers: &[(&str, &str)]) -> Message {
-    Message {
-        key: Some(key.to_string()),
-        value: value.as_bytes().to_vec(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        timestamp: 1_640_995_200_000,
-    }
 }
 
 fn run(t: &mut LegacyTransform, m: &Message) -> Result<ProcessOutput, TransformError> {

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rustmq_etl::cli::{self, Cli};
-use rustmq_etl::message::Message;
 use rustmq_etl::runtime::{
     LoadError, ModuleKind, ProcessContext, Runtime, RuntimeLimits, Transform, TransformError,
 };
 use rustmq_etl_tests::guests::{
     BEHAVIOUR_GUEST, GUEST_TEMPLATE, GUEST_TEMPLATE_DIR, UNKNOWN_IMPORT_GUEST,
 };
+use rustmq_etl_tests::topics::message;
 
 fn limits() -> RuntimeLimits {
     RuntimeLimits {
@@ -33,18 +33,6 @@ fn start(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     module.instantiate("test-module", "test-pipeline", &params)
-}
-
-fn message(key: &str, value: &str, headers: &[(&str, &str)]) -> Message {
-    Message {
-        key: Some(key.to_string()),
-        value: value.as_bytes().to_vec(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        timestamp: 1640995200000,
-    }
 }
 
 fn ctx() -> ProcessContext {

@@ -1,4 +1,5 @@
-//! Reading and writing topics directly through [`Storage`], for in-process tests.
+//! Messages for in-process tests, and reading and writing topics directly through
+//! [`Storage`].
 
 use rustmq_etl::message::Message;
 use rustmq_etl::storage::Storage;
@@ -31,4 +32,18 @@ pub fn read_all(storage: &Storage, topic: &str) -> Vec<Message> {
         .into_iter()
         .map(|(_, m)| m)
         .collect()
+}
+
+/// A message with `key`, text `value` and `headers`, stamped with the timestamp the
+/// deployment guide's tests use.
+pub fn message(key: &str, value: &str, headers: &[(&str, &str)]) -> Message {
+    Message {
+        key: Some(key.to_string()),
+        value: value.as_bytes().to_vec(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        timestamp: 1_640_995_200_000,
+    }
 }

@@ -336,25 +336,14 @@ impl Storage {
     /// A topic's current state, or `None` if it does not exist.
     pub fn topic(&self, name: &str) -> Result<Option<TopicInfo>, StorageError> {
         let default = self.inner.options.default_retention;
-        Ok(self
-            .inner
-            .shared
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .map(|m| m.info(name, default)))
+        Ok(self.topics().get(name).map(|m| m.info(name, default)))
     }
 
     /// Every topic, by name.
     pub fn list_topics(&self) -> Result<Vec<TopicInfo>, StorageError> {
         let default = self.inner.options.default_retention;
         Ok(self
-            .inner
-            .shared
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .topics()
             .iter()
             .map(|(name, m)| m.info(name, default))
             .collect())
@@ -572,6 +561,16 @@ impl Storage {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.inner.writer.send(request(Reply::Blocking(tx)))?;
         rx.recv().map_err(|_| StorageError::Closed)?
+    }
+
+    /// The in-memory topic table, read-locked (a poisoned lock still holds
+    /// consistent metadata: writers replace entries whole).
+    fn topics(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, TopicMeta>> {
+        self.inner
+            .shared
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn db(&self) -> &Database {
