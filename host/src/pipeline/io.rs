@@ -3,13 +3,15 @@
 //! The worker only sees [`Source`] and [`Sink`]. Today both are the broker's own
 //! topics ([`LocalSource`], [`LocalSink`]); a source or sink on another system (an
 //! external Kafka cluster, say) implements the same traits. Exactly-once rests on
-//! [`Sink::commit`]: the outputs, the error-topic writes and the new source position
-//! land together or not at all.
+//! [`Sink::start_commit`]: the outputs, the error-topic writes and the new source
+//! position land together or not at all, and commits land in the order they were
+//! started, which lets the worker process the next batch while one commit is in
+//! flight.
 
 use std::time::Duration;
 
 use crate::message::Message;
-use crate::storage::{Commit, Storage, StorageError};
+use crate::storage::{self, Commit, Storage, StorageError};
 
 /// The most bytes one fetch reads, whatever the batch size: bounds a pipeline's
 /// memory when messages are large.
@@ -57,10 +59,22 @@ pub trait Source: Send {
     fn bounds(&self) -> Result<(u64, u64), IoError>;
 }
 
+/// A commit started by [`Sink::start_commit`] and not yet known to be durable.
+pub trait PendingCommit: Send {
+    /// Waits until the commit is durable, or reports why nothing of it was stored.
+    fn wait(self: Box<Self>) -> Result<(), IoError>;
+}
+
 /// Where results go, together with the source position.
 pub trait Sink: Send {
-    /// Writes a batch and the new source position in one atomic, durable step.
-    fn commit(&mut self, batch: CommitBatch) -> Result<(), IoError>;
+    /// Starts writing a batch and the new source position in one atomic, durable
+    /// step. Commits started one after another land in that order; the worker keeps
+    /// at most one in flight and waits for it before starting the next.
+    fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError>;
+    /// Writes a batch and the new source position and waits until it is durable.
+    fn commit(&mut self, batch: CommitBatch) -> Result<(), IoError> {
+        self.start_commit(batch)?.wait()
+    }
     /// The committed source position, if the pipeline ever committed.
     fn committed(&self) -> Result<Option<u64>, IoError>;
 }
@@ -144,8 +158,15 @@ impl LocalSink {
     }
 }
 
+impl PendingCommit for storage::PendingCommit {
+    fn wait(self: Box<Self>) -> Result<(), IoError> {
+        storage::PendingCommit::wait(*self)?;
+        Ok(())
+    }
+}
+
 impl Sink for LocalSink {
-    fn commit(&mut self, batch: CommitBatch) -> Result<(), IoError> {
+    fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError> {
         let mut appends = Vec::with_capacity(2);
         if !batch.destination.is_empty() {
             appends.push((self.destination.clone(), batch.destination));
@@ -156,11 +177,11 @@ impl Sink for LocalSink {
             })?;
             appends.push((topic, batch.errors));
         }
-        self.storage.commit(Commit {
+        let pending = self.storage.start_commit(Commit {
             appends,
             offsets: vec![(self.consumer.clone(), batch.next_offset)],
         })?;
-        Ok(())
+        Ok(Box::new(pending))
     }
 
     fn committed(&self) -> Result<Option<u64>, IoError> {

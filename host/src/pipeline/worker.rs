@@ -2,6 +2,13 @@
 //! message through the module (with retries), commit outputs, failures and the new
 //! source position in one step, repeat.
 //!
+//! Commits are pipelined: batch n is handed to the sink and, while it is being
+//! written, batch n+1 is fetched and processed; the worker waits for n to be durable
+//! before it starts n+1's commit. So at most one commit is in flight, commits land
+//! in order, and a failed commit stops the worker before anything after it is
+//! written: exactly-once holds as with a commit-and-wait loop, and on two cores the
+//! storage work and the guest calls overlap instead of alternating.
+//!
 //! Guest calls are synchronous (wasmtime runs them on the calling thread, bounded by
 //! epoch deadlines), so each running pipeline owns a plain OS thread rather than an
 //! async task; the runtime's semaphore bounds how many guest calls run at once.
@@ -12,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, info_span, warn};
 
-use super::io::{CommitBatch, Fetched, Sink, Source};
+use super::io::{CommitBatch, Fetched, PendingCommit, Sink, Source};
 use super::metrics::PipelineMetrics;
 use super::spec::Configuration;
 use crate::message::Message;
@@ -143,6 +150,14 @@ pub struct Worker {
     pub recycle_base: u64,
 }
 
+/// A batch handed to the sink and not yet known to be durable.
+struct InFlight {
+    pending: Box<dyn PendingCommit>,
+    next_offset: u64,
+    produced: u64,
+    messages: usize,
+}
+
 /// What became of one input message.
 enum Routed {
     Outputs(Vec<Message>),
@@ -168,29 +183,67 @@ impl Worker {
             .store(start, Ordering::Relaxed);
         self.metrics.mark_started();
         info!(target: "rustmq::etl::pipeline", offset = start, "pipeline running");
+        let mut in_flight = None;
         loop {
             if self.control.stopping() {
+                if let Err(reason) = self.settle(&mut in_flight) {
+                    return self.fail(reason);
+                }
                 info!(target: "rustmq::etl::pipeline", "pipeline stopped");
                 return RunState::Stopped;
             }
             self.apply_update();
+            // With a commit in flight, take only what is already there: if nothing
+            // is, the time is better spent confirming that commit.
+            let wait = if in_flight.is_some() {
+                Duration::ZERO
+            } else {
+                IDLE_WAIT
+            };
             let fetched = match self
                 .source
-                .fetch(self.configuration.batch_size as usize, IDLE_WAIT)
+                .fetch(self.configuration.batch_size as usize, wait)
             {
                 Ok(f) => f,
-                Err(e) => return self.fail(format!("reading the source failed: {e}")),
+                Err(e) => {
+                    let reason = format!("reading the source failed: {e}");
+                    return self.fail(self.settle(&mut in_flight).err().unwrap_or(reason));
+                }
             };
             if fetched.is_empty() {
+                if let Err(reason) = self.settle(&mut in_flight) {
+                    return self.fail(reason);
+                }
                 continue;
             }
             // An update that arrived while the fetch waited applies to this batch:
             // whoever sent it may be producing the messages it is meant for.
             self.apply_update();
-            if let Some(end) = self.process_batch(fetched) {
+            if let Some(end) = self.process_batch(fetched, &mut in_flight) {
                 return end;
             }
         }
+    }
+
+    /// Waits for the commit in flight, if any, and publishes what it covered.
+    fn settle(&self, in_flight: &mut Option<InFlight>) -> Result<(), String> {
+        let Some(done) = in_flight.take() else {
+            return Ok(());
+        };
+        done.pending
+            .wait()
+            .map_err(|e| format!("committing the batch failed: {e}"))?;
+        self.metrics
+            .outputs
+            .fetch_add(done.produced, Ordering::Relaxed);
+        self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+        // Last, so that a reader who sees the new offset also sees the counters of
+        // the batch it covers.
+        self.metrics
+            .committed_offset
+            .store(done.next_offset, Ordering::Release);
+        debug!(target: "rustmq::etl::pipeline", offset = done.next_offset, messages = done.messages, "batch committed");
+        Ok(())
     }
 
     fn apply_update(&mut self) {
@@ -208,8 +261,13 @@ impl Worker {
         }
     }
 
-    /// Processes and commits one batch; `Some` when the worker must end.
-    fn process_batch(&mut self, fetched: Vec<Fetched>) -> Option<RunState> {
+    /// Processes one batch and starts its commit (once the previous one is durable);
+    /// `Some` when the worker must end.
+    fn process_batch(
+        &mut self,
+        fetched: Vec<Fetched>,
+        in_flight: &mut Option<InFlight>,
+    ) -> Option<RunState> {
         let mut batch = CommitBatch::default();
         let mut handled = 0usize;
         let mut end = None;
@@ -240,14 +298,6 @@ impl Worker {
             batch.next_offset = f.offset + 1;
             handled += 1;
         }
-        let batch_next = batch.next_offset;
-        if handled > 0 {
-            if let Err(e) = self.sink.commit(batch) {
-                return Some(self.fail(format!("committing the batch failed: {e}")));
-            }
-            self.metrics.outputs.fetch_add(produced, Ordering::Relaxed);
-            self.metrics.batches.fetch_add(1, Ordering::Relaxed);
-        }
         self.metrics.recycles.store(
             self.recycle_base + self.loaded.transform.recycles(),
             Ordering::Relaxed,
@@ -255,16 +305,28 @@ impl Worker {
         self.metrics
             .memory_bytes
             .store(self.loaded.transform.memory_bytes(), Ordering::Relaxed);
+        // The previous batch must be durable before this one is started: were it to
+        // fail after this one landed, this one's source position would skip it.
+        if let Err(reason) = self.settle(in_flight) {
+            return Some(self.fail(reason));
+        }
         if handled > 0 {
-            // Last, so that a reader who sees the new offset also sees the counters
-            // of the batch it covers.
-            self.metrics
-                .committed_offset
-                .store(batch_next, Ordering::Release);
-            debug!(target: "rustmq::etl::pipeline", offset = batch_next, messages = handled, "batch committed");
+            let next_offset = batch.next_offset;
+            match self.sink.start_commit(batch) {
+                Ok(pending) => {
+                    *in_flight = Some(InFlight {
+                        pending,
+                        next_offset,
+                        produced,
+                        messages: handled,
+                    })
+                }
+                Err(e) => return Some(self.fail(format!("committing the batch failed: {e}"))),
+            }
         }
         if let Some(reason) = end {
-            return Some(self.fail(reason));
+            // What was handled before the halt is kept; the failed message is not.
+            return Some(self.fail(self.settle(in_flight).err().unwrap_or(reason)));
         }
         // A stop (or an interrupted retry) leaves the rest of the batch uncommitted;
         // the next start reads it again from the committed offset.

@@ -1,6 +1,22 @@
-//! The on-disk encoding of one log entry: a message plus the broker's append time.
+//! The on-disk encoding of the log: entries (a message plus the broker's append time)
+//! stored several to a row in chunks.
 //!
-//! Layout of format version 1 (all integers little-endian):
+//! A topic's log table maps the offset of a row's first entry to the row. Rows are
+//! chunks (format version 2) of up to [`CHUNK_MAX_ENTRIES`] consecutive entries, so a
+//! batch of a thousand messages is one B-tree insert, not a thousand (the insert, not
+//! the fsync, was what bounded a pipeline's commit rate). A row holding a bare v1
+//! entry is a chunk of one: databases written by builds that stored one entry per row
+//! read unchanged.
+//!
+//! Layout of a chunk (all integers little-endian):
+//!
+//! ```text
+//! u8  version (= 2)
+//! u32 entry count (at least 1)
+//! per entry: u32 len + a v1 entry
+//! ```
+//!
+//! Layout of entry format version 1:
 //!
 //! ```text
 //! u8  version (= 1)
@@ -18,6 +34,17 @@ use crate::message::Message;
 
 /// The format version this build writes.
 pub const FORMAT_V1: u8 = 1;
+
+/// The format version of a chunk row.
+pub const FORMAT_CHUNK: u8 = 2;
+
+/// The most entries one chunk row holds: bounds what a read of one message decodes.
+pub const CHUNK_MAX_ENTRIES: usize = 1024;
+
+/// A chunk is closed once its entries reach this many bytes (a single larger entry
+/// gets a chunk of its own), so a row stays a few hundred KiB at most for small
+/// messages and a read of one message never loads a huge row.
+pub const CHUNK_TARGET_BYTES: usize = 256 * 1024;
 
 /// Length of the fixed prefix every v1 entry starts with (version, append time,
 /// timestamp).
@@ -38,9 +65,12 @@ pub enum DecodeError {
     /// A key or header was not UTF-8.
     #[error("{0} is not valid UTF-8")]
     InvalidUtf8(&'static str),
-    /// Bytes were left after the last header.
+    /// Bytes were left after the last header (or the last entry of a chunk).
     #[error("{0} unexpected trailing bytes")]
     TrailingBytes(usize),
+    /// A chunk row said it held no entries.
+    #[error("chunk holds no entries")]
+    EmptyChunk,
 }
 
 /// Why a message could not be encoded.
@@ -51,9 +81,96 @@ pub enum EncodeError {
     TooLarge(&'static str),
 }
 
-/// Encodes `message`, appended at `append_ms`, in the current format.
+/// One encoded row: consecutive entries ready to insert at the next offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The row's bytes.
+    pub bytes: Vec<u8>,
+    /// How many entries (offsets) it holds.
+    pub count: u64,
+    /// The sum of its entries' encoded sizes (what a topic's `size_bytes` counts).
+    pub entry_bytes: u64,
+}
+
+/// Encodes `messages`, appended at `append_ms`, into chunk rows.
+pub fn encode_chunks(messages: &[Message], append_ms: i64) -> Result<Vec<Chunk>, EncodeError> {
+    let mut chunks = Vec::new();
+    let mut rest = messages;
+    while !rest.is_empty() {
+        let mut bytes = Vec::with_capacity(
+            rest.iter()
+                .take(CHUNK_MAX_ENTRIES)
+                .map(|m| m.approx_size() + 40)
+                .sum::<usize>()
+                .min(CHUNK_TARGET_BYTES + 64 * 1024),
+        );
+        bytes.push(FORMAT_CHUNK);
+        bytes.extend_from_slice(&[0; 4]);
+        let mut count = 0usize;
+        let mut entry_bytes = 0u64;
+        for message in rest {
+            if count == CHUNK_MAX_ENTRIES || (count > 0 && bytes.len() >= CHUNK_TARGET_BYTES) {
+                break;
+            }
+            let len_at = bytes.len();
+            bytes.extend_from_slice(&[0; 4]);
+            encode_into(&mut bytes, message, append_ms)?;
+            let len = bytes.len() - len_at - 4;
+            let len32 = u32::try_from(len).map_err(|_| EncodeError::TooLarge("message"))?;
+            bytes[len_at..len_at + 4].copy_from_slice(&len32.to_le_bytes());
+            entry_bytes += len as u64;
+            count += 1;
+        }
+        bytes[1..5].copy_from_slice(&(count as u32).to_le_bytes());
+        chunks.push(Chunk {
+            bytes,
+            count: count as u64,
+            entry_bytes,
+        });
+        rest = &rest[count..];
+    }
+    Ok(chunks)
+}
+
+/// Splits a stored row into its entries (a bare v1 entry is a chunk of one).
+pub fn split_chunk(row: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
+    match row.first() {
+        None => Err(DecodeError::Truncated),
+        Some(&FORMAT_V1) => Ok(vec![row]),
+        Some(&FORMAT_CHUNK) => {
+            let mut r = Reader { bytes: &row[1..] };
+            let count = r.u32()? as usize;
+            if count == 0 {
+                return Err(DecodeError::EmptyChunk);
+            }
+            // Each entry needs at least a 4-byte length; checking first keeps a
+            // corrupt count from reserving a huge vector.
+            if count > r.bytes.len() / 4 {
+                return Err(DecodeError::Truncated);
+            }
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                entries.push(r.bytes()?);
+            }
+            if !r.bytes.is_empty() {
+                return Err(DecodeError::TrailingBytes(r.bytes.len()));
+            }
+            Ok(entries)
+        }
+        Some(&v) => Err(DecodeError::UnknownVersion(v)),
+    }
+}
+
+/// Encodes `message`, appended at `append_ms`, as one v1 entry.
+#[cfg(test)]
 pub fn encode(message: &Message, append_ms: i64) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(message.approx_size() + 32);
+    encode_into(&mut out, message, append_ms)?;
+    Ok(out)
+}
+
+/// Appends `message` as one v1 entry to `out`.
+fn encode_into(out: &mut Vec<u8>, message: &Message, append_ms: i64) -> Result<(), EncodeError> {
     out.push(FORMAT_V1);
     out.extend_from_slice(&append_ms.to_le_bytes());
     out.extend_from_slice(&message.timestamp.to_le_bytes());
@@ -61,16 +178,16 @@ pub fn encode(message: &Message, append_ms: i64) -> Result<Vec<u8>, EncodeError>
         None => out.push(0),
         Some(key) => {
             out.push(1);
-            put_bytes(&mut out, key.as_bytes(), "key")?;
+            put_bytes(out, key.as_bytes(), "key")?;
         }
     }
-    put_bytes(&mut out, &message.value, "value")?;
-    put_len(&mut out, message.headers.len(), "header count")?;
+    put_bytes(out, &message.value, "value")?;
+    put_len(out, message.headers.len(), "header count")?;
     for (name, value) in &message.headers {
-        put_bytes(&mut out, name.as_bytes(), "header name")?;
-        put_bytes(&mut out, value.as_bytes(), "header value")?;
+        put_bytes(out, name.as_bytes(), "header name")?;
+        put_bytes(out, value.as_bytes(), "header value")?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes an entry into its message and append time.
@@ -219,6 +336,73 @@ mod tests {
         let mut bytes = encode(&sample(), 1).unwrap();
         bytes[17] = 7;
         assert_eq!(decode(&bytes), Err(DecodeError::BadKeyTag(7)));
+    }
+
+    #[test]
+    fn chunks_split_back_into_the_entries_they_were_made_of() {
+        let messages: Vec<Message> = (0..2500)
+            .map(|i| Message {
+                value: vec![b'v'; i % 7],
+                ..sample()
+            })
+            .collect();
+        let chunks = encode_chunks(&messages, 9).unwrap();
+        assert_eq!(
+            chunks.iter().map(|c| c.count).collect::<Vec<_>>(),
+            [1024, 1024, 452]
+        );
+        let mut decoded = Vec::new();
+        for chunk in &chunks {
+            let entries = split_chunk(&chunk.bytes).unwrap();
+            assert_eq!(entries.len() as u64, chunk.count);
+            assert_eq!(
+                entries.iter().map(|e| e.len() as u64).sum::<u64>(),
+                chunk.entry_bytes
+            );
+            decoded.extend(entries.into_iter().map(|e| decode(e).unwrap().0));
+        }
+        assert_eq!(decoded, messages);
+    }
+
+    #[test]
+    fn a_chunk_closes_at_its_byte_target_and_a_big_message_gets_its_own() {
+        let big = Message {
+            value: vec![0; CHUNK_TARGET_BYTES * 2],
+            ..Message::default()
+        };
+        let chunks = encode_chunks(&[sample(), big.clone(), sample()], 1).unwrap();
+        assert_eq!(
+            chunks.iter().map(|c| c.count).collect::<Vec<_>>(),
+            [2, 1],
+            "the big message closes the first chunk"
+        );
+        let chunks = encode_chunks(&[big.clone(), big], 1).unwrap();
+        assert_eq!(chunks.len(), 2);
+    }
+
+    #[test]
+    fn a_bare_v1_row_is_a_chunk_of_one() {
+        let entry = encode(&sample(), 3).unwrap();
+        assert_eq!(split_chunk(&entry).unwrap(), [entry.as_slice()]);
+    }
+
+    #[test]
+    fn every_chunk_truncation_and_a_lying_count_are_typed_errors() {
+        let chunk = encode_chunks(&[sample(), sample()], 1).unwrap().remove(0);
+        for len in 0..chunk.bytes.len() {
+            assert!(
+                split_chunk(&chunk.bytes[..len]).is_err(),
+                "prefix of {len} bytes split"
+            );
+        }
+        let mut lying = chunk.bytes.clone();
+        lying[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(split_chunk(&lying), Err(DecodeError::Truncated));
+        lying[1..5].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(split_chunk(&lying), Err(DecodeError::EmptyChunk));
+        let mut extra = chunk.bytes;
+        extra.push(0);
+        assert_eq!(split_chunk(&extra), Err(DecodeError::TrailingBytes(1)));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! # Layout
 //! - `topic`: the topic naming rule, [`TopicConfig`], [`TopicInfo`] and the tables a
 //!   topic lives in.
-//! - `codec`: the versioned binary encoding of one log entry.
+//! - `codec`: the versioned binary encoding of log entries and of the chunk rows
+//!   that store several consecutive entries under one key.
 //! - `writer`: the single writer thread. Every change to a topic (append, pipeline
 //!   commit, create, delete, retention trim) goes through it; requests that arrive
 //!   while a transaction is being committed are group-committed together in the next
@@ -188,6 +189,20 @@ pub struct Commit {
     pub appends: Vec<(String, Vec<Message>)>,
     /// `(consumer id, next offset to read)` to store.
     pub offsets: Vec<(String, u64)>,
+}
+
+/// A commit handed to the writer, not yet known to be durable.
+#[must_use = "a commit is only known to be durable once waited for"]
+pub struct PendingCommit {
+    rx: std::sync::mpsc::Receiver<Result<Vec<Range<u64>>, StorageError>>,
+}
+
+impl PendingCommit {
+    /// Waits until the commit is durable (or failed, in which case nothing of it was
+    /// stored); returns the offset range of each append, in order.
+    pub fn wait(self) -> Result<Vec<Range<u64>>, StorageError> {
+        self.rx.recv().map_err(|_| StorageError::Closed)?
+    }
 }
 
 /// The store. Cheap to clone; every clone talks to the same database and writer.
@@ -381,15 +396,11 @@ impl Storage {
         messages: &[Message],
     ) -> Result<impl FnOnce(Reply<Range<u64>>) -> Request, StorageError> {
         validate_topic_name(topic)?;
-        let now = crate::message::now_millis();
-        let entries = messages
-            .iter()
-            .map(|m| codec::encode(m, now))
-            .collect::<Result<Vec<_>, _>>()?;
+        let chunks = codec::encode_chunks(messages, crate::message::now_millis())?;
         let topic = topic.to_string();
         Ok(move |reply| Request::Append {
             topic,
-            entries,
+            chunks,
             reply,
         })
     }
@@ -397,22 +408,28 @@ impl Storage {
     /// Applies a pipeline [`Commit`] in one durable transaction; returns the offset
     /// range of each append, in order. Serialised with every other write.
     pub fn commit(&self, commit: Commit) -> Result<Vec<Range<u64>>, StorageError> {
+        self.start_commit(commit)?.wait()
+    }
+
+    /// Hands a [`Commit`] to the writer and returns at once; the commit is durable
+    /// when [`PendingCommit::wait`] says so. Commits (and appends) land in the order
+    /// they were started, so a pipeline can process its next batch while the previous
+    /// one is being written and still never commit out of order.
+    pub fn start_commit(&self, commit: Commit) -> Result<PendingCommit, StorageError> {
         let now = crate::message::now_millis();
         let mut appends = Vec::with_capacity(commit.appends.len());
         for (topic, messages) in commit.appends {
             validate_topic_name(&topic)?;
-            let entries = messages
-                .iter()
-                .map(|m| codec::encode(m, now))
-                .collect::<Result<Vec<_>, _>>()?;
-            appends.push((topic, entries));
+            appends.push((topic, codec::encode_chunks(&messages, now)?));
         }
         let offsets = commit.offsets;
-        self.call_blocking(|reply| Request::Commit {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.inner.writer.send(Request::Commit {
             appends,
             offsets,
-            reply,
-        })
+            reply: Reply::Blocking(tx),
+        })?;
+        Ok(PendingCommit { rx })
     }
 
     /// Reads up to `max_messages` messages (and about `max_bytes` of values, but
@@ -452,24 +469,31 @@ impl Storage {
         }
         let name = topic::log_table_name(topic);
         let log = txn.open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
+        let corrupt = |offset, source| StorageError::Corrupt {
+            topic: topic.to_string(),
+            offset,
+            source,
+        };
         let mut bytes = 0usize;
-        for row in log.range(start..meta.end_offset)? {
-            let (offset, entry) = row?;
-            let offset = offset.value();
-            let (message, _) =
-                codec::decode(entry.value()).map_err(|source| StorageError::Corrupt {
-                    topic: topic.to_string(),
-                    offset,
-                    source,
-                })?;
-            bytes += message.approx_size();
-            if bytes > max_bytes && !batch.messages.is_empty() {
-                break;
-            }
-            batch.messages.push((offset, message));
-            batch.next_offset = offset + 1;
-            if batch.messages.len() >= max_messages || bytes >= max_bytes {
-                break;
+        let first_row = writer::first_row_key(&log, start)?;
+        'rows: for row in log.range(first_row..meta.end_offset)? {
+            let (base, row) = row?;
+            let base = base.value();
+            let entries = codec::split_chunk(row.value()).map_err(|e| corrupt(base, e))?;
+            for (offset, entry) in (base..meta.end_offset).zip(entries) {
+                if offset < start {
+                    continue;
+                }
+                let (message, _) = codec::decode(entry).map_err(|e| corrupt(offset, e))?;
+                bytes += message.approx_size();
+                if bytes > max_bytes && !batch.messages.is_empty() {
+                    break 'rows;
+                }
+                batch.messages.push((offset, message));
+                batch.next_offset = offset + 1;
+                if batch.messages.len() >= max_messages || bytes >= max_bytes {
+                    break 'rows;
+                }
             }
         }
         Ok(batch)

@@ -322,3 +322,108 @@ fn writes_after_close_fail_and_an_unwritable_dir_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn reads_start_inside_a_chunk_and_cross_into_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    // 2,500 messages in one append make three chunks (1,024 + 1,024 + 452).
+    let many: Vec<Message> = (0..2500).map(|i| msg(&i.to_string())).collect();
+    s.append_blocking("t", many).unwrap();
+    s.append_blocking("t", vec![msg("x"), msg("y")]).unwrap();
+    let batch = s.read("t", 1020, 8, usize::MAX).unwrap();
+    assert_eq!(
+        values(&batch),
+        ["1020", "1021", "1022", "1023", "1024", "1025", "1026", "1027"]
+    );
+    let offsets: Vec<u64> = batch.messages.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (1020..1028).collect::<Vec<_>>());
+    let tail = s.read("t", 2499, 10, usize::MAX).unwrap();
+    assert_eq!(values(&tail), ["2499", "x", "y"]);
+    assert_eq!(tail.next_offset, 2502);
+}
+
+#[test]
+fn retention_cuts_inside_a_chunk_and_frees_the_row_once_it_is_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.create_topic(
+        "t",
+        TopicConfig {
+            retention_ms: None,
+            retention_bytes: Some(1),
+        },
+    )
+    .unwrap();
+    s.append_blocking("t", vec![msg("a")]).unwrap();
+    let one_entry = s.topic("t").unwrap().unwrap().size_bytes;
+    s.delete_topic("t").unwrap();
+    s.create_topic(
+        "t",
+        TopicConfig {
+            retention_ms: None,
+            retention_bytes: Some(one_entry * 3),
+        },
+    )
+    .unwrap();
+    // One chunk of five: the cut falls inside it.
+    s.append_blocking("t", ["a", "b", "c", "d", "e"].map(msg).to_vec())
+        .unwrap();
+    assert_eq!(s.enforce_retention(0).unwrap(), 2);
+    let batch = s.read("t", 0, 10, usize::MAX).unwrap();
+    assert!(batch.skipped_to_start);
+    assert_eq!(values(&batch), ["c", "d", "e"]);
+    assert_eq!(s.topic("t").unwrap().unwrap().size_bytes, one_entry * 3);
+    // A second chunk pushes the rest of the first one out: its row goes.
+    s.append_blocking("t", ["f", "g", "h"].map(msg).to_vec())
+        .unwrap();
+    assert_eq!(s.enforce_retention(0).unwrap(), 3);
+    assert_eq!(
+        values(&s.read("t", 0, 10, usize::MAX).unwrap()),
+        ["f", "g", "h"]
+    );
+    let txn = s.db().begin_read().unwrap();
+    let log = txn
+        .open_table(TableDefinition::<u64, &[u8]>::new(&topic::log_table_name(
+            "t",
+        )))
+        .unwrap();
+    let rows: Vec<u64> = log.iter().unwrap().map(|r| r.unwrap().0.value()).collect();
+    assert_eq!(rows, [5], "the emptied chunk's row is deleted");
+}
+
+#[test]
+fn rows_holding_one_bare_entry_each_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        s.create_topic("t", TopicConfig::default()).unwrap();
+        s.close();
+        // The layout of builds that stored one entry per row.
+        let txn = s.db().begin_write().unwrap();
+        {
+            let mut log = txn
+                .open_table(TableDefinition::<u64, &[u8]>::new(&topic::log_table_name(
+                    "t",
+                )))
+                .unwrap();
+            let mut meta = TopicMeta::new(TopicConfig::default(), 0);
+            for (offset, v) in ["a", "b", "c"].into_iter().enumerate() {
+                let entry = codec::encode(&msg(v), 0).unwrap();
+                meta.size_bytes += entry.len() as u64;
+                log.insert(offset as u64, entry.as_slice()).unwrap();
+            }
+            meta.end_offset = 3;
+            let mut topics = txn.open_table(TOPICS).unwrap();
+            topics.insert("t", meta.encode().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let s = open(dir.path());
+    assert_eq!(values(&s.read("t", 1, 10, usize::MAX).unwrap()), ["b", "c"]);
+    assert_eq!(s.append_blocking("t", vec![msg("d")]).unwrap(), 3..4);
+    assert_eq!(
+        values(&s.read("t", 0, 10, usize::MAX).unwrap()),
+        ["a", "b", "c", "d"]
+    );
+}

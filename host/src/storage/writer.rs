@@ -21,9 +21,10 @@ use std::thread::JoinHandle;
 
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 
+use super::codec::{self, Chunk};
 use super::offsets::CONSUMER_OFFSETS;
 use super::topic::{log_table_name, Retention, TopicConfig, TopicMeta, TOPICS};
-use super::{codec, Shared, StorageError};
+use super::{Shared, StorageError};
 
 /// The most messages one group transaction carries; bounds the memory and latency
 /// of a single commit.
@@ -55,11 +56,11 @@ impl<T> Reply<T> {
 pub(crate) enum Request {
     Append {
         topic: String,
-        entries: Vec<Vec<u8>>,
+        chunks: Vec<Chunk>,
         reply: Reply<Range<u64>>,
     },
     Commit {
-        appends: Vec<(String, Vec<Vec<u8>>)>,
+        appends: Vec<(String, Vec<Chunk>)>,
         offsets: Vec<(String, u64)>,
         reply: Reply<Vec<Range<u64>>>,
     },
@@ -82,8 +83,8 @@ pub(crate) enum Request {
 impl Request {
     fn weight(&self) -> usize {
         match self {
-            Request::Append { entries, .. } => entries.len(),
-            Request::Commit { appends, .. } => appends.iter().map(|(_, e)| e.len()).sum(),
+            Request::Append { chunks, .. } => messages(chunks),
+            Request::Commit { appends, .. } => appends.iter().map(|(_, c)| messages(c)).sum(),
             _ => 1,
         }
     }
@@ -253,7 +254,7 @@ impl Ctx<'_> {
         &self,
         staged: &mut Staged,
         topic: &str,
-        entries: Vec<Vec<u8>>,
+        chunks: Vec<Chunk>,
         create: bool,
     ) -> Result<Result<Range<u64>, StorageError>, StorageError> {
         let mut meta = match self.current(staged, topic) {
@@ -266,10 +267,10 @@ impl Ctx<'_> {
         let mut log = self
             .txn
             .open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
-        for entry in entries {
-            log.insert(meta.end_offset, entry.as_slice())?;
-            meta.end_offset += 1;
-            meta.size_bytes += entry.len() as u64;
+        for chunk in chunks {
+            log.insert(meta.end_offset, chunk.bytes.as_slice())?;
+            meta.end_offset += chunk.count;
+            meta.size_bytes += chunk.entry_bytes;
         }
         let range = first..meta.end_offset;
         staged.insert(topic.to_string(), Some(meta));
@@ -303,28 +304,42 @@ impl Ctx<'_> {
                 .open_table(TableDefinition::<u64, &[u8]>::new(&table))?;
             let mut cut = meta.start_offset;
             let mut freed = 0u64;
-            for row in log
-                .range(meta.start_offset..meta.end_offset)?
-                .take(TRIM_MAX_PER_PASS)
-            {
-                let (_, entry) = row?;
-                let entry = entry.value();
-                let too_big =
-                    limits.retention_bytes != 0 && meta.size_bytes - freed > limits.retention_bytes;
-                // An undecodable entry is kept: retention must not hide corruption.
-                let too_old = limits.retention_ms != 0
-                    && codec::append_time(entry).is_ok_and(|t| t < oldest_kept);
-                if !(too_big || too_old) {
+            // Rows whose every entry falls below the new start: deleted. A row cut in
+            // the middle stays until retention passes its last entry; reads start at
+            // the topic's start offset, so its trimmed entries are never returned.
+            let mut emptied = Vec::new();
+            let first_row = first_row_key(&log, meta.start_offset)?;
+            'rows: for row in log.range(first_row..meta.end_offset)? {
+                let (base, row) = row?;
+                let base = base.value();
+                // An undecodable row is kept: retention must not hide corruption.
+                let Ok(entries) = codec::split_chunk(row.value()) else {
                     break;
+                };
+                for (offset, entry) in (base..).zip(entries) {
+                    if offset < meta.start_offset {
+                        continue;
+                    }
+                    if cut - meta.start_offset >= TRIM_MAX_PER_PASS as u64 {
+                        break 'rows;
+                    }
+                    let too_big = limits.retention_bytes != 0
+                        && meta.size_bytes - freed > limits.retention_bytes;
+                    let too_old = limits.retention_ms != 0
+                        && codec::append_time(entry).is_ok_and(|t| t < oldest_kept);
+                    if !(too_big || too_old) {
+                        break 'rows;
+                    }
+                    freed += entry.len() as u64;
+                    cut += 1;
                 }
-                freed += entry.len() as u64;
-                cut += 1;
+                emptied.push(base);
             }
             if cut == meta.start_offset {
                 continue;
             }
-            for offset in meta.start_offset..cut {
-                log.remove(offset)?;
+            for base in emptied {
+                log.remove(base)?;
             }
             tracing::debug!(target: "rustmq::storage", topic = %name, from = meta.start_offset, to = cut, "retention trimmed");
             deleted += cut - meta.start_offset;
@@ -333,6 +348,23 @@ impl Ctx<'_> {
             staged.insert(name, Some(meta));
         }
         Ok(deleted)
+    }
+}
+
+/// How many messages a list of chunks carries.
+fn messages(chunks: &[Chunk]) -> usize {
+    chunks.iter().map(|c| c.count as usize).sum()
+}
+
+/// The key of the row holding `offset`: the last row starting at or before it (or
+/// `offset` itself when no row does, which ranges then treat as "from here").
+pub(crate) fn first_row_key(
+    log: &impl ReadableTable<u64, &'static [u8]>,
+    offset: u64,
+) -> Result<u64, StorageError> {
+    match log.range(..=offset)?.next_back() {
+        Some(row) => Ok(row?.0.value()),
+        None => Ok(offset),
     }
 }
 
@@ -347,10 +379,10 @@ fn apply(
     match request {
         Request::Append {
             topic,
-            entries,
+            chunks,
             reply,
         } => {
-            let result = ctx.append(staged, &topic, entries, ctx.auto_create);
+            let result = ctx.append(staged, &topic, chunks, ctx.auto_create);
             settle(result, reply, pending)
         }
         Request::Commit {
@@ -360,8 +392,8 @@ fn apply(
         } => {
             let result = (|| {
                 let mut ranges = Vec::with_capacity(appends.len());
-                for (topic, entries) in appends {
-                    match ctx.append(staged, &topic, entries, true)? {
+                for (topic, chunks) in appends {
+                    match ctx.append(staged, &topic, chunks, true)? {
                         Ok(range) => ranges.push(range),
                         Err(e) => return Ok(Err(e)),
                     }
