@@ -42,6 +42,13 @@ pub struct CommitBatch {
 #[error("{0}")]
 pub struct IoError(String);
 
+impl IoError {
+    /// An error with this explanation.
+    pub fn new(reason: String) -> Self {
+        IoError(reason)
+    }
+}
+
 impl From<StorageError> for IoError {
     fn from(e: StorageError) -> Self {
         IoError(e.to_string())

@@ -4,6 +4,7 @@
 //! # Layout
 //! - `spec`: the definition users post, its validation, the persisted record.
 //! - `io`: the [`io::Source`] / [`io::Sink`] traits and the local-topic implementations.
+//! - `read_ahead`: a [`io::Source`] wrapper that reads the next batch on its own thread.
 //! - `worker`: the loop of one running pipeline (its own thread).
 //! - `metrics`: per-pipeline counters and latency histograms.
 //! - `status`: [`PipelineStatus`], what the status routes show.
@@ -14,6 +15,7 @@
 
 pub mod io;
 pub mod metrics;
+pub mod read_ahead;
 pub mod spec;
 mod status;
 pub mod worker;
@@ -29,6 +31,7 @@ use crate::runtime::TransformError;
 use crate::storage::{Commit, MetaTable, Storage, StorageError};
 use io::{LocalSink, LocalSource, Source};
 use metrics::{MetricsSnapshot, PipelineMetrics};
+use read_ahead::ReadAhead;
 use spec::{DesiredState, PipelinePatch, PipelineRecord, PipelineSpec, SpecError, StartFrom};
 use worker::{Control, Loaded, RunState, Update, Worker};
 
@@ -268,9 +271,12 @@ impl PipelineManager {
             has_error_topic: record.spec.error_topic.is_some(),
             configuration: record.spec.configuration.clone(),
             loaded,
-            source: Box::new(LocalSource::new(
-                self.inner.storage.clone(),
-                &record.spec.source_topic,
+            source: Box::new(ReadAhead::new(
+                Box::new(LocalSource::new(
+                    self.inner.storage.clone(),
+                    &record.spec.source_topic,
+                )),
+                &format!("etl-read-{id}"),
             )),
             sink: Box::new(LocalSink::new(
                 self.inner.storage.clone(),

@@ -1,12 +1,14 @@
 //! The on-disk encoding of the log: entries (a message plus the broker's append time)
 //! stored several to a row in chunks.
 //!
-//! A topic's log table maps the offset of a row's first entry to the row. Rows are
+//! A topic's log table maps the offset of a row's **last** entry to the row. Rows are
 //! chunks (format version 2) of up to [`CHUNK_MAX_ENTRIES`] consecutive entries, so a
 //! batch of a thousand messages is one B-tree insert, not a thousand (the insert, not
-//! the fsync, was what bounded a pipeline's commit rate). A row holding a bare v1
-//! entry is a chunk of one: databases written by builds that stored one entry per row
-//! read unchanged.
+//! the fsync, was what bounded a pipeline's commit rate). Keying by the last offset
+//! makes "the row holding offset n" the first row of the range `n..`: one forward
+//! lookup, no search backwards. A row holding a bare v1 entry is a chunk of one (its
+//! first and last offset are the same): databases written by builds that stored one
+//! entry per row read unchanged.
 //!
 //! Layout of a chunk (all integers little-endian):
 //!
@@ -159,6 +161,12 @@ pub fn split_chunk(row: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
         }
         Some(&v) => Err(DecodeError::UnknownVersion(v)),
     }
+}
+
+/// The offset of a row's first entry, given its key (the last offset) and entries
+/// (never empty: [`split_chunk`] refuses an empty chunk).
+pub fn first_offset(last: u64, entries: &[&[u8]]) -> u64 {
+    (last + 1).saturating_sub(entries.len() as u64)
 }
 
 /// Encodes `message`, appended at `append_ms`, as one v1 entry.

@@ -475,11 +475,13 @@ impl Storage {
             source,
         };
         let mut bytes = 0usize;
-        let first_row = writer::first_row_key(&log, start)?;
-        'rows: for row in log.range(first_row..meta.end_offset)? {
-            let (base, row) = row?;
-            let base = base.value();
-            let entries = codec::split_chunk(row.value()).map_err(|e| corrupt(base, e))?;
+        // Rows are keyed by their last offset, so the first row at or after `start`
+        // is the one holding it.
+        'rows: for row in log.range(start..meta.end_offset)? {
+            let (last, row) = row?;
+            let last = last.value();
+            let entries = codec::split_chunk(row.value()).map_err(|e| corrupt(last, e))?;
+            let base = codec::first_offset(last, &entries);
             for (offset, entry) in (base..meta.end_offset).zip(entries) {
                 if offset < start {
                     continue;

@@ -1,7 +1,7 @@
 //! Topics: the naming rule, per-topic settings, the metadata record kept for each
 //! topic and the redb tables a topic lives in.
 //!
-//! A topic is one redb table `log:<name>` mapping the offset of a chunk's first entry
+//! A topic is one redb table `log:<name>` mapping the offset of a chunk's last entry
 //! to the chunk (consecutive encoded entries, see `codec`; offsets are dense from 0),
 //! plus a [`TopicMeta`] row in the `topics` table that
 //! records the first and next offsets, the stored size and the retention overrides.

@@ -268,7 +268,8 @@ impl Ctx<'_> {
             .txn
             .open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
         for chunk in chunks {
-            log.insert(meta.end_offset, chunk.bytes.as_slice())?;
+            // Keyed by the chunk's last offset: see `codec`.
+            log.insert(meta.end_offset + chunk.count - 1, chunk.bytes.as_slice())?;
             meta.end_offset += chunk.count;
             meta.size_bytes += chunk.entry_bytes;
         }
@@ -308,14 +309,14 @@ impl Ctx<'_> {
             // the middle stays until retention passes its last entry; reads start at
             // the topic's start offset, so its trimmed entries are never returned.
             let mut emptied = Vec::new();
-            let first_row = first_row_key(&log, meta.start_offset)?;
-            'rows: for row in log.range(first_row..meta.end_offset)? {
-                let (base, row) = row?;
-                let base = base.value();
+            'rows: for row in log.range(meta.start_offset..meta.end_offset)? {
+                let (last, row) = row?;
+                let last = last.value();
                 // An undecodable row is kept: retention must not hide corruption.
                 let Ok(entries) = codec::split_chunk(row.value()) else {
                     break;
                 };
+                let base = codec::first_offset(last, &entries);
                 for (offset, entry) in (base..).zip(entries) {
                     if offset < meta.start_offset {
                         continue;
@@ -333,13 +334,13 @@ impl Ctx<'_> {
                     freed += entry.len() as u64;
                     cut += 1;
                 }
-                emptied.push(base);
+                emptied.push(last);
             }
             if cut == meta.start_offset {
                 continue;
             }
-            for base in emptied {
-                log.remove(base)?;
+            for last in emptied {
+                log.remove(last)?;
             }
             tracing::debug!(target: "rustmq::storage", topic = %name, from = meta.start_offset, to = cut, "retention trimmed");
             deleted += cut - meta.start_offset;
@@ -354,18 +355,6 @@ impl Ctx<'_> {
 /// How many messages a list of chunks carries.
 fn messages(chunks: &[Chunk]) -> usize {
     chunks.iter().map(|c| c.count as usize).sum()
-}
-
-/// The key of the row holding `offset`: the last row starting at or before it (or
-/// `offset` itself when no row does, which ranges then treat as "from here").
-pub(crate) fn first_row_key(
-    log: &impl ReadableTable<u64, &'static [u8]>,
-    offset: u64,
-) -> Result<u64, StorageError> {
-    match log.range(..=offset)?.next_back() {
-        Some(row) => Ok(row?.0.value()),
-        None => Ok(offset),
-    }
 }
 
 /// Applies one request inside the group transaction. `Err` is a database failure
