@@ -1,6 +1,7 @@
 //! Instance lifecycle: compiling a ~1 MiB module, loading it back from the compiled
-//! cache, a fresh instance with the pooling allocator vs on-demand allocation, our
-//! recycle (new store + instantiate + `init`), and a broker restart with 20 cached
+//! cache, a fresh instance with the runtime's pooling allocator vs wasmtime's default
+//! pool and on-demand allocation, ours made ready (new store + instantiate + `init`)
+//! and recycled (the previous one torn down too), and a broker restart with 20 cached
 //! modules made ready.
 
 mod support;
@@ -100,8 +101,9 @@ impl WasiView for RawState {
     }
 }
 
-/// An engine like the runtime's (component model, epochs), with the given allocator.
-fn engine(pooling: bool) -> Engine {
+/// An engine with wasmtime's default settings (component model, epochs) and the given
+/// allocator: what a host gets without tuning the pool.
+fn default_engine(pooling: bool) -> Engine {
     let mut config = Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
     if pooling {
@@ -132,27 +134,56 @@ fn identity_pre(engine: &Engine) -> wasmtime::component::InstancePre<RawState> {
     linker.instantiate_pre(&component).expect("pre")
 }
 
+/// A new store with WASI and an instance in it: what "a fresh instance" costs.
+fn raw_instance(
+    engine: &Engine,
+    pre: &wasmtime::component::InstancePre<RawState>,
+) -> Store<RawState> {
+    let mut store = Store::new(
+        engine,
+        RawState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        },
+    );
+    store.set_epoch_deadline(1 << 40);
+    pre.instantiate(&mut store).expect("instantiate");
+    store
+}
+
+/// Times `make` alone: what it returns is dropped (its instance torn down and its
+/// pool slot reset) outside the measurement, one at a time so the pool never fills.
+fn time_creation<T>(iters: u64, mut make: impl FnMut() -> T) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let started = std::time::Instant::now();
+        let made = black_box(make());
+        total += started.elapsed();
+        drop(made);
+    }
+    total
+}
+
 fn instantiate(c: &mut Criterion) {
     let mut g = c.benchmark_group("instantiate");
-    for (id, pooling) in [("raw_pooling", true), ("raw_on_demand", false)] {
-        let engine = engine(pooling);
+    let runtime = support::runtime();
+    // Raw wasmtime on the runtime's own engine (its tuned pool), on a default pool, and
+    // with on-demand allocation: the same component, WASI linked, nothing else.
+    for (id, engine) in [
+        ("raw_pooling", runtime.engine().clone()),
+        ("raw_pooling_wasmtime_defaults", default_engine(true)),
+        ("raw_on_demand", default_engine(false)),
+    ] {
         let pre = identity_pre(&engine);
         g.bench_function(id, |b| {
-            b.iter(|| {
-                let mut store = Store::new(
-                    &engine,
-                    RawState {
-                        wasi: WasiCtx::builder().build(),
-                        table: ResourceTable::new(),
-                    },
-                );
-                store.set_epoch_deadline(1 << 40);
-                pre.instantiate(&mut store).expect("instantiate")
-            })
+            b.iter_custom(|iters| time_creation(iters, || raw_instance(&engine, &pre)))
         });
     }
-    let runtime = support::runtime();
     let identity = support::compile(&runtime, guests::IDENTITY);
+    g.bench_function("ready_identity_component", |b| {
+        b.iter_custom(|iters| time_creation(iters, || support::transform(&identity)))
+    });
+    // A recycle: the previous instance torn down, a new one made ready.
     g.bench_function("recycle_identity_component", |b| {
         b.iter(|| support::transform(&identity))
     });
@@ -247,7 +278,9 @@ fn main() {
         "instantiate",
         &[
             "raw_pooling",
+            "raw_pooling_wasmtime_defaults",
             "raw_on_demand",
+            "ready_identity_component",
             "recycle_identity_component",
             "recycle_template_component",
             "recycle_guide_legacy",
