@@ -35,6 +35,10 @@ pub struct CommitBatch {
     pub errors: Vec<Message>,
     /// The source position after the batch (the next offset to read).
     pub next_offset: u64,
+    /// Headers every written message must carry, replacing any of its own with
+    /// those names (the module that produced the batch); the sink adds them as it
+    /// writes.
+    pub stamp: Vec<(String, String)>,
 }
 
 /// A source or sink failure (the storage is unavailable, a disk is full ...).
@@ -187,6 +191,7 @@ impl Sink for LocalSink {
         let pending = self.storage.start_commit(Commit {
             appends,
             offsets: vec![(self.consumer.clone(), batch.next_offset)],
+            stamp: batch.stamp,
         })?;
         Ok(Box::new(pending))
     }

@@ -220,6 +220,7 @@ impl PipelineManager {
         self.inner.storage.commit(Commit {
             appends: Vec::new(),
             offsets: vec![(record.consumer_id(), start)],
+            stamp: Vec::new(),
         })?;
         self.persist(&record)?;
         let enabled = record.desired == DesiredState::Running;

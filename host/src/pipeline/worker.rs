@@ -268,7 +268,17 @@ impl Worker {
         fetched: Vec<Fetched>,
         in_flight: &mut Option<InFlight>,
     ) -> Option<RunState> {
-        let mut batch = CommitBatch::default();
+        let mut batch = CommitBatch {
+            // Every output and error-topic message says which module produced it.
+            stamp: vec![
+                (headers::MODULE.to_string(), self.loaded.module_id.clone()),
+                (
+                    headers::MODULE_VERSION.to_string(),
+                    self.loaded.version.clone(),
+                ),
+            ],
+            ..CommitBatch::default()
+        };
         let mut handled = 0usize;
         let mut end = None;
         let mut produced = 0u64;
@@ -355,12 +365,7 @@ impl Worker {
                     if out.messages.is_empty() {
                         self.metrics.filtered.fetch_add(1, Ordering::Relaxed);
                     }
-                    let mut msgs = out.messages;
-                    for m in &mut msgs {
-                        m.set_header(headers::MODULE, self.loaded.module_id.as_str());
-                        m.set_header(headers::MODULE_VERSION, self.loaded.version.as_str());
-                    }
-                    return Routed::Outputs(msgs);
+                    return Routed::Outputs(out.messages);
                 }
                 Ok(out) if out.should_continue => {
                     // The guide's dead-letter pattern: straight to the error topic.
@@ -405,8 +410,6 @@ impl Worker {
         let error = truncate(error, MAX_ERROR_HEADER_LEN);
         for m in &mut msgs {
             m.set_header(headers::PIPELINE, self.pipeline_id.as_str());
-            m.set_header(headers::MODULE, self.loaded.module_id.as_str());
-            m.set_header(headers::MODULE_VERSION, self.loaded.version.as_str());
             m.set_header(headers::SOURCE_TOPIC, self.source_topic.as_str());
             m.set_header(headers::SOURCE_OFFSET, f.offset.to_string());
             m.set_header(headers::ERROR, error);

@@ -94,8 +94,14 @@ pub struct Chunk {
     pub entry_bytes: u64,
 }
 
-/// Encodes `messages`, appended at `append_ms`, into chunk rows.
-pub fn encode_chunks(messages: &[Message], append_ms: i64) -> Result<Vec<Chunk>, EncodeError> {
+/// Encodes `messages`, appended at `append_ms`, into chunk rows. Every message is
+/// stored with the `stamp` headers added, replacing any of its own with those names
+/// (how the broker marks what produced a message without copying it first).
+pub fn encode_chunks(
+    messages: &[Message],
+    append_ms: i64,
+    stamp: &[(String, String)],
+) -> Result<Vec<Chunk>, EncodeError> {
     let mut chunks = Vec::new();
     let mut rest = messages;
     while !rest.is_empty() {
@@ -116,7 +122,7 @@ pub fn encode_chunks(messages: &[Message], append_ms: i64) -> Result<Vec<Chunk>,
             }
             let len_at = bytes.len();
             bytes.extend_from_slice(&[0; 4]);
-            encode_into(&mut bytes, message, append_ms)?;
+            encode_into(&mut bytes, message, append_ms, stamp)?;
             let len = bytes.len() - len_at - 4;
             let len32 = u32::try_from(len).map_err(|_| EncodeError::TooLarge("message"))?;
             bytes[len_at..len_at + 4].copy_from_slice(&len32.to_le_bytes());
@@ -173,12 +179,17 @@ pub fn first_offset(last: u64, entries: &[&[u8]]) -> u64 {
 #[cfg(test)]
 pub fn encode(message: &Message, append_ms: i64) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(message.approx_size() + 32);
-    encode_into(&mut out, message, append_ms)?;
+    encode_into(&mut out, message, append_ms, &[])?;
     Ok(out)
 }
 
-/// Appends `message` as one v1 entry to `out`.
-fn encode_into(out: &mut Vec<u8>, message: &Message, append_ms: i64) -> Result<(), EncodeError> {
+/// Appends `message`, with the `stamp` headers set, as one v1 entry to `out`.
+fn encode_into(
+    out: &mut Vec<u8>,
+    message: &Message,
+    append_ms: i64,
+    stamp: &[(String, String)],
+) -> Result<(), EncodeError> {
     out.push(FORMAT_V1);
     out.extend_from_slice(&append_ms.to_le_bytes());
     out.extend_from_slice(&message.timestamp.to_le_bytes());
@@ -190,8 +201,12 @@ fn encode_into(out: &mut Vec<u8>, message: &Message, append_ms: i64) -> Result<(
         }
     }
     put_bytes(out, &message.value, "value")?;
-    put_len(out, message.headers.len(), "header count")?;
-    for (name, value) in &message.headers {
+    let own = message
+        .headers
+        .iter()
+        .filter(|(name, _)| !stamp.iter().any(|(s, _)| s == name));
+    put_len(out, own.clone().count() + stamp.len(), "header count")?;
+    for (name, value) in own.chain(stamp) {
         put_bytes(out, name.as_bytes(), "header name")?;
         put_bytes(out, value.as_bytes(), "header value")?;
     }
@@ -354,7 +369,7 @@ mod tests {
                 ..sample()
             })
             .collect();
-        let chunks = encode_chunks(&messages, 9).unwrap();
+        let chunks = encode_chunks(&messages, 9, &[]).unwrap();
         assert_eq!(
             chunks.iter().map(|c| c.count).collect::<Vec<_>>(),
             [1024, 1024, 452]
@@ -378,14 +393,43 @@ mod tests {
             value: vec![0; CHUNK_TARGET_BYTES * 2],
             ..Message::default()
         };
-        let chunks = encode_chunks(&[sample(), big.clone(), sample()], 1).unwrap();
+        let chunks = encode_chunks(&[sample(), big.clone(), sample()], 1, &[]).unwrap();
         assert_eq!(
             chunks.iter().map(|c| c.count).collect::<Vec<_>>(),
             [2, 1],
             "the big message closes the first chunk"
         );
-        let chunks = encode_chunks(&[big.clone(), big], 1).unwrap();
+        let chunks = encode_chunks(&[big.clone(), big], 1, &[]).unwrap();
         assert_eq!(chunks.len(), 2);
+    }
+
+    #[test]
+    fn stamped_headers_replace_the_message_s_own_and_come_last() {
+        let stamp = [
+            ("a".to_string(), "stamped".to_string()),
+            ("z".to_string(), "new".to_string()),
+        ];
+        let chunk = encode_chunks(&[sample()], 1, &stamp).unwrap().remove(0);
+        let stored = decode(split_chunk(&chunk.bytes).unwrap()[0]).unwrap().0;
+        assert_eq!(
+            stored.headers,
+            [("a".into(), "stamped".into()), ("z".into(), "new".into())],
+            "both of the message's own `a` headers are replaced"
+        );
+        let unstamped = Message {
+            headers: vec![("b".into(), "1".into())],
+            ..sample()
+        };
+        let chunk = encode_chunks(&[unstamped], 1, &stamp).unwrap().remove(0);
+        let stored = decode(split_chunk(&chunk.bytes).unwrap()[0]).unwrap().0;
+        assert_eq!(
+            stored.headers,
+            [
+                ("b".into(), "1".into()),
+                ("a".into(), "stamped".into()),
+                ("z".into(), "new".into())
+            ]
+        );
     }
 
     #[test]
@@ -396,7 +440,9 @@ mod tests {
 
     #[test]
     fn every_chunk_truncation_and_a_lying_count_are_typed_errors() {
-        let chunk = encode_chunks(&[sample(), sample()], 1).unwrap().remove(0);
+        let chunk = encode_chunks(&[sample(), sample()], 1, &[])
+            .unwrap()
+            .remove(0);
         for len in 0..chunk.bytes.len() {
             assert!(
                 split_chunk(&chunk.bytes[..len]).is_err(),

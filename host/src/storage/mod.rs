@@ -189,6 +189,10 @@ pub struct Commit {
     pub appends: Vec<(String, Vec<Message>)>,
     /// `(consumer id, next offset to read)` to store.
     pub offsets: Vec<(String, u64)>,
+    /// Headers set on every appended message as it is stored, replacing any of its
+    /// own with those names (a pipeline's `x-rustmq-module`, without a copy per
+    /// message).
+    pub stamp: Vec<(String, String)>,
 }
 
 /// A commit handed to the writer, not yet known to be durable.
@@ -396,7 +400,7 @@ impl Storage {
         messages: &[Message],
     ) -> Result<impl FnOnce(Reply<Range<u64>>) -> Request, StorageError> {
         validate_topic_name(topic)?;
-        let chunks = codec::encode_chunks(messages, crate::message::now_millis())?;
+        let chunks = codec::encode_chunks(messages, crate::message::now_millis(), &[])?;
         let topic = topic.to_string();
         Ok(move |reply| Request::Append {
             topic,
@@ -420,7 +424,7 @@ impl Storage {
         let mut appends = Vec::with_capacity(commit.appends.len());
         for (topic, messages) in commit.appends {
             validate_topic_name(&topic)?;
-            appends.push((topic, codec::encode_chunks(&messages, now)?));
+            appends.push((topic, codec::encode_chunks(&messages, now, &commit.stamp)?));
         }
         let offsets = commit.offsets;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);

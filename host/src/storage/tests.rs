@@ -141,15 +141,23 @@ fn a_commit_writes_outputs_and_offset_together_or_not_at_all() {
                 ("errors".into(), vec![msg("e")]),
             ],
             offsets: vec![("pipe-1".into(), 7)],
+            stamp: vec![("h".into(), "stamped".into())],
         })
         .unwrap();
     assert_eq!(ranges, vec![0..2, 0..1]);
     assert_eq!(s.consumer_offset("pipe-1").unwrap(), Some(7));
+    // The stamp is on every appended message, in place of the message's own.
+    for topic in ["out", "errors"] {
+        for (_, m) in s.read(topic, 0, 10, usize::MAX).unwrap().messages {
+            assert_eq!(m.headers, [("h".to_string(), "stamped".to_string())]);
+        }
+    }
     // An invalid destination fails the whole commit before anything is written.
     assert!(s
         .commit(Commit {
             appends: vec![("out".into(), vec![msg("3")]), ("bad/name".into(), vec![])],
             offsets: vec![("pipe-1".into(), 8)],
+            stamp: Vec::new(),
         })
         .is_err());
     assert_eq!(s.end_offset("out").unwrap(), 2);
@@ -174,6 +182,7 @@ fn concurrent_appends_and_commits_get_dense_unique_offsets() {
                         s.commit(Commit {
                             appends: vec![("t".into(), vec![msg(&format!("{t}-{i}"))])],
                             offsets: vec![(format!("c{t}"), i + 1)],
+                            stamp: Vec::new(),
                         })
                         .unwrap();
                     }
