@@ -261,7 +261,7 @@ fn logged(offset: u64, len: usize) -> Message {
     let mut value = offset.to_string().into_bytes();
     value.resize(value.len() + len % 97, b'.');
     Message {
-        key: (offset % 3 == 0).then(|| format!("k{offset}")),
+        key: offset.is_multiple_of(3).then(|| format!("k{offset}")),
         value,
         headers: vec![("n".into(), offset.to_string())],
         timestamp: offset as i64,
