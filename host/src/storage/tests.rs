@@ -23,6 +23,26 @@ fn values(batch: &ReadBatch) -> Vec<String> {
         .collect()
 }
 
+/// The stored size of one `msg` with a one-letter value, measured on a scratch topic.
+fn one_entry_bytes(s: &Storage) -> u64 {
+    s.append_blocking("size-probe", vec![msg("a")]).unwrap();
+    let size = s.topic("size-probe").unwrap().unwrap().size_bytes;
+    s.delete_topic("size-probe").unwrap();
+    size
+}
+
+/// Creates topic `t`, keeping at most `bytes` bytes.
+fn create_with_retention_bytes(s: &Storage, bytes: u64) {
+    s.create_topic(
+        "t",
+        TopicConfig {
+            retention_ms: None,
+            retention_bytes: Some(bytes),
+        },
+    )
+    .unwrap();
+}
+
 #[test]
 fn appended_messages_read_back_in_order_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -207,26 +227,8 @@ fn concurrent_appends_and_commits_get_dense_unique_offsets() {
 fn retention_by_size_trims_whole_prefixes_and_keeps_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.create_topic(
-        "t",
-        TopicConfig {
-            retention_ms: None,
-            retention_bytes: Some(1),
-        },
-    )
-    .unwrap();
-    s.append_blocking("t", vec![msg("a"), msg("b"), msg("c")])
-        .unwrap();
-    let one_entry = s.topic("t").unwrap().unwrap().size_bytes / 3;
-    s.delete_topic("t").unwrap();
-    s.create_topic(
-        "t",
-        TopicConfig {
-            retention_ms: None,
-            retention_bytes: Some(one_entry * 2),
-        },
-    )
-    .unwrap();
+    let one_entry = one_entry_bytes(&s);
+    create_with_retention_bytes(&s, one_entry * 2);
     s.append_blocking("t", vec![msg("a"), msg("b"), msg("c"), msg("d")])
         .unwrap();
     assert_eq!(
@@ -356,25 +358,8 @@ fn reads_start_inside_a_chunk_and_cross_into_the_next() {
 fn retention_cuts_inside_a_chunk_and_frees_the_row_once_it_is_past() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.create_topic(
-        "t",
-        TopicConfig {
-            retention_ms: None,
-            retention_bytes: Some(1),
-        },
-    )
-    .unwrap();
-    s.append_blocking("t", vec![msg("a")]).unwrap();
-    let one_entry = s.topic("t").unwrap().unwrap().size_bytes;
-    s.delete_topic("t").unwrap();
-    s.create_topic(
-        "t",
-        TopicConfig {
-            retention_ms: None,
-            retention_bytes: Some(one_entry * 3),
-        },
-    )
-    .unwrap();
+    create_with_retention_bytes(&s, one_entry_bytes(&s) * 3);
+    let one_entry = one_entry_bytes(&s);
     // One chunk of five: the cut falls inside it.
     s.append_blocking("t", ["a", "b", "c", "d", "e"].map(msg).to_vec())
         .unwrap();
