@@ -438,6 +438,155 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::io::IoError;
+    use crate::runtime::ProcessOutput;
+
+    /// Hands back every message unchanged.
+    struct Echo;
+
+    impl Transform for Echo {
+        fn process(
+            &mut self,
+            message: &Message,
+            _ctx: &ProcessContext,
+        ) -> Result<ProcessOutput, TransformError> {
+            Ok(ProcessOutput {
+                messages: vec![message.clone()],
+                should_continue: true,
+                error: None,
+            })
+        }
+        fn recycles(&self) -> u64 {
+            0
+        }
+        fn memory_bytes(&self) -> u64 {
+            0
+        }
+    }
+
+    /// Offsets `0..end`; once they are all read it asks the worker to stop, so a
+    /// worker that misses a failure ends (as `Stopped`) instead of idling forever.
+    struct Finite {
+        next: u64,
+        end: u64,
+        control: Arc<Control>,
+    }
+
+    impl Source for Finite {
+        fn fetch(&mut self, max: usize, _wait: Duration) -> Result<Vec<Fetched>, IoError> {
+            if self.next >= self.end {
+                self.control.request_stop();
+                return Ok(Vec::new());
+            }
+            let batch = (self.next..self.next + max as u64)
+                .map(|offset| Fetched {
+                    offset,
+                    message: Message::default(),
+                })
+                .collect();
+            self.next += max as u64;
+            Ok(batch)
+        }
+        fn seek(&mut self, offset: u64) {
+            self.next = offset;
+        }
+        fn bounds(&self) -> Result<(u64, u64), IoError> {
+            Ok((0, u64::MAX))
+        }
+    }
+
+    /// What the fake sink saw: `started` commits (their next offsets), and whether
+    /// one was started while another was still unconfirmed.
+    #[derive(Default)]
+    struct Log {
+        started: Vec<u64>,
+        unconfirmed: usize,
+        overlapped: bool,
+    }
+
+    /// A sink whose commit number `fail_at` (from 0) fails when waited for.
+    struct Flaky {
+        log: Arc<Mutex<Log>>,
+        fail_at: usize,
+    }
+
+    struct Pending {
+        log: Arc<Mutex<Log>>,
+        fails: bool,
+    }
+
+    impl PendingCommit for Pending {
+        fn wait(self: Box<Self>) -> Result<(), IoError> {
+            self.log.lock().unwrap().unconfirmed -= 1;
+            if self.fails {
+                return Err(IoError::new("disk full".into()));
+            }
+            Ok(())
+        }
+    }
+
+    impl Sink for Flaky {
+        fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError> {
+            let mut log = self.log.lock().unwrap();
+            log.overlapped |= log.unconfirmed > 0;
+            log.unconfirmed += 1;
+            log.started.push(batch.next_offset);
+            let fails = log.started.len() - 1 == self.fail_at;
+            Ok(Box::new(Pending {
+                log: Arc::clone(&self.log),
+                fails,
+            }))
+        }
+        fn committed(&self) -> Result<Option<u64>, IoError> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_stops_the_pipeline_before_a_later_batch_is_committed() {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let metrics = Arc::new(PipelineMetrics::default());
+        let control = Arc::new(Control::default());
+        let worker = Worker {
+            pipeline_id: "pipeline-1".into(),
+            source_topic: "in".into(),
+            has_error_topic: false,
+            configuration: Configuration {
+                batch_size: 10,
+                ..Configuration::default()
+            },
+            loaded: Loaded {
+                transform: Box::new(Echo),
+                module_id: "echo-v1.0.0".into(),
+                version: "1.0.0".into(),
+            },
+            source: Box::new(Finite {
+                next: 0,
+                end: 100,
+                control: Arc::clone(&control),
+            }),
+            sink: Box::new(Flaky {
+                log: Arc::clone(&log),
+                fail_at: 2,
+            }),
+            metrics: Arc::clone(&metrics),
+            control,
+            recycle_base: 0,
+        };
+        let end = worker.run();
+        assert!(
+            matches!(&end, RunState::Failed(why) if why.contains("disk full")),
+            "{end:?}"
+        );
+        let log = log.lock().unwrap();
+        // Commits 0 and 1 landed, 2 failed, and 3 was never started.
+        assert_eq!(log.started, [10, 20, 30]);
+        assert!(
+            !log.overlapped,
+            "a commit started before the previous one was confirmed"
+        );
+        assert_eq!(metrics.committed_offset.load(Ordering::Acquire), 20);
+    }
 
     #[test]
     fn truncate_keeps_char_boundaries() {
