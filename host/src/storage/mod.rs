@@ -4,6 +4,7 @@
 //! # Layout
 //! - `topic`: the topic naming rule, [`TopicConfig`], [`TopicInfo`] and the tables a
 //!   topic lives in.
+//! - `error`: [`StorageError`], what every storage call can fail with.
 //! - `codec`: the versioned binary encoding of log entries and of the chunk rows
 //!   that store several consecutive entries under one key.
 //! - `writer`: the single writer thread. Every change to a topic (append, pipeline
@@ -18,6 +19,7 @@
 //! never wait for the writer.
 
 mod codec;
+mod error;
 mod meta;
 mod offsets;
 mod retention;
@@ -35,6 +37,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use crate::message::Message;
 
 pub use codec::{DecodeError, EncodeError};
+pub use error::StorageError;
 pub use meta::MetaTable;
 pub use topic::{validate_topic_name, Retention, TopicConfig, TopicInfo, MAX_TOPIC_NAME_LEN};
 
@@ -69,102 +72,6 @@ impl Default for StorageOptions {
     }
 }
 
-/// Everything that can go wrong in storage.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// The data directory could not be created or opened.
-    #[error("cannot use data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The database could not be opened (locked by another broker, corrupt, ...).
-    #[error("cannot open database {path}: {reason}")]
-    Open {
-        /// The database file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// A topic name broke the naming rule.
-    #[error("invalid topic name {name:?}: {reason}")]
-    InvalidTopicName {
-        /// The name (cut to a sane length).
-        name: String,
-        /// Which part of the rule it broke.
-        reason: &'static str,
-    },
-    /// The topic does not exist (and was not auto-created).
-    #[error("topic {0:?} does not exist")]
-    TopicNotFound(String),
-    /// `create_topic` on an existing name.
-    #[error("topic {0:?} already exists")]
-    TopicAlreadyExists(String),
-    /// A read started past the end of the log.
-    #[error(
-        "offset {offset} is out of range for topic {topic:?} (stored offsets are {start}..{end})"
-    )]
-    OffsetOutOfRange {
-        /// The topic.
-        topic: String,
-        /// The requested offset.
-        offset: u64,
-        /// The first stored offset.
-        start: u64,
-        /// One past the last offset.
-        end: u64,
-    },
-    /// A message could not be encoded.
-    #[error("message cannot be stored: {0}")]
-    Encode(#[from] EncodeError),
-    /// A stored entry could not be decoded.
-    #[error("stored message {topic}@{offset} is corrupt: {source}")]
-    Corrupt {
-        /// The topic.
-        topic: String,
-        /// The entry's offset.
-        offset: u64,
-        /// What was wrong.
-        source: DecodeError,
-    },
-    /// A topic's metadata row could not be decoded.
-    #[error("metadata of topic {topic:?} is corrupt: {reason}")]
-    CorruptMeta {
-        /// The topic.
-        topic: String,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The transaction carrying this write failed; nothing of it was stored.
-    #[error("write failed, nothing was stored: {0}")]
-    WriteFailed(String),
-    /// The store has been closed.
-    #[error("storage is closed")]
-    Closed,
-    /// The database failed (boxed: redb's error is large and this one is rare).
-    #[error("database error: {0}")]
-    Database(Box<redb::Error>),
-}
-
-macro_rules! redb_error_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StorageError {
-            fn from(e: $t) -> Self {
-                StorageError::Database(Box::new(e.into()))
-            }
-        }
-    )*};
-}
-redb_error_from!(
-    redb::Error,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
 /// What a read returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadBatch {
@@ -195,19 +102,23 @@ pub struct Commit {
     pub stamp: Vec<(String, String)>,
 }
 
-/// A commit handed to the writer, not yet known to be durable.
-#[must_use = "a commit is only known to be durable once waited for"]
-pub struct PendingCommit {
-    rx: std::sync::mpsc::Receiver<Result<Vec<Range<u64>>, StorageError>>,
+/// A request handed to the writer whose answer has not been waited for yet.
+#[must_use = "a write is only known to be durable once waited for"]
+pub struct Pending<T> {
+    rx: std::sync::mpsc::Receiver<Result<T, StorageError>>,
 }
 
-impl PendingCommit {
-    /// Waits until the commit is durable (or failed, in which case nothing of it was
-    /// stored); returns the offset range of each append, in order.
-    pub fn wait(self) -> Result<Vec<Range<u64>>, StorageError> {
+impl<T> Pending<T> {
+    /// Waits until the write is durable (or failed, in which case nothing of it was
+    /// stored) and returns its answer.
+    pub fn wait(self) -> Result<T, StorageError> {
         self.rx.recv().map_err(|_| StorageError::Closed)?
     }
 }
+
+/// A [`Commit`] handed to the writer; its answer is the offset range of each append,
+/// in order.
+pub type PendingCommit = Pending<Vec<Range<u64>>>;
 
 /// The store. Cheap to clone; every clone talks to the same database and writer.
 #[derive(Clone)]
@@ -427,13 +338,11 @@ impl Storage {
             appends.push((topic, codec::encode_chunks(&messages, now, &commit.stamp)?));
         }
         let offsets = commit.offsets;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.inner.writer.send(Request::Commit {
+        self.send(|reply| Request::Commit {
             appends,
             offsets,
-            reply: Reply::Blocking(tx),
-        })?;
-        Ok(PendingCommit { rx })
+            reply,
+        })
     }
 
     /// Reads up to `max_messages` messages (and about `max_bytes` of values, but
@@ -588,9 +497,17 @@ impl Storage {
         &self,
         request: impl FnOnce(Reply<T>) -> Request,
     ) -> Result<T, StorageError> {
+        self.send(request)?.wait()
+    }
+
+    /// Queues a request for the writer; its answer comes through the returned handle.
+    fn send<T>(
+        &self,
+        request: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<Pending<T>, StorageError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.inner.writer.send(request(Reply::Blocking(tx)))?;
-        rx.recv().map_err(|_| StorageError::Closed)?
+        Ok(Pending { rx })
     }
 
     /// The in-memory topic table, read-locked (a poisoned lock still holds

@@ -1,0 +1,101 @@
+//! [`StorageError`]: every way a storage call can fail, each saying what to fix.
+
+use std::path::PathBuf;
+
+use super::{DecodeError, EncodeError};
+
+/// Everything that can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The data directory could not be created or opened.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database could not be opened (locked by another broker, corrupt, ...).
+    #[error("cannot open database {path}: {reason}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A topic name broke the naming rule.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The name (cut to a sane length).
+        name: String,
+        /// Which part of the rule it broke.
+        reason: &'static str,
+    },
+    /// The topic does not exist (and was not auto-created).
+    #[error("topic {0:?} does not exist")]
+    TopicNotFound(String),
+    /// `create_topic` on an existing name.
+    #[error("topic {0:?} already exists")]
+    TopicAlreadyExists(String),
+    /// A read started past the end of the log.
+    #[error(
+        "offset {offset} is out of range for topic {topic:?} (stored offsets are {start}..{end})"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The requested offset.
+        offset: u64,
+        /// The first stored offset.
+        start: u64,
+        /// One past the last offset.
+        end: u64,
+    },
+    /// A message could not be encoded.
+    #[error("message cannot be stored: {0}")]
+    Encode(#[from] EncodeError),
+    /// A stored entry could not be decoded.
+    #[error("stored message {topic}@{offset} is corrupt: {source}")]
+    Corrupt {
+        /// The topic.
+        topic: String,
+        /// The entry's offset.
+        offset: u64,
+        /// What was wrong.
+        source: DecodeError,
+    },
+    /// A topic's metadata row could not be decoded.
+    #[error("metadata of topic {topic:?} is corrupt: {reason}")]
+    CorruptMeta {
+        /// The topic.
+        topic: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The transaction carrying this write failed; nothing of it was stored.
+    #[error("write failed, nothing was stored: {0}")]
+    WriteFailed(String),
+    /// The store has been closed.
+    #[error("storage is closed")]
+    Closed,
+    /// The database failed (boxed: redb's error is large and this one is rare).
+    #[error("database error: {0}")]
+    Database(Box<redb::Error>),
+}
+
+macro_rules! redb_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                StorageError::Database(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+redb_error_from!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
