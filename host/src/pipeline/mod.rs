@@ -13,6 +13,8 @@
 //! exact module version, starts and stops workers, hands them hot-swap updates, and
 //! resumes the running ones after a restart.
 
+#[cfg(test)]
+mod fakes;
 pub mod io;
 pub mod metrics;
 pub mod read_ahead;

@@ -159,46 +159,12 @@ impl Drop for ReadAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A source of `total` numbered messages, `per_fetch` at a time.
-    struct Counting {
-        next: u64,
-        total: u64,
-        fail_at: Option<u64>,
-    }
-
-    impl Source for Counting {
-        fn fetch(&mut self, max: usize, _wait: Duration) -> Result<Vec<Fetched>, IoError> {
-            if self.fail_at == Some(self.next) {
-                return Err(IoError::new("disk on fire".into()));
-            }
-            let end = (self.next + max as u64).min(self.total);
-            let batch = (self.next..end)
-                .map(|offset| Fetched {
-                    offset,
-                    message: Default::default(),
-                })
-                .collect();
-            self.next = end;
-            Ok(batch)
-        }
-        fn seek(&mut self, offset: u64) {
-            self.next = offset;
-        }
-        fn bounds(&self) -> Result<(u64, u64), IoError> {
-            Ok((0, self.total))
-        }
-    }
+    use crate::pipeline::fakes::Numbered;
 
     fn counting(total: u64, fail_at: Option<u64>) -> ReadAhead {
-        ReadAhead::new(
-            Box::new(Counting {
-                next: 0,
-                total,
-                fail_at,
-            }),
-            "test-reader",
-        )
+        let mut source = Numbered::new(total);
+        source.fail_at = fail_at;
+        ReadAhead::new(Box::new(source), "test-reader")
     }
 
     fn offsets(batch: &[Fetched]) -> Vec<u64> {

@@ -438,6 +438,7 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::fakes::Numbered;
     use crate::pipeline::io::IoError;
     use crate::runtime::ProcessOutput;
 
@@ -461,37 +462,6 @@ mod tests {
         }
         fn memory_bytes(&self) -> u64 {
             0
-        }
-    }
-
-    /// Offsets `0..end`; once they are all read it asks the worker to stop, so a
-    /// worker that misses a failure ends (as `Stopped`) instead of idling forever.
-    struct Finite {
-        next: u64,
-        end: u64,
-        control: Arc<Control>,
-    }
-
-    impl Source for Finite {
-        fn fetch(&mut self, max: usize, _wait: Duration) -> Result<Vec<Fetched>, IoError> {
-            if self.next >= self.end {
-                self.control.request_stop();
-                return Ok(Vec::new());
-            }
-            let batch = (self.next..self.next + max as u64)
-                .map(|offset| Fetched {
-                    offset,
-                    message: Message::default(),
-                })
-                .collect();
-            self.next += max as u64;
-            Ok(batch)
-        }
-        fn seek(&mut self, offset: u64) {
-            self.next = offset;
-        }
-        fn bounds(&self) -> Result<(u64, u64), IoError> {
-            Ok((0, u64::MAX))
         }
     }
 
@@ -547,6 +517,8 @@ mod tests {
         let log = Arc::new(Mutex::new(Log::default()));
         let metrics = Arc::new(PipelineMetrics::default());
         let control = Arc::new(Control::default());
+        let mut source = Numbered::new(100);
+        source.stop_at_end = Some(Arc::clone(&control));
         let worker = Worker {
             pipeline_id: "pipeline-1".into(),
             source_topic: "in".into(),
@@ -560,11 +532,7 @@ mod tests {
                 module_id: "echo-v1.0.0".into(),
                 version: "1.0.0".into(),
             },
-            source: Box::new(Finite {
-                next: 0,
-                end: 100,
-                control: Arc::clone(&control),
-            }),
+            source: Box::new(source),
             sink: Box::new(Flaky {
                 log: Arc::clone(&log),
                 fail_at: 2,
