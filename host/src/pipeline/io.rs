@@ -82,10 +82,6 @@ pub trait Sink: Send {
     /// step. Commits started one after another land in that order; the worker keeps
     /// at most one in flight and waits for it before starting the next.
     fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError>;
-    /// Writes a batch and the new source position and waits until it is durable.
-    fn commit(&mut self, batch: CommitBatch) -> Result<(), IoError> {
-        self.start_commit(batch)?.wait()
-    }
     /// The committed source position, if the pipeline ever committed.
     fn committed(&self) -> Result<Option<u64>, IoError>;
 }
