@@ -4,7 +4,8 @@
 //! Sections (every one optional, every key defaulted; unknown keys are errors):
 //! `[etl]` (the deployment guide's keys plus our limits), `[server]` (listen
 //! addresses and request limits), `[storage]` (data directory and retention),
-//! `[admin]` (bearer token) and `[logging]`.
+//! `[admin]` (bearer token), `[logging]`, and `[kafka]` (external Kafka clusters;
+//! see [`crate::kafka::config`]).
 //!
 //! An environment variable `RUSTMQ_<SECTION>_<KEY>` (upper case) overrides the key
 //! `<key>` of section `[<section>]`, e.g. `RUSTMQ_ETL_MEMORY_LIMIT_BYTES=134217728`,
@@ -38,6 +39,8 @@ pub struct BrokerConfig {
     pub admin: AdminConfig,
     /// `[logging]`: what is logged.
     pub logging: LoggingConfig,
+    /// `[kafka]`: Kafka clusters pipelines may read and write.
+    pub kafka: crate::kafka::KafkaConfig,
 }
 
 /// `[etl]`: the guide's five keys plus the limits our runtime enforces.
@@ -247,7 +250,7 @@ pub enum ConfigError {
 }
 
 /// The section names environment overrides may address.
-const SECTIONS: [&str; 5] = ["etl", "server", "storage", "admin", "logging"];
+const SECTIONS: [&str; 6] = ["etl", "server", "storage", "admin", "logging", "kafka"];
 
 impl BrokerConfig {
     /// Loads `path`, applies `RUSTMQ_*` environment overrides, resolves relative
@@ -414,6 +417,9 @@ impl BrokerConfig {
                     LEVELS.join(", ")
                 ),
             ));
+        }
+        if let Err((key, message)) = self.kafka.validate() {
+            return Err(invalid(&key, message));
         }
         for target in &self.logging.targets {
             let ok = !target.is_empty()

@@ -9,6 +9,7 @@
 //! - [`server`]: the shared broker state, listeners and graceful shutdown.
 //! - [`runtime`]: wasmtime engine, the `rustmq:etl` bindings and the [`runtime::Transform`]
 //!   interface that components and legacy core modules implement.
+//! - [`kafka`]: external Kafka clusters as pipeline sources and sinks (rdkafka).
 //! - [`cli`]: the `rustmq-etl` command line (`run`).
 //!
 //! The binaries (`rustmq-broker`, `rustmq-etl`) only parse flags, set up tracing and
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod kafka;
 pub mod message;
 pub mod modules;
 pub mod pipeline;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::config::BrokerConfig;
+use crate::kafka::{Clusters, KafkaError};
 use crate::modules::{ModuleError, ModuleStore};
 use crate::pipeline::{PipelineError, PipelineManager};
 use crate::runtime::{Runtime, RuntimeError, RuntimeLimits};
@@ -68,7 +69,11 @@ impl Broker {
             storage.clone(),
             runtime.clone(),
         )?;
-        let pipelines = PipelineManager::open(storage.clone(), modules.clone())?;
+        let kafka = Clusters::new(&config.kafka, &s.data_dir)?;
+        if !config.kafka.clusters.is_empty() {
+            tracing::info!(target: "rustmq::etl::kafka", worker_id = kafka.worker_id(), clusters = ?config.kafka.clusters.keys().collect::<Vec<_>>(), "Kafka clusters declared");
+        }
+        let pipelines = PipelineManager::open_with_kafka(storage.clone(), modules.clone(), kafka)?;
         let ready = modules.warm()?;
         tracing::info!(target: "rustmq::etl", modules = ready, stats = ?modules.stats(), "modules loaded");
         if etl.enabled {
@@ -100,6 +105,9 @@ pub enum ServerError {
     /// The module store could not be opened.
     #[error("cannot open the module store (etl.modules_path): {0}")]
     Modules(#[from] ModuleError),
+    /// A Kafka cluster's client settings are refused.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
     /// Pipelines could not be loaded.
     #[error("cannot load pipelines: {0}")]
     Pipelines(#[from] PipelineError),

@@ -141,6 +141,7 @@ async fn prometheus_metrics(State(state): State<AdminState>) -> Result<Response,
         "99th percentile module time per input",
         |s| (s.p99_processing_time_ms * 1000.0) as i64,
     );
+    kafka_metrics(&mut registry, &pipelines);
     let stats = state.modules.stats();
     let compiled = Counter::<u64>::default();
     compiled.inc_by(stats.compilations);
@@ -166,4 +167,58 @@ async fn prometheus_metrics(State(state): State<AdminState>) -> Result<Response,
         text,
     )
         .into_response())
+}
+
+/// The Kafka part: per-partition lag, assigned partitions, rebalances, delivery mode
+/// and outage, for pipelines with a Kafka source.
+fn kafka_metrics(registry: &mut Registry, pipelines: &[(String, MetricsSnapshot)]) {
+    let lag = Family::<Labels, Gauge>::default();
+    let assigned = Family::<Labels, Gauge>::default();
+    let rebalances = Family::<Labels, Counter>::default();
+    let exactly_once = Family::<Labels, Gauge>::default();
+    let outage = Family::<Labels, Gauge>::default();
+    for (id, s) in pipelines {
+        let Some(k) = &s.kafka else { continue };
+        let pipeline = vec![("pipeline".to_string(), id.clone())];
+        for p in &k.partitions {
+            let mut labels = pipeline.clone();
+            labels.push(("partition".to_string(), p.partition.to_string()));
+            lag.get_or_create(&labels).set(p.lag as i64);
+        }
+        assigned
+            .get_or_create(&pipeline)
+            .set(k.assigned_partitions.len() as i64);
+        rebalances.get_or_create(&pipeline).inc_by(k.rebalances);
+        exactly_once
+            .get_or_create(&pipeline)
+            .set(i64::from(k.delivery == crate::kafka::Delivery::ExactlyOnce));
+        outage
+            .get_or_create(&pipeline)
+            .set(i64::from(k.outage.is_some()));
+    }
+    registry.register(
+        "kafka_partition_lag_messages",
+        "Kafka source: end of the partition's log minus the committed position",
+        lag,
+    );
+    registry.register(
+        "kafka_assigned_partitions",
+        "Kafka source: partitions this broker owns",
+        assigned,
+    );
+    registry.register(
+        "kafka_rebalances",
+        "Kafka source: assignments and revocations seen",
+        rebalances,
+    );
+    registry.register(
+        "kafka_exactly_once",
+        "Kafka pipeline: 1 when it commits with Kafka transactions, 0 when at-least-once",
+        exactly_once,
+    );
+    registry.register(
+        "kafka_outage",
+        "Kafka pipeline: 1 while the cluster reports an error",
+        outage,
+    );
 }

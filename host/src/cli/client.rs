@@ -25,7 +25,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where the broker is and how to talk to it; shared by every broker subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The broker's admin API.
+    /// The broker's admin API. `module` and `pipeline` commands take a
+    /// comma-separated list (the workers of one Kafka cluster) and run against each.
     #[arg(long, global = true, env = "RUSTMQ_CLI_ADMIN_URL", default_value = DEFAULT_ADMIN_URL, value_name = "URL")]
     pub admin_url: String,
     /// The broker's message API.

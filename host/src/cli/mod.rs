@@ -52,7 +52,9 @@ Exit status:
   5  unauthorized: set RUSTMQ_ADMIN_TOKEN to the broker's [admin] token
 
 Environment:
-  RUSTMQ_CLI_ADMIN_URL  admin API [default: http://127.0.0.1:9094]
+  RUSTMQ_CLI_ADMIN_URL  admin API [default: http://127.0.0.1:9094]; module and
+                        pipeline commands take a comma-separated list of brokers
+                        and run against each in turn
   RUSTMQ_CLI_URL        message API [default: http://127.0.0.1:9092]
   RUSTMQ_ADMIN_TOKEN    admin token (sent as Authorization: Bearer <token>)
 
@@ -178,10 +180,44 @@ pub fn execute(cli: Cli, stdin: &mut dyn BufRead, stdout: &mut dyn Write) -> Res
         Command::New(args) => new::run(&args, stdout)?,
         Command::Run(args) => run::run(&args, stdin, stdout)?,
         Command::Inspect(args) => inspect::run(&args, stdout)?,
-        Command::Module(args) => module::run(&args.command, &args.client, stdout)?,
-        Command::Pipeline(args) => pipeline::run(&args.command, &args.client, stdout)?,
+        Command::Module(args) => each_broker(&args.client, stdout, |client, out| {
+            module::run(&args.command, client, out)
+        })?,
+        Command::Pipeline(args) => each_broker(&args.client, stdout, |client, out| {
+            pipeline::run(&args.command, client, out)
+        })?,
         Command::Produce(args) => produce::run(&args, &args.client, stdin, stdout)?,
         Command::Consume(args) => consume::run(&args, &args.client, stdout)?,
+    }
+    Ok(())
+}
+
+/// Runs a module or pipeline command against every broker of a comma-separated
+/// `--admin-url` in turn (the workers sharing a Kafka cluster: upload and declare
+/// once, every worker runs its share), under a `== URL` heading each, stopping at
+/// the first failure. One URL: runs it once, as it always did.
+fn each_broker<F>(client: &client::ClientArgs, out: &mut dyn Write, run: F) -> Result<(), CliError>
+where
+    F: Fn(&client::ClientArgs, &mut dyn Write) -> Result<(), CliError>,
+{
+    let urls: Vec<&str> = client
+        .admin_url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.len() <= 1 {
+        return run(client, out);
+    }
+    for url in urls {
+        if !client.json {
+            writeln!(out, "== {url}")?;
+        }
+        let one = client::ClientArgs {
+            admin_url: url.to_string(),
+            ..client.clone()
+        };
+        run(&one, out)?;
     }
     Ok(())
 }

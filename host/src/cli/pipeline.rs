@@ -274,9 +274,7 @@ pub fn run(
         PipelineCommand::Status(_) => {
             let config = &answer["configuration"];
             let retry = &config["retry_policy"];
-            output::fields(
-                out,
-                &[
+            let mut lines = vec![
                     ("pipeline", output::text(&answer, "pipeline_id")),
                     ("name", output::text(&answer, "pipeline_name")),
                     ("status", state(&answer)),
@@ -308,22 +306,68 @@ pub fn run(
                         output::text(&answer, "committed_offset"),
                     ),
                     ("lag", output::text(&answer, "lag")),
-                ],
-            )?;
+                    ("delivery", output::text(&answer, "delivery")),
+            ];
+            lines.extend(kafka_fields(&answer["kafka"]));
+            output::fields(out, &lines)?;
         }
         PipelineCommand::Metrics(_) => {
-            let pairs: Vec<(&str, String)> = answer
+            let mut pairs: Vec<(&str, String)> = answer
                 .as_object()
                 .map(|o| {
                     o.iter()
+                        .filter(|(k, _)| k.as_str() != "kafka")
                         .map(|(k, v)| (k.as_str(), output::show(v)))
                         .collect()
                 })
                 .unwrap_or_default();
+            pairs.extend(kafka_fields(&answer["kafka"]));
             output::fields(out, &pairs)?;
         }
     }
     Ok(())
+}
+
+/// The lines of a Kafka source's part of a status or metrics answer: group,
+/// delivery, partitions with their lag, rebalances, outage. None without one.
+fn kafka_fields(kafka: &Value) -> Vec<(&'static str, String)> {
+    if !kafka.is_object() {
+        return Vec::new();
+    }
+    let partitions = kafka["partitions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: committed {} end {} lag {}",
+                output::text(p, "partition"),
+                output::text(p, "committed_offset"),
+                output::text(p, "high_watermark"),
+                output::text(p, "lag"),
+            )
+        })
+        .collect::<Vec<_>>();
+    let mut lines = vec![
+        ("kafka source", output::text(kafka, "source")),
+        ("consumer group", output::text(kafka, "consumer_group")),
+        ("commit mode", output::text(kafka, "delivery")),
+        (
+            "partitions",
+            if partitions.is_empty() {
+                "none assigned".to_string()
+            } else {
+                partitions.join("; ")
+            },
+        ),
+        ("kafka lag", output::text(kafka, "lag")),
+        ("rebalances", output::text(kafka, "rebalances")),
+    ];
+    if !kafka["outage"].is_null() {
+        lines.push(("cluster error", output::text(kafka, "outage")));
+    }
+    lines
 }
 
 /// `running`, or `failed: <why>`.

@@ -42,6 +42,7 @@ impl Source for Numbered {
         let end = (self.next + max as u64).min(self.end);
         let batch = (self.next..end)
             .map(|offset| Fetched {
+                partition: crate::pipeline::io::LOCAL_PARTITION,
                 offset,
                 message: Default::default(),
             })

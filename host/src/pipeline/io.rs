@@ -1,13 +1,15 @@
 //! Where a pipeline reads from and writes to, behind two small traits.
 //!
-//! The worker only sees [`Source`] and [`Sink`]. Today both are the broker's own
-//! topics ([`LocalSource`], [`LocalSink`]); a source or sink on another system (an
-//! external Kafka cluster, say) implements the same traits. Exactly-once rests on
-//! [`Sink::start_commit`]: the outputs, the error-topic writes and the new source
-//! position land together or not at all, and commits land in the order they were
-//! started, which lets the worker process the next batch while one commit is in
-//! flight.
+//! The worker only sees [`Source`] and [`Sink`]. Here are the broker's own topics
+//! ([`LocalSource`], [`LocalSink`]); Kafka clusters implement the same traits in
+//! `crate::kafka`. Exactly-once rests on [`Sink::start_commit`]: the outputs, the
+//! error-topic writes and the new source positions land together or not at all, and
+//! commits land in the order they were started, which lets the worker process the
+//! next batch while one commit is in flight. (A sink that cannot make one atomic
+//! step of them, such as local topics written from a Kafka source, writes the
+//! outputs first and the positions after: at-least-once, as its status says.)
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::message::Message;
@@ -17,10 +19,18 @@ use crate::storage::{self, Commit, Storage, StorageError};
 /// memory when messages are large.
 pub const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
 
+/// The partition of a local topic (local topics have one).
+pub const LOCAL_PARTITION: i32 = 0;
+
+/// Per source partition, the next offset to read.
+pub type Positions = BTreeMap<i32, u64>;
+
 /// A message read from a source, with its position there.
 #[derive(Debug, Clone)]
 pub struct Fetched {
-    /// The message's offset in the source.
+    /// The source partition ([`LOCAL_PARTITION`] for local topics).
+    pub partition: i32,
+    /// The message's offset in its partition.
     pub offset: u64,
     /// The message.
     pub message: Message,
@@ -33,8 +43,9 @@ pub struct CommitBatch {
     pub destination: Vec<Message>,
     /// Messages for the error topic.
     pub errors: Vec<Message>,
-    /// The source position after the batch (the next offset to read).
-    pub next_offset: u64,
+    /// The source positions after the batch (per partition, the next offset to
+    /// read), for the partitions the batch read from.
+    pub positions: Positions,
     /// Headers every written message must carry, replacing any of its own with
     /// those names (the module that produced the batch); the sink adds them as it
     /// writes.
@@ -64,7 +75,9 @@ pub trait Source: Send {
     /// Up to `max` messages from the current position, waiting up to `wait` when
     /// there are none yet. Advances the position past what it returns.
     fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Fetched>, IoError>;
-    /// Moves the position (to the committed offset, on start).
+    /// Moves the position (to the committed offset, on start). Sources whose
+    /// positions are kept elsewhere (a Kafka group's committed offsets) are never
+    /// sought: their sinks report no committed offset.
     fn seek(&mut self, offset: u64);
     /// The oldest and the next-to-be-written offsets: for `start_from` and lag.
     fn bounds(&self) -> Result<(u64, u64), IoError>;
@@ -82,7 +95,8 @@ pub trait Sink: Send {
     /// step. Commits started one after another land in that order; the worker keeps
     /// at most one in flight and waits for it before starting the next.
     fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError>;
-    /// The committed source position, if the pipeline ever committed.
+    /// The committed position of a local source, if the pipeline ever committed
+    /// one; `None` when the source keeps its own positions (Kafka groups).
     fn committed(&self) -> Result<Option<u64>, IoError>;
 }
 
@@ -122,7 +136,11 @@ impl Source for LocalSource {
         Ok(batch
             .messages
             .into_iter()
-            .map(|(offset, message)| Fetched { offset, message })
+            .map(|(offset, message)| Fetched {
+                partition: LOCAL_PARTITION,
+                offset,
+                message,
+            })
             .collect())
     }
 
@@ -186,7 +204,7 @@ impl Sink for LocalSink {
         }
         let pending = self.storage.start_commit(Commit {
             appends,
-            offsets: vec![(self.consumer.clone(), batch.next_offset)],
+            offsets: vec![(self.consumer.clone(), local_position(&batch.positions)?)],
             stamp: batch.stamp,
         })?;
         Ok(Box::new(pending))
@@ -194,5 +212,15 @@ impl Sink for LocalSink {
 
     fn committed(&self) -> Result<Option<u64>, IoError> {
         Ok(self.storage.consumer_offset(&self.consumer)?)
+    }
+}
+
+/// The one position of a local source in a batch's positions.
+pub fn local_position(positions: &Positions) -> Result<u64, IoError> {
+    match positions.iter().next() {
+        Some((&LOCAL_PARTITION, &offset)) if positions.len() == 1 => Ok(offset),
+        _ => Err(IoError(format!(
+            "a local source has one partition, but the batch has positions {positions:?}"
+        ))),
     }
 }

@@ -2,10 +2,12 @@
 //! the metrics endpoints.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::kafka::progress::{KafkaSnapshot, Progress};
 
 /// Longest processing time the histogram tracks (60 s, in microseconds); longer
 /// calls are counted at the cap.
@@ -34,6 +36,8 @@ pub struct PipelineMetrics {
     /// Offset committed last.
     pub committed_offset: AtomicU64,
     histogram: Mutex<hdrhistogram::Histogram<u64>>,
+    /// The Kafka source's progress, while the pipeline reads one.
+    kafka: Mutex<Option<Arc<Progress>>>,
 }
 
 impl Default for PipelineMetrics {
@@ -53,6 +57,7 @@ impl Default for PipelineMetrics {
                 hdrhistogram::Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, 2)
                     .expect("static histogram bounds are valid"),
             ),
+            kafka: Mutex::new(None),
         }
     }
 }
@@ -88,6 +93,9 @@ pub struct MetricsSnapshot {
     pub committed_offset: u64,
     /// See [`PipelineMetrics::memory_bytes`].
     pub memory_usage_bytes: u64,
+    /// A Kafka source's partitions, positions, lag, rebalances and delivery mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSnapshot>,
 }
 
 impl PipelineMetrics {
@@ -96,14 +104,30 @@ impl PipelineMetrics {
         *self.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 
+    /// Attaches (or, with `None`, detaches) a Kafka source's progress.
+    pub fn set_kafka(&self, progress: Option<Arc<Progress>>) {
+        *self.kafka.lock().unwrap_or_else(|p| p.into_inner()) = progress;
+    }
+
+    /// The Kafka source's progress, if the pipeline reads one.
+    pub fn kafka(&self) -> Option<KafkaSnapshot> {
+        self.kafka
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|p| p.snapshot())
+    }
+
     /// Records the module time spent on one input.
     pub fn record_time(&self, micros: u64) {
         let mut h = self.histogram.lock().unwrap_or_else(|p| p.into_inner());
         h.saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
     }
 
-    /// A snapshot; `source_end` is the source's next offset, for lag.
+    /// A snapshot; `source_end` is a local source's next offset, for lag (a Kafka
+    /// source's lag is the sum over its partitions).
     pub fn snapshot(&self, source_end: u64) -> MetricsSnapshot {
+        let kafka = self.kafka();
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (mean, p50, p99) = {
             let h = self.histogram.lock().unwrap_or_else(|p| p.into_inner());
@@ -137,13 +161,17 @@ impl PipelineMetrics {
             },
             retries: get(&self.retries),
             messages_produced: get(&self.outputs),
-            lag: source_end.saturating_sub(committed),
+            lag: match &kafka {
+                Some(k) => k.lag,
+                None => source_end.saturating_sub(committed),
+            },
             p50_processing_time_ms: p50,
             p99_processing_time_ms: p99,
             instance_recycles: get(&self.recycles),
             batches_committed: get(&self.batches),
             committed_offset: committed,
             memory_usage_bytes: get(&self.memory_bytes),
+            kafka,
         }
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //! - `spec`: the definition users post, its validation, the persisted record.
+//! - `endpoint`: topic references: local names and `kafka://CLUSTER/TOPIC`.
 //! - `io`: the [`io::Source`] / [`io::Sink`] traits and the local-topic implementations.
+//! - `connect`: the source and sink for a pipeline's endpoints, and the delivery
+//!   guarantee they give.
 //! - `read_ahead`: a [`io::Source`] wrapper that reads the next batch on its own thread.
 //! - `worker`: the loop of one running pipeline (its own thread).
 //! - `metrics`: per-pipeline counters and latency histograms.
@@ -13,6 +16,8 @@
 //! exact module version, starts and stops workers, hands them hot-swap updates, and
 //! resumes the running ones after a restart.
 
+pub mod connect;
+pub mod endpoint;
 #[cfg(test)]
 mod fakes;
 pub mod io;
@@ -28,12 +33,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::kafka::Clusters;
 use crate::modules::{ModuleError, ModuleRecord, ModuleStore};
 use crate::runtime::TransformError;
 use crate::storage::{Commit, MetaTable, Storage, StorageError};
-use io::{LocalSink, LocalSource, Source};
+use connect::Endpoints;
+use endpoint::Endpoint;
+use io::{LocalSource, Source};
 use metrics::{MetricsSnapshot, PipelineMetrics};
-use read_ahead::ReadAhead;
 use spec::{DesiredState, PipelinePatch, PipelineRecord, PipelineSpec, SpecError, StartFrom};
 use worker::{Control, Loaded, RunState, Update, Worker};
 
@@ -108,12 +115,23 @@ pub struct PipelineManager {
 struct Inner {
     storage: Storage,
     modules: ModuleStore,
+    kafka: Clusters,
     pipelines: Mutex<BTreeMap<String, Entry>>,
 }
 
 impl PipelineManager {
-    /// Loads the persisted pipelines (without starting them; see [`Self::resume`]).
+    /// Loads the persisted pipelines (without starting them; see [`Self::resume`]),
+    /// with no Kafka cluster declared.
     pub fn open(storage: Storage, modules: ModuleStore) -> Result<Self, PipelineError> {
+        Self::open_with_kafka(storage, modules, Clusters::default())
+    }
+
+    /// Loads the persisted pipelines; their topics may be on the `kafka` clusters.
+    pub fn open_with_kafka(
+        storage: Storage,
+        modules: ModuleStore,
+        kafka: Clusters,
+    ) -> Result<Self, PipelineError> {
         let mut pipelines = BTreeMap::new();
         for (key, value) in storage.meta_list(MetaTable::Pipelines)? {
             match serde_json::from_slice::<PipelineRecord>(&value) {
@@ -136,6 +154,7 @@ impl PipelineManager {
             inner: Arc::new(Inner {
                 storage,
                 modules,
+                kafka,
                 pipelines: Mutex::new(pipelines),
             }),
         })
@@ -164,7 +183,7 @@ impl PipelineManager {
     /// Creates a pipeline, pinning it to the highest module version matching its
     /// requirement, and starts it when `enabled`.
     pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, PipelineError> {
-        spec.validate(|t| Storage::validate_topic_name(t).map_err(|e| e.to_string()))?;
+        let endpoints = self.check(&spec)?;
         let module = self
             .inner
             .modules
@@ -172,15 +191,21 @@ impl PipelineManager {
         // Fail now, not at start, if the module does not load or refuses the params.
         let loaded = self.load(&module, "validation", &spec.configuration)?;
         drop(loaded);
-        // Fix the starting position now so that `latest` means "after creation".
-        let source = LocalSource::new(self.inner.storage.clone(), &spec.source_topic);
-        let (first, end) = source
-            .bounds()
-            .map_err(|e| PipelineError::Io(e.to_string()))?;
-        let start = match spec.start_from {
-            StartFrom::Earliest => first,
-            StartFrom::Latest => end,
-            StartFrom::Offset(o) => o,
+        // Fix the starting position of a local source now so that `latest` means
+        // "after creation". (A Kafka source's group applies `start_from` itself.)
+        let start = match &endpoints.source {
+            Endpoint::Local(topic) => {
+                let source = LocalSource::new(self.inner.storage.clone(), topic);
+                let (first, end) = source
+                    .bounds()
+                    .map_err(|e| PipelineError::Io(e.to_string()))?;
+                Some(match spec.start_from {
+                    StartFrom::Earliest => first,
+                    StartFrom::Latest => end,
+                    StartFrom::Offset(o) => o,
+                })
+            }
+            Endpoint::Kafka { .. } => None,
         };
         // The name check, the id choice and the insert happen under one lock, so
         // concurrent creates can neither share an id (the second would replace the
@@ -219,11 +244,13 @@ impl PipelineManager {
         self.inner
             .storage
             .delete_consumer_offset(&record.consumer_id())?;
-        self.inner.storage.commit(Commit {
-            appends: Vec::new(),
-            offsets: vec![(record.consumer_id(), start)],
-            stamp: Vec::new(),
-        })?;
+        if let Some(start) = start {
+            self.inner.storage.commit(Commit {
+                appends: Vec::new(),
+                offsets: vec![(record.consumer_id(), start)],
+                stamp: Vec::new(),
+            })?;
+        }
         self.persist(&record)?;
         let enabled = record.desired == DesiredState::Running;
         pipelines.insert(
@@ -268,37 +295,15 @@ impl PipelineManager {
         let loaded = self.load(&module, &record.pipeline_id, &record.spec.configuration)?;
         let control = Arc::new(Control::default());
         let state = Arc::new(Mutex::new(RunState::Running));
-        let worker = Worker {
-            pipeline_id: record.pipeline_id.clone(),
-            source_topic: record.spec.source_topic.clone(),
-            has_error_topic: record.spec.error_topic.is_some(),
-            configuration: record.spec.configuration.clone(),
-            loaded,
-            source: Box::new(ReadAhead::new(
-                Box::new(LocalSource::new(
-                    self.inner.storage.clone(),
-                    &record.spec.source_topic,
-                )),
-                &format!("etl-read-{id}"),
-            )),
-            sink: Box::new(LocalSink::new(
-                self.inner.storage.clone(),
-                &record.consumer_id(),
-                &record.spec.destination_topic,
-                record.spec.error_topic.as_deref(),
-            )),
-            metrics,
-            control: control.clone(),
-            recycle_base: 0,
-        };
         let thread = {
             let state = state.clone();
             let manager = self.clone();
             let id = id.clone();
+            let control = control.clone();
             std::thread::Builder::new()
                 .name(format!("etl-{id}"))
                 .spawn(move || {
-                    let end = worker.run();
+                    let end = manager.run_worker(&record, loaded, metrics, control);
                     if let RunState::Failed(reason) = &end {
                         manager.record_failure(&id, reason);
                     }
@@ -321,6 +326,52 @@ impl PipelineManager {
         drop(pipelines);
         self.persist(&record)?;
         self.status(&id)
+    }
+
+    /// The body of a worker thread: connects the pipeline's source and sink (Kafka
+    /// clients wait for their cluster here, not in the request that started the
+    /// pipeline), then runs the worker.
+    fn run_worker(
+        &self,
+        record: &PipelineRecord,
+        loaded: Loaded,
+        metrics: Arc<PipelineMetrics>,
+        control: Arc<Control>,
+    ) -> RunState {
+        let connected = match connect::connect(
+            record,
+            &self.inner.storage,
+            &self.inner.kafka,
+            &control,
+            &metrics,
+        ) {
+            Ok(c) => c,
+            Err(_) if control.stop_requested() => return RunState::Stopped,
+            Err(reason) => {
+                tracing::warn!(target: "rustmq::etl::pipeline", pipeline_id = %record.pipeline_id, reason = %reason, "pipeline could not connect");
+                return RunState::Failed(reason);
+            }
+        };
+        metrics.set_kafka(connected.kafka);
+        Worker {
+            pipeline_id: record.pipeline_id.clone(),
+            source_topic: record.spec.source_topic.clone(),
+            has_error_topic: record.spec.error_topic.is_some(),
+            configuration: record.spec.configuration.clone(),
+            loaded,
+            sink: connected.sink,
+            source: connected.source,
+            metrics,
+            control,
+            recycle_base: 0,
+        }
+        .run()
+    }
+
+    /// Checks a definition, its topics included.
+    fn check(&self, spec: &PipelineSpec) -> Result<Endpoints, PipelineError> {
+        spec.validate(|_| Ok(()))?;
+        Ok(Endpoints::of(spec, &self.inner.kafka)?)
     }
 
     /// Stops a pipeline at the next message boundary and waits for it.
@@ -365,9 +416,7 @@ impl PipelineManager {
         if let Some(req) = &patch.module_version {
             record.spec.module_version = req.clone();
         }
-        record
-            .spec
-            .validate(|t| Storage::validate_topic_name(t).map_err(|e| e.to_string()))?;
+        self.check(&record.spec)?;
         let module = match &patch.module_version {
             Some(req) => self.inner.modules.resolve(&record.spec.module_name, req)?,
             None => self
@@ -524,7 +573,20 @@ impl PipelineManager {
 
     fn describe(&self, entry: &Entry) -> PipelineStatus {
         let run_state = entry.run.as_ref().map(Run::state);
-        PipelineStatus::new(&entry.record, run_state, &self.inner.storage)
+        let kafka = entry.metrics.kafka();
+        let delivery = match &kafka {
+            Some(k) => k.delivery,
+            None => Endpoints::of(&entry.record.spec, &self.inner.kafka)
+                .map(|e| e.best_delivery(&self.inner.kafka))
+                .unwrap_or(crate::kafka::Delivery::AtLeastOnce),
+        };
+        PipelineStatus::new(
+            &entry.record,
+            run_state,
+            &self.inner.storage,
+            delivery,
+            kafka,
+        )
     }
 
     fn load(

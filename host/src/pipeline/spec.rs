@@ -46,9 +46,14 @@ pub struct PipelineSpec {
     /// Whether the pipeline runs as soon as it is created.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Where a new pipeline starts reading.
+    /// Where a new pipeline starts reading. For a Kafka source, `earliest` or
+    /// `latest`, applied while its consumer group has no committed offsets.
     #[serde(default)]
     pub start_from: StartFrom,
+    /// For a Kafka source: the consumer group shared by every broker running this
+    /// pipeline (default `rustmq-etl.<pipeline_name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_group: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -280,6 +285,14 @@ impl PipelineSpec {
         }
         if self.module_name.is_empty() {
             return Err(bad("module_name", "name an uploaded module"));
+        }
+        if let Some(group) = &self.consumer_group {
+            if !crate::kafka::config::valid_name(group) {
+                return Err(bad(
+                    "consumer_group",
+                    "use 1 to 128 letters, digits, '.', '_' and '-'",
+                ));
+            }
         }
         self.configuration.validate()
     }

@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use super::spec::{self, PipelineRecord};
 use super::worker::RunState;
+use crate::kafka::progress::KafkaSnapshot;
+use crate::kafka::Delivery;
 use crate::storage::Storage;
 
 /// What `GET .../status` shows.
@@ -36,21 +38,33 @@ pub struct PipelineStatus {
     pub module_id: String,
     /// Settings.
     pub configuration: spec::Configuration,
-    /// The next source offset to process (everything before is committed).
+    /// The next source offset to process (everything before is committed); for a
+    /// Kafka source, see `kafka.partitions`.
     pub committed_offset: u64,
-    /// Source end offset minus committed offset.
+    /// Source end offset minus committed offset (for a Kafka source, summed over
+    /// the partitions this broker owns).
     pub lag: u64,
+    /// `exactly_once` or `at_least_once`: what the pipeline's endpoints give (see
+    /// docs/scaling.md).
+    pub delivery: Delivery,
+    /// A Kafka source's consumer group, partitions, positions, lag, rebalances and
+    /// the cluster error of the moment, while the pipeline runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSnapshot>,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
 }
 
 impl PipelineStatus {
     /// The status of the pipeline `record`, whose worker (if any) reports
-    /// `run_state`; offsets are read from `storage`.
+    /// `run_state`; offsets are read from `storage`, or from `kafka` for a Kafka
+    /// source; `delivery` is the guarantee in force.
     pub(crate) fn new(
         record: &PipelineRecord,
         run_state: Option<RunState>,
         storage: &Storage,
+        delivery: Delivery,
+        kafka: Option<KafkaSnapshot>,
     ) -> Self {
         let r = record;
         let (status, failure) = match run_state {
@@ -80,7 +94,12 @@ impl PipelineStatus {
             module_id: r.module_id.clone(),
             configuration: r.spec.configuration.clone(),
             committed_offset: committed,
-            lag: end.saturating_sub(committed),
+            lag: match &kafka {
+                Some(k) => k.lag,
+                None => end.saturating_sub(committed),
+            },
+            delivery,
+            kafka,
             created_at_ms: r.created_at_ms,
         }
     }

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, info_span, warn};
 
-use super::io::{CommitBatch, Fetched, PendingCommit, Sink, Source};
+use super::io::{CommitBatch, Fetched, PendingCommit, Positions, Sink, Source, LOCAL_PARTITION};
+use super::endpoint::KAFKA_SCHEME;
 use super::metrics::PipelineMetrics;
 use super::spec::Configuration;
 use crate::message::Message;
@@ -43,6 +44,8 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "x-rustmq-source-topic";
     /// On error-topic messages: the source offset.
     pub const SOURCE_OFFSET: &str = "x-rustmq-source-offset";
+    /// On error-topic messages of a Kafka source: the source partition.
+    pub const SOURCE_PARTITION: &str = "x-rustmq-source-partition";
     /// On error-topic messages: the error text (truncated to 4 KiB).
     pub const ERROR: &str = "x-rustmq-error";
     /// On error-topic messages: why it failed (`dead_letter`, `module_error`,
@@ -91,6 +94,11 @@ pub struct Control {
 }
 
 impl Control {
+    /// Whether a stop was asked for (sinks that retry through an outage check it).
+    pub fn stop_requested(&self) -> bool {
+        self.stopping()
+    }
+
     /// Asks the worker to stop at the next message boundary.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -138,10 +146,11 @@ pub struct Worker {
     pub configuration: Configuration,
     /// The module in use.
     pub loaded: Loaded,
+    /// Where results go. Declared (so dropped) before the source: a Kafka source's
+    /// rebalance callback waits for the sink's commits until the sink is gone.
+    pub sink: Box<dyn Sink>,
     /// Where messages come from.
     pub source: Box<dyn Source>,
-    /// Where results go.
-    pub sink: Box<dyn Sink>,
     /// Counters.
     pub metrics: Arc<PipelineMetrics>,
     /// Stop and update requests.
@@ -153,7 +162,7 @@ pub struct Worker {
 /// A batch handed to the sink and not yet known to be durable.
 struct InFlight {
     pending: Box<dyn PendingCommit>,
-    next_offset: u64,
+    positions: Positions,
     produced: u64,
     messages: usize,
 }
@@ -173,11 +182,16 @@ impl Worker {
     pub fn run(mut self) -> RunState {
         let span = info_span!(target: "rustmq::etl::pipeline", "pipeline", pipeline_id = %self.pipeline_id, module_id = %self.loaded.module_id);
         let _enter = span.enter();
+        // A local source resumes from the offset committed with the outputs; a Kafka
+        // source from its group's committed offsets, which its consumer fetches.
         let start = match self.sink.committed() {
-            Ok(offset) => offset.unwrap_or(0),
+            Ok(offset) => offset,
             Err(e) => return RunState::Failed(format!("could not read the committed offset: {e}")),
         };
-        self.source.seek(start);
+        if let Some(start) = start {
+            self.source.seek(start);
+        }
+        let start = start.unwrap_or(0);
         self.metrics
             .committed_offset
             .store(start, Ordering::Relaxed);
@@ -238,11 +252,14 @@ impl Worker {
             .fetch_add(done.produced, Ordering::Relaxed);
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         // Last, so that a reader who sees the new offset also sees the counters of
-        // the batch it covers.
-        self.metrics
-            .committed_offset
-            .store(done.next_offset, Ordering::Release);
-        debug!(target: "rustmq::etl::pipeline", offset = done.next_offset, messages = done.messages, "batch committed");
+        // the batch it covers. (A Kafka source's positions per partition are in
+        // its own part of the metrics.)
+        if let Some(&offset) = done.positions.get(&LOCAL_PARTITION) {
+            self.metrics
+                .committed_offset
+                .store(offset, Ordering::Release);
+        }
+        debug!(target: "rustmq::etl::pipeline", positions = ?done.positions, messages = done.messages, "batch committed");
         Ok(())
     }
 
@@ -305,7 +322,7 @@ impl Worker {
                 }
                 Routed::Interrupted => break,
             }
-            batch.next_offset = f.offset + 1;
+            batch.positions.insert(f.partition, f.offset + 1);
             handled += 1;
         }
         self.metrics.recycles.store(
@@ -321,12 +338,12 @@ impl Worker {
             return Some(self.fail(reason));
         }
         if handled > 0 {
-            let next_offset = batch.next_offset;
+            let positions = batch.positions.clone();
             match self.sink.start_commit(batch) {
                 Ok(pending) => {
                     *in_flight = Some(InFlight {
                         pending,
-                        next_offset,
+                        positions,
                         produced,
                         messages: handled,
                     })
@@ -344,6 +361,14 @@ impl Worker {
     }
 
     fn fail(&self, reason: String) -> RunState {
+        if self.control.stopping() {
+            // A sink may give up on a commit once a stop is asked for (a Kafka
+            // cluster that is down): what was not committed is read again on the
+            // next start, so this is the stop that was asked for, not a failure
+            // that would keep the pipeline from resuming after a restart.
+            warn!(target: "rustmq::etl::pipeline", reason = %reason, "stopped with the last batch uncommitted");
+            return RunState::Stopped;
+        }
         warn!(target: "rustmq::etl::pipeline", reason = %reason, "pipeline failed");
         RunState::Failed(reason)
     }
@@ -412,6 +437,9 @@ impl Worker {
             m.set_header(headers::PIPELINE, self.pipeline_id.as_str());
             m.set_header(headers::SOURCE_TOPIC, self.source_topic.as_str());
             m.set_header(headers::SOURCE_OFFSET, f.offset.to_string());
+            if self.source_topic.starts_with(KAFKA_SCHEME) {
+                m.set_header(headers::SOURCE_PARTITION, f.partition.to_string());
+            }
             m.set_header(headers::ERROR, error);
             m.set_header(headers::ERROR_CAUSE, cause);
             m.set_header(headers::ATTEMPTS, attempts.to_string());
@@ -500,7 +528,7 @@ mod tests {
             let mut log = self.log.lock().unwrap();
             log.overlapped |= log.unconfirmed > 0;
             log.unconfirmed += 1;
-            log.started.push(batch.next_offset);
+            log.started.push(batch.positions[&LOCAL_PARTITION]);
             let fails = log.started.len() - 1 == self.fail_at;
             Ok(Box::new(Pending {
                 log: Arc::clone(&self.log),
