@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole RustMQ ETL test suite. Works on a machine that has only the Rust
 # toolchain: it installs the WebAssembly targets and cargo-component first (each only
-# when missing; cargo-component goes to ~/.cargo/bin, outside the repository).
+# when missing; cargo-component goes to ~/.cargo/bin, outside the repository) and the
+# Kafka-protocol test servers (into a cache outside the repository, see
+# tests/tools/kafka-servers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,13 @@ echo "==> cargo-component"
 if ! command -v cargo-component >/dev/null 2>&1; then
   cargo install cargo-component --locked --version 0.21.1
 fi
+
+echo "==> Kafka-protocol test servers"
+# Installs only what is missing; the paths it prints go to the tests (tests/src/kafka.rs).
+servers="$(tests/tools/kafka-servers.sh install)"
+RUSTMQ_TEST_TANSU_BIN="$(sed -n 's/^TANSU_BIN=//p' <<<"$servers")"
+RUSTMQ_TEST_NOIDA_BIN="$(sed -n 's/^NOIDA_BIN=//p' <<<"$servers")"
+export RUSTMQ_TEST_TANSU_BIN RUSTMQ_TEST_NOIDA_BIN
 
 echo "==> workspace tests (guests are built from source by tests/build.rs)"
 cargo test --workspace --locked

@@ -6,6 +6,7 @@ mod e2e_modules;
 mod e2e_pipelines;
 mod faults;
 mod hostile;
+mod kafka;
 mod legacy;
 mod packaging;
 mod pipelines;

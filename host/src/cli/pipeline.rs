@@ -275,38 +275,38 @@ pub fn run(
             let config = &answer["configuration"];
             let retry = &config["retry_policy"];
             let mut lines = vec![
-                    ("pipeline", output::text(&answer, "pipeline_id")),
-                    ("name", output::text(&answer, "pipeline_name")),
-                    ("status", state(&answer)),
-                    ("description", output::text(&answer, "description")),
-                    ("source", output::text(&answer, "source_topic")),
-                    ("destination", output::text(&answer, "destination_topic")),
-                    ("error topic", output::text(&answer, "error_topic")),
-                    (
-                        "module",
-                        format!(
-                            "{} (requirement {})",
-                            output::text(&answer, "module_id"),
-                            output::text(&answer, "module_requirement")
-                        ),
+                ("pipeline", output::text(&answer, "pipeline_id")),
+                ("name", output::text(&answer, "pipeline_name")),
+                ("status", state(&answer)),
+                ("description", output::text(&answer, "description")),
+                ("source", output::text(&answer, "source_topic")),
+                ("destination", output::text(&answer, "destination_topic")),
+                ("error topic", output::text(&answer, "error_topic")),
+                (
+                    "module",
+                    format!(
+                        "{} (requirement {})",
+                        output::text(&answer, "module_id"),
+                        output::text(&answer, "module_requirement")
                     ),
-                    ("batch size", output::text(config, "batch_size")),
-                    ("timeout ms", output::text(config, "timeout_ms")),
-                    (
-                        "retries",
-                        format!(
-                            "{} (backoff {} ms)",
-                            output::text(retry, "max_retries"),
-                            output::text(retry, "backoff_ms")
-                        ),
+                ),
+                ("batch size", output::text(config, "batch_size")),
+                ("timeout ms", output::text(config, "timeout_ms")),
+                (
+                    "retries",
+                    format!(
+                        "{} (backoff {} ms)",
+                        output::text(retry, "max_retries"),
+                        output::text(retry, "backoff_ms")
                     ),
-                    ("params", params(&config["params"])),
-                    (
-                        "committed offset",
-                        output::text(&answer, "committed_offset"),
-                    ),
-                    ("lag", output::text(&answer, "lag")),
-                    ("delivery", output::text(&answer, "delivery")),
+                ),
+                ("params", params(&config["params"])),
+                (
+                    "committed offset",
+                    output::text(&answer, "committed_offset"),
+                ),
+                ("lag", output::text(&answer, "lag")),
+                ("delivery", output::text(&answer, "delivery")),
             ];
             lines.extend(kafka_fields(&answer["kafka"]));
             output::fields(out, &lines)?;

@@ -22,14 +22,32 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub const RESERVED_PROPERTIES: [(&str, &str); 10] = [
     ("bootstrap.servers", "set bootstrap_servers instead"),
     ("metadata.broker.list", "set bootstrap_servers instead"),
-    ("group.id", "set consumer_group in the pipeline definition instead"),
-    ("group.instance.id", "it is the worker id ([kafka] worker_id); set static_membership = false to turn it off"),
-    ("enable.auto.commit", "offsets are committed with the pipeline's outputs"),
-    ("enable.auto.offset.store", "offsets are committed with the pipeline's outputs"),
-    ("transactional.id", "it is derived from the pipeline and the worker id"),
+    (
+        "group.id",
+        "set consumer_group in the pipeline definition instead",
+    ),
+    (
+        "group.instance.id",
+        "it is the worker id ([kafka] worker_id) when static_membership = true",
+    ),
+    (
+        "enable.auto.commit",
+        "offsets are committed with the pipeline's outputs",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are committed with the pipeline's outputs",
+    ),
+    (
+        "transactional.id",
+        "it is derived from the pipeline and the worker id",
+    ),
     ("isolation.level", "pipelines read committed records only"),
     ("enable.idempotence", "the producer is always idempotent"),
-    ("auto.offset.reset", "set start_from in the pipeline definition instead"),
+    (
+        "auto.offset.reset",
+        "set start_from in the pipeline definition instead",
+    ),
 ];
 
 /// `[kafka]`.
@@ -54,9 +72,11 @@ pub struct ClusterConfig {
     /// Whether pipelines use Kafka transactions for exactly-once delivery.
     #[serde(default)]
     pub transactions: Transactions,
-    /// Join consumer groups with the worker id as `group.instance.id`, so that a
-    /// restarted worker gets its partitions back without a rebalance (default true).
-    #[serde(default = "default_true")]
+    /// Join consumer groups with the worker id as `group.instance.id` (static
+    /// membership, KIP-345): a restarted worker gets its partitions back without a
+    /// rebalance, but a stopped or dead one keeps them until `session.timeout.ms`
+    /// passes, and the cluster must expire static members (default false).
+    #[serde(default)]
     pub static_membership: bool,
     /// librdkafka properties for every client of this cluster.
     #[serde(default, deserialize_with = "scalar_map")]
@@ -67,10 +87,6 @@ pub struct ClusterConfig {
     /// librdkafka properties for producers only (e.g. `compression.type`).
     #[serde(default, deserialize_with = "scalar_map")]
     pub producer_properties: BTreeMap<String, String>,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// `transactions` of a cluster.
@@ -198,7 +214,7 @@ mod tests {
         );
         let main = &c.clusters["main"];
         assert_eq!(main.transactions, Transactions::Auto);
-        assert!(main.static_membership);
+        assert!(!main.static_membership);
         assert_eq!(main.consumer_properties["session.timeout.ms"], "6000");
         assert_eq!(main.consumer_properties["check.crcs"], "true");
         c.validate().unwrap();

@@ -117,9 +117,7 @@ impl Clusters {
                 // Creating a client parses and checks every property; it connects
                 // lazily, so this works with the cluster down.
                 let checked = match role {
-                    Role::Consumer => cfg
-                        .create::<rdkafka::consumer::BaseConsumer>()
-                        .map(|_| ()),
+                    Role::Consumer => cfg.create::<rdkafka::consumer::BaseConsumer>().map(|_| ()),
                     Role::Producer => cfg.create::<BaseProducer>().map(|p| {
                         p.purge(rdkafka::producer::PurgeConfig::default().queue());
                     }),
@@ -258,7 +256,9 @@ mod tests {
         assert_eq!(first.worker_id(), again.worker_id());
         let other = tempfile::tempdir().unwrap();
         assert_ne!(
-            Clusters::new(&config(""), other.path()).unwrap().worker_id(),
+            Clusters::new(&config(""), other.path())
+                .unwrap()
+                .worker_id(),
             first.worker_id()
         );
     }

@@ -28,7 +28,12 @@ pub fn from_kafka(m: &BorrowedMessage<'_>) -> Message {
     let headers = match m.headers() {
         Some(h) => h
             .iter()
-            .map(|h| (h.key.to_string(), h.value.map(&mut text).unwrap_or_default()))
+            .map(|h| {
+                (
+                    h.key.to_string(),
+                    h.value.map(&mut text).unwrap_or_default(),
+                )
+            })
             .collect(),
         None => Vec::new(),
     };

@@ -34,6 +34,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::progress::Progress;
 use super::record::Outgoing;
 use super::source::GroupConsumer;
+use crate::message::Message;
 use crate::pipeline::endpoint::Endpoint;
 use crate::pipeline::io::{self, CommitBatch, IoError, PendingCommit, Positions, Sink};
 use crate::pipeline::worker::Control;
@@ -194,15 +195,18 @@ impl KafkaProducer {
     }
 }
 
+/// Appends to local topics: (topic, messages).
+type LocalAppends = Vec<(String, Vec<Message>)>;
+
 /// Splits a batch's messages into Kafka records and local appends.
 fn route(
     batch: CommitBatch,
     destination: &Endpoint,
     error_topic: Option<&Endpoint>,
-) -> Result<(Vec<Outgoing>, Vec<(String, Vec<crate::message::Message>)>, Positions), IoError> {
+) -> Result<(Vec<Outgoing>, LocalAppends, Positions), IoError> {
     let mut kafka = Vec::new();
     let mut local = Vec::new();
-    let mut place = |endpoint: &Endpoint, messages: Vec<crate::message::Message>| match endpoint {
+    let mut place = |endpoint: &Endpoint, messages: Vec<Message>| match endpoint {
         Endpoint::Kafka { topic, .. } => kafka.extend(
             messages
                 .into_iter()
@@ -554,7 +558,7 @@ impl Sink for StagedSink {
 struct StagedPending {
     inner: Arc<StagedInner>,
     records: Vec<Outgoing>,
-    local: Vec<(String, Vec<crate::message::Message>)>,
+    local: LocalAppends,
     stamp: Vec<(String, String)>,
     positions: Positions,
 }

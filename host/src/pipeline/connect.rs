@@ -91,7 +91,9 @@ impl Endpoints {
         } else if spec.consumer_group.is_some() {
             return Err(SpecError {
                 field: "consumer_group",
-                message: "only a Kafka source (kafka://CLUSTER/TOPIC) reads through a consumer group".into(),
+                message:
+                    "only a Kafka source (kafka://CLUSTER/TOPIC) reads through a consumer group"
+                        .into(),
             });
         }
         Ok(endpoints)

@@ -138,6 +138,8 @@ mod tests {
         assert!(parse("kafka://main").unwrap_err().contains("CLUSTER/TOPIC"));
         assert!(parse("kafka://main/a b").unwrap_err().contains("letters"));
         assert!(parse("kafka://main/..").is_err());
-        assert!(parse("pulsar://x/y").unwrap_err().contains("unknown scheme"));
+        assert!(parse("pulsar://x/y")
+            .unwrap_err()
+            .contains("unknown scheme"));
     }
 }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, info_span, warn};
 
-use super::io::{CommitBatch, Fetched, PendingCommit, Positions, Sink, Source, LOCAL_PARTITION};
 use super::endpoint::KAFKA_SCHEME;
+use super::io::{CommitBatch, Fetched, PendingCommit, Positions, Sink, Source, LOCAL_PARTITION};
 use super::metrics::PipelineMetrics;
 use super::spec::Configuration;
 use crate::message::Message;
