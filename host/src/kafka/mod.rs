@@ -248,6 +248,19 @@ mod tests {
     }
 
     #[test]
+    fn tls_sasl_and_zstd_settings_are_accepted() {
+        // Built in (OpenSSL vendored, zstd): a cluster behind SASL_SSL works.
+        let dir = tempfile::tempdir().unwrap();
+        Clusters::new(
+            &config(
+                "properties = { \"security.protocol\" = \"SASL_SSL\", \"sasl.mechanism\" = \"SCRAM-SHA-512\", \"sasl.username\" = \"u\", \"sasl.password\" = \"p\" }\nproducer_properties = { \"compression.type\" = \"zstd\" }",
+            ),
+            dir.path(),
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn the_generated_worker_id_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let first = Clusters::new(&config(""), dir.path()).unwrap();
