@@ -46,9 +46,40 @@ transactions = "{transactions}"
     )
 }
 
+/// A broker on `kafka` (transactions "auto") with module `name` 1.0.0 from `wasm`.
+fn broker_with(kafka: &KafkaServer, name: &str, wasm: &str) -> BrokerProcess {
+    let b = BrokerProcess::start(&config(kafka, "auto"));
+    upload(&b, name, wasm);
+    b
+}
+
 fn upload(b: &BrokerProcess, name: &str, path: &str) {
     let (status, v) = upload_module(b, name, "1.0.0", std::fs::read(path).unwrap());
     assert_eq!(status, StatusCode::CREATED, "{v}");
+}
+
+/// A pipeline definition from Kafka topic `source` to `destination` of cluster
+/// `test` (and to `errors`, when given), with module `module` 1.0.0.
+fn kafka_pipeline(
+    name: &str,
+    module: &str,
+    source: &str,
+    destination: &str,
+    errors: Option<&str>,
+    configuration: Value,
+) -> Value {
+    let mut d = json!({
+        "pipeline_name": name,
+        "source_topic": format!("kafka://test/{source}"),
+        "destination_topic": format!("kafka://test/{destination}"),
+        "module_name": module,
+        "module_version": "1.0.0",
+        "configuration": configuration,
+    });
+    if let Some(e) = errors {
+        d["error_topic"] = json!(format!("kafka://test/{e}"));
+    }
+    d
 }
 
 fn create_pipeline(b: &BrokerProcess, body: &Value) -> String {
@@ -134,19 +165,17 @@ fn kafka_to_kafka_pipeline_transforms_every_message_of_four_partitions_in_key_or
     const N: usize = 400;
     kafka.produce(&input, &(0..N).map(reading).collect::<Vec<_>>());
 
-    let b = BrokerProcess::start(&config(&kafka, "auto"));
-    upload(&b, "message-processor", guests::GUEST_TEMPLATE);
+    let b = broker_with(&kafka, "message-processor", guests::GUEST_TEMPLATE);
     let id = create_pipeline(
         &b,
-        &json!({
-            "pipeline_name": "sensors",
-            "source_topic": format!("kafka://test/{input}"),
-            "destination_topic": format!("kafka://test/{output}"),
-            "error_topic": format!("kafka://test/{errors}"),
-            "module_name": "message-processor",
-            "module_version": "1.0.0",
-            "configuration": {"batch_size": 50}
-        }),
+        &kafka_pipeline(
+            "sensors",
+            "message-processor",
+            &input,
+            &output,
+            Some(&errors),
+            json!({"batch_size": 50}),
+        ),
     );
     let out = kafka.read_all(&output, Isolation::ReadCommitted, N, DRAIN);
     assert_eq!(out.len(), N, "every reading once in the destination");
@@ -252,19 +281,17 @@ fn a_poison_message_on_a_kafka_source_goes_to_the_error_topic_and_the_pipeline_m
     records[7] = Record::keyed("poison", "fail");
     kafka.produce(&input, &records);
 
-    let b = BrokerProcess::start(&config(&kafka, "auto"));
-    upload(&b, "scripted", guests::SCRIPTED);
+    let b = broker_with(&kafka, "scripted", guests::SCRIPTED);
     let id = create_pipeline(
         &b,
-        &json!({
-            "pipeline_name": "poison",
-            "source_topic": format!("kafka://test/{input}"),
-            "destination_topic": format!("kafka://test/{output}"),
-            "error_topic": format!("kafka://test/{errors}"),
-            "module_name": "scripted",
-            "module_version": "1.0.0",
-            "configuration": {"batch_size": 5, "retry_policy": {"max_retries": 1, "backoff_ms": 1}}
-        }),
+        &kafka_pipeline(
+            "poison",
+            "scripted",
+            &input,
+            &output,
+            Some(&errors),
+            json!({"batch_size": 5, "retry_policy": {"max_retries": 1, "backoff_ms": 1}}),
+        ),
     );
     let dead = kafka.read_all(&errors, Isolation::ReadCommitted, 1, DRAIN);
     assert_eq!(dead.len(), 1, "{dead:?}");
@@ -305,8 +332,7 @@ fn kafka_to_local_and_local_to_kafka_pipelines_deliver_every_message() {
             .map(|i| Record::keyed(&format!("k{i}"), &format!("v{i}")))
             .collect::<Vec<_>>(),
     );
-    let b = BrokerProcess::start(&config(&kafka, "auto"));
-    upload(&b, "scripted", guests::SCRIPTED);
+    let b = broker_with(&kafka, "scripted", guests::SCRIPTED);
     let inbound = create_pipeline(
         &b,
         &json!({
@@ -371,14 +397,14 @@ fn two_brokers_split_the_partitions_and_one_takes_over_when_the_other_is_killed(
     let definition = a.home().join("shared.json");
     std::fs::write(
         &definition,
-        json!({
-            "pipeline_name": "shared",
-            "source_topic": format!("kafka://test/{input}"),
-            "destination_topic": format!("kafka://test/{output}"),
-            "module_name": "scripted",
-            "module_version": "1.0.0",
-            "configuration": {"batch_size": 20}
-        })
+        kafka_pipeline(
+            "shared",
+            "scripted",
+            &input,
+            &output,
+            None,
+            json!({"batch_size": 20}),
+        )
         .to_string(),
     )
     .unwrap();
@@ -521,14 +547,14 @@ fn restart_loop(kafka: &KafkaServer, rounds: usize, kill: bool) -> LoopOutcome {
     upload(&b, "scripted", guests::SCRIPTED);
     create_pipeline(
         &b,
-        &json!({
-            "pipeline_name": "eos",
-            "source_topic": format!("kafka://test/{input}"),
-            "destination_topic": format!("kafka://test/{output}"),
-            "module_name": "scripted",
-            "module_version": "1.0.0",
-            "configuration": {"batch_size": LOOP_BATCH}
-        }),
+        &kafka_pipeline(
+            "eos",
+            "scripted",
+            &input,
+            &output,
+            None,
+            json!({"batch_size": LOOP_BATCH}),
+        ),
     );
     for round in 0..rounds {
         // Let it make some progress (a transaction is open most of the time: the
@@ -689,18 +715,17 @@ fn a_stopped_kafka_server_is_reported_and_the_pipeline_finishes_after_it_resumes
             .map(|i| Record::keyed(&format!("m{i:05}"), "sleep:3"))
             .collect::<Vec<_>>(),
     );
-    let b = BrokerProcess::start(&config(&kafka, "auto"));
-    upload(&b, "scripted", guests::SCRIPTED);
+    let b = broker_with(&kafka, "scripted", guests::SCRIPTED);
     let id = create_pipeline(
         &b,
-        &json!({
-            "pipeline_name": "outage",
-            "source_topic": format!("kafka://test/{input}"),
-            "destination_topic": format!("kafka://test/{output}"),
-            "module_name": "scripted",
-            "module_version": "1.0.0",
-            "configuration": {"batch_size": 20}
-        }),
+        &kafka_pipeline(
+            "outage",
+            "scripted",
+            &input,
+            &output,
+            None,
+            json!({"batch_size": 20}),
+        ),
     );
     wait_until("some output", DRAIN, Duration::from_millis(50), || {
         let (_, m) = admin_get(&b, &format!("/api/v1/etl/pipelines/{id}/metrics"));

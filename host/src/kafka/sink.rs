@@ -476,44 +476,32 @@ impl PendingCommit for TxnPending {
 /// At-least-once: Kafka records acknowledged, then local writes, then the Kafka
 /// source's offsets (see the module docs).
 pub struct StagedSink {
-    inner: Arc<StagedInner>,
+    inner: Arc<StagedParts>,
 }
 
-struct StagedInner {
-    producer: Option<KafkaProducer>,
-    storage: Storage,
+/// What a [`StagedSink`] writes to and commits.
+pub struct StagedParts {
+    /// The producer for Kafka outputs, when the destination or error topic is one.
+    pub producer: Option<KafkaProducer>,
+    /// The broker's storage, for local outputs and a local source's position.
+    pub storage: Storage,
     /// The consumer id of a local source, whose offset goes with the local writes.
-    local_consumer: Option<String>,
+    pub local_consumer: Option<String>,
     /// The Kafka source, whose offsets are committed last.
-    source: Option<SourceOffsets>,
-    destination: Endpoint,
-    error_topic: Option<Endpoint>,
-    control: Arc<Control>,
+    pub source: Option<SourceOffsets>,
+    /// Where outputs go.
+    pub destination: Endpoint,
+    /// Where failures go.
+    pub error_topic: Option<Endpoint>,
+    /// The worker's stop requests (a stop ends the retries of an outage).
+    pub control: Arc<Control>,
 }
 
 impl StagedSink {
-    /// A sink writing to `destination` / `error_topic` (Kafka ones through
-    /// `producer`), committing a local source's position as `local_consumer` or a
-    /// Kafka source's through `source`.
-    pub fn new(
-        producer: Option<KafkaProducer>,
-        storage: Storage,
-        local_consumer: Option<String>,
-        source: Option<SourceOffsets>,
-        destination: Endpoint,
-        error_topic: Option<Endpoint>,
-        control: Arc<Control>,
-    ) -> Self {
+    /// A sink over `parts`.
+    pub fn new(parts: StagedParts) -> Self {
         StagedSink {
-            inner: Arc::new(StagedInner {
-                producer,
-                storage,
-                local_consumer,
-                source,
-                destination,
-                error_topic,
-                control,
-            }),
+            inner: Arc::new(parts),
         }
     }
 }
@@ -556,7 +544,7 @@ impl Sink for StagedSink {
 }
 
 struct StagedPending {
-    inner: Arc<StagedInner>,
+    inner: Arc<StagedParts>,
     records: Vec<Outgoing>,
     local: LocalAppends,
     stamp: Vec<(String, String)>,

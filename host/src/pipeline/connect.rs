@@ -26,7 +26,9 @@ use super::read_ahead::ReadAhead;
 use super::spec::{PipelineRecord, PipelineSpec, SpecError, StartFrom};
 use super::worker::Control;
 use crate::kafka::progress::Progress;
-use crate::kafka::sink::{KafkaProducer, SourceOffsets, StagedSink, TransactionalSink, TxnStart};
+use crate::kafka::sink::{
+    KafkaProducer, SourceOffsets, StagedParts, StagedSink, TransactionalSink, TxnStart,
+};
 use crate::kafka::source::KafkaSource;
 use crate::kafka::{Clusters, Delivery, Role, Transactions};
 use crate::storage::Storage;
@@ -183,18 +185,18 @@ pub fn connect(
                     endpoints.destination.topic(),
                     endpoints.error_topic.as_ref().map(Endpoint::topic),
                 )),
-                Some(cluster) => Box::new(StagedSink::new(
-                    Some(
+                Some(cluster) => Box::new(StagedSink::new(StagedParts {
+                    producer: Some(
                         KafkaProducer::new(&producer_config(cluster)?, &spec.pipeline_name, None)
                             .map_err(|e| e.to_string())?,
                     ),
-                    storage.clone(),
-                    Some(record.consumer_id()),
-                    None,
-                    endpoints.destination.clone(),
-                    endpoints.error_topic.clone(),
-                    Arc::clone(control),
-                )),
+                    storage: storage.clone(),
+                    local_consumer: Some(record.consumer_id()),
+                    source: None,
+                    destination: endpoints.destination.clone(),
+                    error_topic: endpoints.error_topic.clone(),
+                    control: Arc::clone(control),
+                })),
             };
             Ok(Connected {
                 source,
@@ -236,15 +238,15 @@ pub fn connect(
             };
             let source = read_ahead(Box::new(kafka_source));
             let staged = |producer: Option<KafkaProducer>| -> Box<dyn Sink> {
-                Box::new(StagedSink::new(
+                Box::new(StagedSink::new(StagedParts {
                     producer,
-                    storage.clone(),
-                    None,
-                    Some(offsets.clone()),
-                    endpoints.destination.clone(),
-                    endpoints.error_topic.clone(),
-                    Arc::clone(control),
-                ))
+                    storage: storage.clone(),
+                    local_consumer: None,
+                    source: Some(offsets.clone()),
+                    destination: endpoints.destination.clone(),
+                    error_topic: endpoints.error_topic.clone(),
+                    control: Arc::clone(control),
+                }))
             };
             let sink = if progress.delivery() == Delivery::ExactlyOnce {
                 let mut txn_config = producer_config(cluster)?;
