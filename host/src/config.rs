@@ -67,6 +67,9 @@ pub struct EtlConfig {
     /// Most bytes one call may return, all messages together (default 16 MiB;
     /// 1 KiB ..= 1 GiB).
     pub max_output_bytes: u64,
+    /// Most bytes (keys plus values) of durable state one pipeline may hold, in
+    /// memory while it runs (default 64 MiB; 1 KiB ..= 16 GiB).
+    pub state_quota_bytes: u64,
     /// Where compiled modules are cached (default `<modules_path>/compiled`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compiled_cache: Option<PathBuf>,
@@ -83,6 +86,7 @@ impl Default for EtlConfig {
             max_module_size_bytes: 50 * MIB,
             max_output_messages: 1000,
             max_output_bytes: 16 * MIB,
+            state_quota_bytes: crate::state::DEFAULT_STATE_QUOTA_BYTES,
             compiled_cache: None,
         }
     }
@@ -361,6 +365,12 @@ impl BrokerConfig {
             1_000_000,
         )?;
         range("etl.max_output_bytes", e.max_output_bytes, 1024, 1024 * MIB)?;
+        range(
+            "etl.state_quota_bytes",
+            e.state_quota_bytes,
+            1024,
+            16 * 1024 * MIB,
+        )?;
         let s = &self.server;
         range("server.max_body_bytes", s.max_body_bytes, 1024, 1024 * MIB)?;
         range(

@@ -9,6 +9,7 @@
 //! - [`server`]: the shared broker state, listeners and graceful shutdown.
 //! - [`runtime`]: wasmtime engine, the `rustmq:etl` bindings and the [`runtime::Transform`]
 //!   interface that components and legacy core modules implement.
+//! - [`state`]: a pipeline's durable keyed state as the worker and guests see it.
 //! - [`kafka`]: external Kafka clusters as pipeline sources and sinks (rdkafka).
 //! - [`cli`]: the `rustmq-etl` command line (`run`).
 //!
@@ -24,4 +25,5 @@ pub mod modules;
 pub mod pipeline;
 pub mod runtime;
 pub mod server;
+pub mod state;
 pub mod storage;

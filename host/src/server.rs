@@ -74,6 +74,7 @@ impl Broker {
             tracing::info!(target: "rustmq::etl::kafka", worker_id = kafka.worker_id(), clusters = ?config.kafka.clusters.keys().collect::<Vec<_>>(), "Kafka clusters declared");
         }
         let pipelines = PipelineManager::open_with_kafka(storage.clone(), modules.clone(), kafka)?;
+        pipelines.set_state_quota(etl.state_quota_bytes);
         let ready = modules.warm()?;
         tracing::info!(target: "rustmq::etl", modules = ready, stats = ?modules.stats(), "modules loaded");
         if etl.enabled {

@@ -13,6 +13,7 @@ use super::admin::AdminState;
 use super::{parse_json, ApiError};
 use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
 use crate::pipeline::{PipelineError, PipelineManager};
+use crate::state::{StateReset, StateView};
 
 /// The pipeline routes, under `/api/v1/etl/pipelines`.
 pub fn router() -> Router<AdminState> {
@@ -26,6 +27,10 @@ pub fn router() -> Router<AdminState> {
         .route("/api/v1/etl/pipelines/{id}/stop", post(stop))
         .route("/api/v1/etl/pipelines/{id}/status", get(status))
         .route("/api/v1/etl/pipelines/{id}/metrics", get(metrics))
+        .route(
+            "/api/v1/etl/pipelines/{id}/state",
+            get(state_get).delete(state_reset),
+        )
 }
 
 impl From<PipelineError> for ApiError {
@@ -49,6 +54,9 @@ impl From<PipelineError> for ApiError {
                 "module_start_failed",
                 e.to_string(),
             ),
+            PipelineError::Running(_) => {
+                ApiError::new(StatusCode::CONFLICT, "pipeline_running", e.to_string())
+            }
             PipelineError::Storage(_) | PipelineError::Io(_) => ApiError::internal(&e),
         }
     }
@@ -143,6 +151,36 @@ async fn delete(
     let shown = id.clone();
     blocking(&state.pipelines, move |m| m.delete(&id)).await?;
     Ok(Json(json!({ "pipeline_id": shown, "status": "deleted" })).into_response())
+}
+
+/// The pipeline's committed durable state.
+async fn state_get(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = blocking(&state.pipelines, move |m| {
+        let pipeline_id = m.status(&id)?.pipeline_id;
+        Ok(StateView::new(pipeline_id, m.state(&id)?))
+    })
+    .await?;
+    Ok(Json(view).into_response())
+}
+
+/// Deletes a stopped pipeline's durable state.
+async fn state_reset(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let reset = blocking(&state.pipelines, move |m| {
+        let pipeline_id = m.status(&id)?.pipeline_id;
+        let deleted_keys = m.reset_state(&id)?;
+        Ok(StateReset {
+            pipeline_id,
+            deleted_keys,
+        })
+    })
+    .await?;
+    Ok(Json(reset).into_response())
 }
 
 async fn metrics(

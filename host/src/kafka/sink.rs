@@ -205,15 +205,30 @@ impl KafkaProducer {
     }
 }
 
+/// Where a pipeline's outputs go.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// The destination topic.
+    pub destination: Endpoint,
+    /// The declared routes, in order.
+    pub routes: Vec<Endpoint>,
+    /// The error topic.
+    pub error_topic: Option<Endpoint>,
+}
+
 /// Appends to local topics: (topic, messages).
 type LocalAppends = Vec<(String, Vec<Message>)>;
 
 /// Splits a batch's messages into Kafka records and local appends.
 fn route(
     batch: CommitBatch,
-    destination: &Endpoint,
-    error_topic: Option<&Endpoint>,
+    outputs: &Outputs,
 ) -> Result<(Vec<Outgoing>, LocalAppends, Positions), IoError> {
+    let Outputs {
+        destination,
+        routes,
+        error_topic,
+    } = outputs;
     let mut kafka = Vec::new();
     let mut local = Vec::new();
     let mut place = |endpoint: &Endpoint, messages: Vec<Message>| match endpoint {
@@ -226,6 +241,17 @@ fn route(
     };
     if !batch.destination.is_empty() {
         place(destination, batch.destination);
+    }
+    for (i, messages) in batch.routed.into_iter().enumerate() {
+        if messages.is_empty() {
+            continue;
+        }
+        let Some(route) = routes.get(i) else {
+            return Err(IoError::new(format!(
+                "a message was routed to route {i}, which the pipeline does not declare"
+            )));
+        };
+        place(route, messages);
     }
     if !batch.errors.is_empty() {
         let Some(error_topic) = error_topic else {
@@ -283,8 +309,7 @@ pub struct TransactionalSink {
 struct TxnInner {
     producer: KafkaProducer,
     source: SourceOffsets,
-    destination: Endpoint,
-    error_topic: Option<Endpoint>,
+    outputs: Outputs,
     control: Arc<Control>,
 }
 
@@ -303,8 +328,7 @@ impl TransactionalSink {
     pub fn start(
         config: &ClientConfig,
         source: SourceOffsets,
-        destination: Endpoint,
-        error_topic: Option<Endpoint>,
+        outputs: Outputs,
         control: Arc<Control>,
     ) -> Result<TxnStart, IoError> {
         let producer = KafkaProducer::new(
@@ -336,8 +360,7 @@ impl TransactionalSink {
             inner: Arc::new(TxnInner {
                 producer,
                 source,
-                destination,
-                error_topic,
+                outputs,
                 control,
             }),
         }))
@@ -383,8 +406,7 @@ fn requires_abort(e: &KafkaError) -> bool {
 impl Sink for TransactionalSink {
     fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError> {
         let inner = &self.inner;
-        let (records, local, positions) =
-            route(batch, &inner.destination, inner.error_topic.as_ref())?;
+        let (records, local, positions) = route(batch, &inner.outputs)?;
         debug_assert!(local.is_empty(), "a transactional sink writes Kafka only");
         inner
             .producer
@@ -502,10 +524,8 @@ pub struct StagedParts {
     pub local_consumer: Option<String>,
     /// The Kafka source, whose offsets are committed last.
     pub source: Option<SourceOffsets>,
-    /// Where outputs go.
-    pub destination: Endpoint,
-    /// Where failures go.
-    pub error_topic: Option<Endpoint>,
+    /// Where outputs and failures go.
+    pub outputs: Outputs,
     /// The worker's stop requests (a stop ends the retries of an outage).
     pub control: Arc<Control>,
 }
@@ -531,8 +551,7 @@ impl Sink for StagedSink {
     fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError> {
         let inner = &self.inner;
         let stamp = batch.stamp.clone();
-        let (records, local, positions) =
-            route(batch, &inner.destination, inner.error_topic.as_ref())?;
+        let (records, local, positions) = route(batch, &inner.outputs)?;
         if !records.is_empty() {
             let Some(producer) = &inner.producer else {
                 return Err(IoError::new("no producer for Kafka outputs".into()));
@@ -582,6 +601,7 @@ impl PendingCommit for StagedPending {
                 appends: self.local,
                 offsets,
                 stamp: self.stamp,
+                state: None,
             })?;
         }
         if let Some(source) = &inner.source {

@@ -20,14 +20,14 @@
 use std::sync::Arc;
 
 use super::endpoint::Endpoint;
-use super::io::{LocalSink, LocalSource, Sink, Source};
+use super::io::{LocalSink, LocalSource, LocalTopics, Sink, Source};
 use super::metrics::PipelineMetrics;
 use super::read_ahead::ReadAhead;
 use super::spec::{PipelineRecord, PipelineSpec, SpecError, StartFrom};
 use super::worker::Control;
 use crate::kafka::progress::Progress;
 use crate::kafka::sink::{
-    KafkaProducer, SourceOffsets, StagedParts, StagedSink, TransactionalSink, TxnStart,
+    KafkaProducer, Outputs, SourceOffsets, StagedParts, StagedSink, TransactionalSink, TxnStart,
 };
 use crate::kafka::source::KafkaSource;
 use crate::kafka::{Clusters, Delivery, Role, Transactions};
@@ -40,6 +40,8 @@ pub struct Endpoints {
     pub source: Endpoint,
     /// Where outputs go.
     pub destination: Endpoint,
+    /// Where the module may route outputs, as declared.
+    pub routes: Vec<Endpoint>,
     /// Where failures go.
     pub error_topic: Option<Endpoint>,
 }
@@ -58,21 +60,21 @@ impl Endpoints {
         let endpoints = Endpoints {
             source: parse("source_topic", &spec.source_topic)?,
             destination: parse("destination_topic", &spec.destination_topic)?,
+            routes: spec
+                .routes
+                .iter()
+                .map(|t| parse("routes", t))
+                .collect::<Result<_, _>>()?,
             error_topic: spec
                 .error_topic
                 .as_deref()
                 .map(|t| parse("error_topic", t))
                 .transpose()?,
         };
-        let clusters_used: Vec<&str> = [
-            Some(&endpoints.source),
-            Some(&endpoints.destination),
-            endpoints.error_topic.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(Endpoint::cluster)
-        .collect();
+        let clusters_used: Vec<&str> = std::iter::once(&endpoints.source)
+            .chain(endpoints.outputs())
+            .filter_map(Endpoint::cluster)
+            .collect();
         if let Some(first) = clusters_used.first() {
             if let Some(other) = clusters_used.iter().find(|c| *c != first) {
                 return Err(SpecError {
@@ -118,7 +120,24 @@ impl Endpoints {
     }
 
     fn outputs(&self) -> impl Iterator<Item = &Endpoint> {
-        std::iter::once(&self.destination).chain(self.error_topic.as_ref())
+        std::iter::once(&self.destination)
+            .chain(&self.routes)
+            .chain(self.error_topic.as_ref())
+    }
+
+    /// Whether the source and every output are this broker's topics: the one
+    /// case where durable state commits with the outputs.
+    pub fn all_local(&self) -> bool {
+        self.source.cluster().is_none() && self.outputs_local()
+    }
+
+    /// The outputs, for a sink.
+    pub fn sink_outputs(&self) -> Outputs {
+        Outputs {
+            destination: self.destination.clone(),
+            routes: self.routes.clone(),
+            error_topic: self.error_topic.clone(),
+        }
     }
 
     fn outputs_local(&self) -> bool {
@@ -181,9 +200,13 @@ pub fn connect(
             let sink: Box<dyn Sink> = match endpoints.output_cluster() {
                 None => Box::new(LocalSink::new(
                     storage.clone(),
+                    &record.pipeline_id,
                     &record.consumer_id(),
-                    endpoints.destination.topic(),
-                    endpoints.error_topic.as_ref().map(Endpoint::topic),
+                    LocalTopics {
+                        destination: endpoints.destination.topic(),
+                        routes: endpoints.routes.iter().map(Endpoint::topic).collect(),
+                        error_topic: endpoints.error_topic.as_ref().map(Endpoint::topic),
+                    },
                 )),
                 Some(cluster) => Box::new(StagedSink::new(StagedParts {
                     producer: Some(
@@ -193,8 +216,7 @@ pub fn connect(
                     storage: storage.clone(),
                     local_consumer: Some(record.consumer_id()),
                     source: None,
-                    destination: endpoints.destination.clone(),
-                    error_topic: endpoints.error_topic.clone(),
+                    outputs: endpoints.sink_outputs(),
                     control: Arc::clone(control),
                 })),
             };
@@ -243,8 +265,7 @@ pub fn connect(
                     storage: storage.clone(),
                     local_consumer: None,
                     source: Some(offsets.clone()),
-                    destination: endpoints.destination.clone(),
-                    error_topic: endpoints.error_topic.clone(),
+                    outputs: endpoints.sink_outputs(),
                     control: Arc::clone(control),
                 }))
             };
@@ -257,8 +278,7 @@ pub fn connect(
                 match TransactionalSink::start(
                     &txn_config,
                     offsets.clone(),
-                    endpoints.destination.clone(),
-                    endpoints.error_topic.clone(),
+                    endpoints.sink_outputs(),
                     Arc::clone(control),
                 )
                 .map_err(|e| e.to_string())?

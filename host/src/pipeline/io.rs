@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::message::Message;
-use crate::storage::{self, Commit, Storage, StorageError};
+use crate::state::StateChange;
+use crate::storage::{self, Commit, StateWrites, Storage, StorageError};
 
 /// The most bytes one fetch reads, whatever the batch size: bounds a pipeline's
 /// memory when messages are large.
@@ -41,6 +42,10 @@ pub struct Fetched {
 pub struct CommitBatch {
     /// Outputs for the destination topic.
     pub destination: Vec<Message>,
+    /// Outputs the module routed to the pipeline's declared `routes`: entry `i`
+    /// holds those for route `i` (shorter than the routes when the last ones got
+    /// nothing).
+    pub routed: Vec<Vec<Message>>,
     /// Messages for the error topic.
     pub errors: Vec<Message>,
     /// The source positions after the batch (per partition, the next offset to
@@ -50,6 +55,9 @@ pub struct CommitBatch {
     /// those names (the module that produced the batch); the sink adds them as it
     /// writes.
     pub stamp: Vec<(String, String)>,
+    /// The pipeline's state changes made by the batch (only sinks that hold the
+    /// state in the same transaction get any; see `pipeline::connect`).
+    pub state: Vec<StateChange>,
 }
 
 /// A source or sink failure (the storage is unavailable, a disk is full ...).
@@ -160,25 +168,39 @@ impl Source for LocalSource {
 /// offset in the same store, so one transaction covers all three.
 pub struct LocalSink {
     storage: Storage,
+    pipeline_id: String,
     consumer: String,
     destination: String,
+    routes: Vec<String>,
     error_topic: Option<String>,
 }
 
+/// The topics a [`LocalSink`] writes.
+pub struct LocalTopics<'a> {
+    /// Where outputs go.
+    pub destination: &'a str,
+    /// The declared routes, in order.
+    pub routes: Vec<&'a str>,
+    /// Where failures go.
+    pub error_topic: Option<&'a str>,
+}
+
 impl LocalSink {
-    /// A sink writing to `destination` (and `error_topic`), committing the position
-    /// as consumer `consumer`.
+    /// A sink writing to `topics`, committing the position as consumer `consumer`
+    /// and the state of pipeline `pipeline_id`.
     pub fn new(
         storage: Storage,
+        pipeline_id: &str,
         consumer: &str,
-        destination: &str,
-        error_topic: Option<&str>,
+        topics: LocalTopics<'_>,
     ) -> Self {
         LocalSink {
             storage,
+            pipeline_id: pipeline_id.to_string(),
             consumer: consumer.to_string(),
-            destination: destination.to_string(),
-            error_topic: error_topic.map(str::to_string),
+            destination: topics.destination.to_string(),
+            routes: topics.routes.iter().map(|t| t.to_string()).collect(),
+            error_topic: topics.error_topic.map(str::to_string),
         }
     }
 }
@@ -192,9 +214,20 @@ impl PendingCommit for storage::PendingCommit {
 
 impl Sink for LocalSink {
     fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError> {
-        let mut appends = Vec::with_capacity(2);
+        let mut appends = Vec::with_capacity(2 + batch.routed.len());
         if !batch.destination.is_empty() {
             appends.push((self.destination.clone(), batch.destination));
+        }
+        for (i, messages) in batch.routed.into_iter().enumerate() {
+            if messages.is_empty() {
+                continue;
+            }
+            let topic = self.routes.get(i).ok_or_else(|| {
+                IoError(format!(
+                    "a message was routed to route {i}, which the pipeline does not declare"
+                ))
+            })?;
+            appends.push((topic.clone(), messages));
         }
         if !batch.errors.is_empty() {
             let topic = self.error_topic.clone().ok_or_else(|| {
@@ -206,6 +239,10 @@ impl Sink for LocalSink {
             appends,
             offsets: vec![(self.consumer.clone(), local_position(&batch.positions)?)],
             stamp: batch.stamp,
+            state: Some(StateWrites {
+                pipeline_id: self.pipeline_id.clone(),
+                changes: batch.state,
+            }),
         })?;
         Ok(Box::new(pending))
     }

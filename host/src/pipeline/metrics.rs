@@ -25,6 +25,9 @@ pub struct PipelineMetrics {
     pub failed: AtomicU64,
     /// Calls retried after a failure.
     pub retries: AtomicU64,
+    /// Batch calls whose outputs were discarded and whose messages were processed
+    /// again one per call (a trap, or a message that failed, in batch mode).
+    pub batch_replays: AtomicU64,
     /// Messages written to the destination topic.
     pub outputs: AtomicU64,
     /// Batches committed.
@@ -48,6 +51,7 @@ impl Default for PipelineMetrics {
             filtered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            batch_replays: AtomicU64::new(0),
             outputs: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             recycles: AtomicU64::new(0),
@@ -77,6 +81,8 @@ pub struct MetricsSnapshot {
     pub throughput_msgs_per_sec: f64,
     /// See [`PipelineMetrics::retries`].
     pub retries: u64,
+    /// See [`PipelineMetrics::batch_replays`].
+    pub batch_replays: u64,
     /// See [`PipelineMetrics::outputs`].
     pub messages_produced: u64,
     /// Source end offset minus committed offset.
@@ -120,8 +126,13 @@ impl PipelineMetrics {
 
     /// Records the module time spent on one input.
     pub fn record_time(&self, micros: u64) {
+        self.record_times(micros, 1);
+    }
+
+    /// Records `count` inputs that took `micros` each (a batch call's share).
+    pub fn record_times(&self, micros: u64, count: u64) {
         let mut h = self.histogram.lock().unwrap_or_else(|p| p.into_inner());
-        h.saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
+        let _ = h.record_n(micros.clamp(1, MAX_TRACKED_MICROS), count);
     }
 
     /// A snapshot; `source_end` is a local source's next offset, for lag (a Kafka
@@ -153,6 +164,7 @@ impl PipelineMetrics {
             messages_processed: get(&self.processed),
             messages_filtered: get(&self.filtered),
             messages_failed: get(&self.failed),
+            batch_replays: get(&self.batch_replays),
             avg_processing_time_ms: mean,
             throughput_msgs_per_sec: if elapsed > 0.0 {
                 handled as f64 / elapsed

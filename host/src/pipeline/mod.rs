@@ -30,12 +30,14 @@ pub mod worker;
 pub use status::PipelineStatus;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use crate::kafka::Clusters;
 use crate::modules::{ModuleError, ModuleRecord, ModuleStore};
 use crate::runtime::TransformError;
+use crate::state::{PipelineState, SharedState, DEFAULT_STATE_QUOTA_BYTES};
 use crate::storage::{Commit, MetaTable, Storage, StorageError};
 use connect::Endpoints;
 use endpoint::Endpoint;
@@ -78,6 +80,9 @@ pub enum PipelineError {
     /// The source or sink failed, or a worker thread could not be started.
     #[error("{0}")]
     Io(String),
+    /// The operation needs the pipeline stopped (the message says how).
+    #[error("{0}")]
+    Running(String),
 }
 
 struct Entry {
@@ -117,6 +122,8 @@ struct Inner {
     modules: ModuleStore,
     kafka: Clusters,
     pipelines: Mutex<BTreeMap<String, Entry>>,
+    /// `[etl] state_quota_bytes`.
+    state_quota: AtomicU64,
 }
 
 impl PipelineManager {
@@ -156,8 +163,42 @@ impl PipelineManager {
                 modules,
                 kafka,
                 pipelines: Mutex::new(pipelines),
+                state_quota: AtomicU64::new(DEFAULT_STATE_QUOTA_BYTES),
             }),
         })
+    }
+
+    /// Sets the state quota of pipelines started from now on (`[etl]
+    /// state_quota_bytes`).
+    pub fn set_state_quota(&self, bytes: u64) {
+        self.inner.state_quota.store(bytes, Ordering::Relaxed);
+    }
+
+    /// A pipeline's committed state, sorted by key.
+    pub fn state(&self, id_or_name: &str) -> Result<Vec<(String, Vec<u8>)>, PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        Ok(self.inner.storage.pipeline_state(&id)?)
+    }
+
+    /// Deletes a stopped pipeline's state; returns how many keys it held. A
+    /// running pipeline holds its state in memory, so it must be stopped first.
+    pub fn reset_state(&self, id_or_name: &str) -> Result<usize, PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        let pipelines = self.lock();
+        let entry = &pipelines[&id];
+        if entry
+            .run
+            .as_ref()
+            .is_some_and(|r| r.state() == RunState::Running)
+        {
+            return Err(PipelineError::Running(format!(
+                "pipeline {:?} is running; stop it (POST /api/v1/etl/pipelines/{id}/stop), reset its state, then start it again",
+                entry.record.spec.pipeline_name
+            )));
+        }
+        let deleted = self.inner.storage.delete_pipeline_state(&id)?;
+        tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %id, keys = deleted, "pipeline state reset");
+        Ok(deleted)
     }
 
     /// Starts every pipeline that was running before the broker stopped.
@@ -248,7 +289,7 @@ impl PipelineManager {
             self.inner.storage.commit(Commit {
                 appends: Vec::new(),
                 offsets: vec![(record.consumer_id(), start)],
-                stamp: Vec::new(),
+                ..Commit::default()
             })?;
         }
         self.persist(&record)?;
@@ -353,6 +394,23 @@ impl PipelineManager {
             }
         };
         metrics.set_kafka(connected.kafka);
+        let endpoints = match Endpoints::of(&record.spec, &self.inner.kafka) {
+            Ok(e) => e,
+            Err(e) => return RunState::Failed(e.to_string()),
+        };
+        let state = if endpoints.all_local() {
+            match self.inner.storage.pipeline_state(&record.pipeline_id) {
+                Ok(entries) => SharedState::new(PipelineState::new(
+                    entries,
+                    self.inner.state_quota.load(Ordering::Relaxed),
+                )),
+                Err(e) => {
+                    return RunState::Failed(format!("could not load the pipeline's state: {e}"))
+                }
+            }
+        } else {
+            SharedState::unavailable("this pipeline uses a Kafka topic: durable state needs a pipeline between this broker's own topics, where one transaction holds outputs, state and offsets")
+        };
         Worker {
             pipeline_id: record.pipeline_id.clone(),
             source_topic: record.spec.source_topic.clone(),
@@ -364,6 +422,9 @@ impl PipelineManager {
             metrics,
             control,
             recycle_base: 0,
+            destination_topic: record.spec.destination_topic.clone(),
+            routes: record.spec.routes.clone(),
+            state,
         }
         .run()
     }
@@ -413,6 +474,9 @@ impl PipelineManager {
         if let Some(t) = patch.error_topic {
             record.spec.error_topic = Some(t);
         }
+        if let Some(routes) = patch.routes {
+            record.spec.routes = routes;
+        }
         if let Some(req) = &patch.module_version {
             record.spec.module_version = req.clone();
         }
@@ -429,7 +493,8 @@ impl PipelineManager {
         record.module_version = module.version.clone();
         let error_topic_changed = {
             let pipelines = self.lock();
-            pipelines[&id].record.spec.error_topic != record.spec.error_topic
+            let old = &pipelines[&id].record.spec;
+            old.error_topic != record.spec.error_topic || old.routes != record.spec.routes
         };
         let loaded = self.load(&module, &id, &record.spec.configuration)?;
         let running = {
@@ -475,6 +540,7 @@ impl PipelineManager {
         self.inner
             .storage
             .delete_consumer_offset(&spec::consumer_id(&id))?;
+        self.inner.storage.delete_pipeline_state(&id)?;
         tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %id, "pipeline deleted");
         Ok(())
     }

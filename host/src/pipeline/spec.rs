@@ -12,6 +12,9 @@ pub const MAX_BATCH_SIZE: u32 = 10_000;
 pub const MAX_RETRIES: u32 = 100;
 /// The longest backoff between two tries (also the cap of the exponential growth).
 pub const MAX_BACKOFF_MS: u64 = 60_000;
+/// The most topics a pipeline may declare in `routes`: each is one more place its
+/// outputs (and, for Kafka, one more transaction partner) go.
+pub const MAX_ROUTES: usize = 16;
 /// The most parameters a pipeline may hand its module, and their sizes: they are
 /// copied into every instance.
 pub const MAX_PARAMS: usize = 256;
@@ -31,6 +34,11 @@ pub struct PipelineSpec {
     pub source_topic: String,
     /// The topic the outputs are written to.
     pub destination_topic: String,
+    /// Further topics a 1.1 module may route outputs to, by naming them in an
+    /// output's `topic` (at most [`MAX_ROUTES`]). Routed writes commit with the rest
+    /// of the batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
     /// Where failed and dead-lettered messages go. Without one, a message that
     /// exhausts its retries stops the pipeline (status `failed`), losing nothing.
     #[serde(default)]
@@ -67,7 +75,8 @@ pub struct Configuration {
     /// How many messages are read and committed together.
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
-    /// Only `single_message` (one module call per message) exists.
+    /// `single_message` (one module call per message, the default) or `batch`
+    /// (one call per batch for modules that export `process-batch`).
     #[serde(default)]
     pub processing_mode: ProcessingMode,
     /// Deadline of one module call; capped by the broker's `etl.execution_timeout_ms`.
@@ -104,6 +113,9 @@ pub enum ProcessingMode {
     /// One call per message (the guide's mode).
     #[default]
     SingleMessage,
+    /// One call per batch (`process-batch`); modules without that export are
+    /// called once per message. Retries are made one message per call.
+    Batch,
 }
 
 /// Retries of a failed call.
@@ -203,6 +215,9 @@ pub struct PipelinePatch {
     /// A new error topic.
     #[serde(default)]
     pub error_topic: Option<String>,
+    /// New routes (replacing the old ones).
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
 }
 
 /// Partial [`Configuration`].
@@ -275,6 +290,29 @@ impl PipelineSpec {
                     "error_topic",
                     "must differ from source_topic (failures would be read again)",
                 ));
+            }
+        }
+        if self.routes.len() > MAX_ROUTES {
+            return Err(bad(
+                "routes",
+                format!(
+                    "declares {} topics; a pipeline may route to at most {MAX_ROUTES} (chain pipelines for more)",
+                    self.routes.len()
+                ),
+            ));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            topic_ok(route).map_err(|m| bad("routes", m))?;
+            if route == &self.source_topic {
+                return Err(bad(
+                    "routes",
+                    format!(
+                        "{route:?} is the source topic (the pipeline would read its own output)"
+                    ),
+                ));
+            }
+            if self.routes[..i].contains(route) {
+                return Err(bad("routes", format!("{route:?} is declared twice")));
             }
         }
         if self.destination_topic == self.source_topic {

@@ -22,9 +22,10 @@ use tracing::{debug, info, info_span, warn};
 use super::endpoint::KAFKA_SCHEME;
 use super::io::{CommitBatch, Fetched, PendingCommit, Positions, Sink, Source, LOCAL_PARTITION};
 use super::metrics::PipelineMetrics;
-use super::spec::Configuration;
+use super::spec::{Configuration, ProcessingMode};
 use crate::message::Message;
-use crate::runtime::{ProcessContext, Transform, TransformError};
+use crate::runtime::{BatchContext, ProcessContext, ProcessOutput, Transform, TransformError};
+use crate::state::SharedState;
 
 /// How long an idle worker waits for new messages before checking for a stop or an
 /// update again.
@@ -49,7 +50,8 @@ pub mod headers {
     /// On error-topic messages: the error text (truncated to 4 KiB).
     pub const ERROR: &str = "x-rustmq-error";
     /// On error-topic messages: why it failed (`dead_letter`, `module_error`,
-    /// `timeout`, `memory_limit`, `trap`, `abi`, `init_refused`, `instantiate`).
+    /// `timeout`, `memory_limit`, `trap`, `abi`, `init_refused`, `instantiate`,
+    /// `state_limit`, `undeclared_route`).
     pub const ERROR_CAUSE: &str = "x-rustmq-error-cause";
     /// On error-topic messages: how many calls were made.
     pub const ATTEMPTS: &str = "x-rustmq-attempts";
@@ -157,6 +159,23 @@ pub struct Worker {
     pub control: Arc<Control>,
     /// Recycles of instances replaced by updates, so the metric keeps counting.
     pub recycle_base: u64,
+    /// The destination topic, as declared (a module may name it as an output's
+    /// topic too).
+    pub destination_topic: String,
+    /// The topics the module may route to, as declared; the index of a topic here
+    /// is its index in [`CommitBatch::routed`].
+    pub routes: Vec<String>,
+    /// The pipeline's durable state (unavailable for pipelines with Kafka
+    /// endpoints).
+    pub state: SharedState,
+}
+
+/// What one call made of its message.
+enum Outcome {
+    /// Final: no retry.
+    Done(Routed),
+    /// A failure that the retry policy may try again.
+    Failed { cause: &'static str, error: String },
 }
 
 /// A batch handed to the sink and not yet known to be durable.
@@ -169,7 +188,8 @@ struct InFlight {
 
 /// What became of one input message.
 enum Routed {
-    Outputs(Vec<Message>),
+    /// For the destination, and for routes (by route index).
+    Outputs(Vec<Message>, Vec<(usize, Message)>),
     Errors(Vec<Message>),
     /// It failed for good and there is no error topic: stop, leaving it uncommitted.
     Halt(String),
@@ -192,6 +212,7 @@ impl Worker {
             self.source.seek(start);
         }
         let start = start.unwrap_or(0);
+        self.loaded.transform.attach_state(self.state.clone());
         self.metrics
             .committed_offset
             .store(start, Ordering::Relaxed);
@@ -274,6 +295,9 @@ impl Worker {
             self.recycle_base += self.loaded.transform.recycles();
             info!(target: "rustmq::etl::pipeline", from = %self.loaded.module_id, to = %update.loaded.module_id, "pipeline switched module at a batch boundary");
             self.loaded = update.loaded;
+            // The state belongs to the pipeline, not the module: the new version
+            // sees what the old one left.
+            self.loaded.transform.attach_state(self.state.clone());
             self.configuration = update.configuration;
         }
     }
@@ -306,14 +330,34 @@ impl Worker {
             source_offset: 0,
             attempt: 1,
         };
+        // In batch mode the whole batch goes to the module in one call; when that
+        // call cannot be kept as a whole (see `call_batch`), every message is
+        // processed again on its own.
+        let mut whole = if self.configuration.processing_mode == ProcessingMode::Batch {
+            self.call_batch(&fetched).map(Vec::into_iter)
+        } else {
+            None
+        };
         for f in &fetched {
-            if self.control.stopping() {
-                break;
-            }
-            match self.handle(f, &mut ctx) {
-                Routed::Outputs(msgs) => {
-                    produced += msgs.len() as u64;
+            let routed = match &mut whole {
+                Some(outcomes) => outcomes.next().expect("one outcome per message"),
+                None => {
+                    if self.control.stopping() {
+                        break;
+                    }
+                    self.handle(f, &mut ctx)
+                }
+            };
+            match routed {
+                Routed::Outputs(msgs, routed) => {
+                    produced += (msgs.len() + routed.len()) as u64;
                     batch.destination.extend(msgs);
+                    for (route, m) in routed {
+                        if batch.routed.len() <= route {
+                            batch.routed.resize_with(route + 1, Vec::new);
+                        }
+                        batch.routed[route].push(m);
+                    }
                 }
                 Routed::Errors(msgs) => batch.errors.extend(msgs),
                 Routed::Halt(reason) => {
@@ -324,6 +368,11 @@ impl Worker {
             }
             batch.positions.insert(f.partition, f.offset + 1);
             handled += 1;
+        }
+        // Only the changes of messages that are part of this commit: a halt or a
+        // stop leaves the rest uncommitted, and their calls' changes were discarded.
+        if let Some(changes) = self.state.with(|s| s.take_changes()) {
+            batch.state = changes;
         }
         self.metrics.recycles.store(
             self.recycle_base + self.loaded.transform.recycles(),
@@ -374,36 +423,38 @@ impl Worker {
     }
 
     /// Runs one message through the module, retrying failures per the policy.
+    /// In batch mode each try is a batch call of this one message.
     fn handle(&mut self, f: &Fetched, ctx: &mut ProcessContext) -> Routed {
         let policy = self.configuration.retry_policy;
+        let batch_mode = self.configuration.processing_mode == ProcessingMode::Batch;
         let mut attempt = 1u32;
         loop {
             ctx.source_offset = f.offset;
             ctx.attempt = attempt;
+            self.state.with(|s| s.discard_call());
             let started = Instant::now();
-            let result = self.loaded.transform.process(&f.message, ctx);
+            let result = if batch_mode {
+                let batch_ctx = BatchContext {
+                    pipeline_id: ctx.pipeline_id.clone(),
+                    source_topic: ctx.source_topic.clone(),
+                    attempt,
+                };
+                self.loaded
+                    .transform
+                    .process_batch(&[&f.message], &[f.offset], &batch_ctx)
+                    .and_then(|mut answers| {
+                        answers.pop().ok_or_else(|| {
+                            TransformError::Abi("process-batch answered no result".into())
+                        })
+                    })
+            } else {
+                self.loaded.transform.process(&f.message, ctx)
+            };
             self.metrics
                 .record_time(started.elapsed().as_micros() as u64);
-            let (cause, error) = match result {
-                Ok(out) if out.error.is_none() => {
-                    self.metrics.processed.fetch_add(1, Ordering::Relaxed);
-                    if out.messages.is_empty() {
-                        self.metrics.filtered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return Routed::Outputs(out.messages);
-                }
-                Ok(out) if out.should_continue => {
-                    // The guide's dead-letter pattern: straight to the error topic.
-                    let error = out.error.unwrap_or_default();
-                    let msgs = if out.messages.is_empty() {
-                        vec![f.message.clone()]
-                    } else {
-                        out.messages
-                    };
-                    return self.to_error_topic(f, msgs, "dead_letter", &error, attempt);
-                }
-                Ok(out) => ("module_error", out.error.unwrap_or_default()),
-                Err(e) => (e.cause(), describe(&e)),
+            let (cause, error) = match self.classify(f, result, attempt) {
+                Outcome::Done(routed) => return routed,
+                Outcome::Failed { cause, error } => (cause, error),
             };
             debug!(target: "rustmq::etl::pipeline", offset = f.offset, attempt, cause, error = %error, "module call failed");
             if attempt > policy.max_retries {
@@ -414,6 +465,180 @@ impl Worker {
                 return Routed::Interrupted;
             }
             attempt += 1;
+        }
+    }
+
+    /// Calls the module once for the whole batch (first tries). Returns one
+    /// outcome per message, or `None` when the call cannot be kept as a whole: it
+    /// failed (trap, timeout, an answer of the wrong length or over the caps), or
+    /// one of its messages needs a retry or broke a rule (state limit, undeclared
+    /// route) whose state changes cannot be told apart from the others'. Then the
+    /// call's outputs and state changes are discarded and the caller processes
+    /// each message on its own.
+    fn call_batch(&mut self, fetched: &[Fetched]) -> Option<Vec<Routed>> {
+        if fetched.is_empty() || self.control.stopping() {
+            return None;
+        }
+        let messages: Vec<&Message> = fetched.iter().map(|f| &f.message).collect();
+        let offsets: Vec<u64> = fetched.iter().map(|f| f.offset).collect();
+        let ctx = BatchContext {
+            pipeline_id: self.pipeline_id.clone(),
+            source_topic: self.source_topic.clone(),
+            attempt: 1,
+        };
+        self.state.with(|s| s.discard_call());
+        let started = Instant::now();
+        let answers = self
+            .loaded
+            .transform
+            .process_batch(&messages, &offsets, &ctx);
+        let per_message = started.elapsed().as_micros() as u64 / fetched.len() as u64;
+        self.metrics.record_times(per_message, fetched.len() as u64);
+        let answers = match answers {
+            Ok(answers) if answers.len() == fetched.len() => answers,
+            Ok(answers) => {
+                return self.replay_batch(&format!(
+                    "the module answered {} results for a batch of {} messages",
+                    answers.len(),
+                    fetched.len()
+                ))
+            }
+            Err(e) => return self.replay_batch(&e.to_string()),
+        };
+        if let Some(refusal) = self.state.with(|s| s.refusal().cloned()).flatten() {
+            return self.replay_batch(&refusal.to_string());
+        }
+        let keep = answers.iter().all(|out| match &out.error {
+            None => self.resolve_routes(out).is_ok(),
+            Some(_) => out.should_continue,
+        });
+        if !keep {
+            return self.replay_batch("a message of the batch failed");
+        }
+        self.state.with(|s| s.accept_call());
+        let mut outcomes = Vec::with_capacity(fetched.len());
+        for (f, out) in fetched.iter().zip(answers) {
+            match self.classify(f, Ok(out), 1) {
+                Outcome::Done(routed) => outcomes.push(routed),
+                Outcome::Failed { .. } => unreachable!("checked above: every answer is final"),
+            }
+        }
+        Some(outcomes)
+    }
+
+    fn replay_batch(&mut self, why: &str) -> Option<Vec<Routed>> {
+        self.state.with(|s| s.discard_call());
+        self.metrics.batch_replays.fetch_add(1, Ordering::Relaxed);
+        debug!(target: "rustmq::etl::pipeline", reason = %why, "batch processed again one message per call");
+        None
+    }
+
+    /// Where each output of `out` goes: the destination (`None`) or a route index.
+    fn resolve_routes(&self, out: &ProcessOutput) -> Result<Vec<Option<usize>>, String> {
+        let mut places = vec![None; out.messages.len()];
+        for (i, topic) in &out.topics {
+            if *topic == self.destination_topic {
+                continue;
+            }
+            match self.routes.iter().position(|r| r == topic) {
+                Some(route) if *i < places.len() => places[*i] = Some(route),
+                Some(_) => return Err(format!("output {i} does not exist")),
+                None => {
+                    return Err(if self.routes.is_empty() {
+                        format!("the module routed an output to topic {topic:?}, but the pipeline declares no routes; add it to the pipeline's \"routes\"")
+                    } else {
+                        format!(
+                            "the module routed an output to topic {topic:?}, which is not among the pipeline's routes {:?}; add it to \"routes\" or fix the module",
+                            self.routes
+                        )
+                    })
+                }
+            }
+        }
+        Ok(places)
+    }
+
+    /// What one call's answer means for its message; keeps or discards the call's
+    /// state changes accordingly.
+    fn classify(
+        &mut self,
+        f: &Fetched,
+        result: Result<ProcessOutput, TransformError>,
+        attempt: u32,
+    ) -> Outcome {
+        let refusal = self.state.with(|s| s.refusal().cloned()).flatten();
+        let out = match result {
+            Err(e) => {
+                self.state.with(|s| s.discard_call());
+                return Outcome::Failed {
+                    cause: e.cause(),
+                    error: describe(&e),
+                };
+            }
+            Ok(out) => out,
+        };
+        if let Some(refusal) = refusal {
+            // Retrying cannot help: the same message makes the same change.
+            self.state.with(|s| s.discard_call());
+            return Outcome::Done(self.to_error_topic(
+                f,
+                vec![f.message.clone()],
+                "state_limit",
+                &refusal.to_string(),
+                attempt,
+            ));
+        }
+        match out.error {
+            None => {
+                let places = match self.resolve_routes(&out) {
+                    Ok(places) => places,
+                    Err(error) => {
+                        self.state.with(|s| s.discard_call());
+                        return Outcome::Done(self.to_error_topic(
+                            f,
+                            vec![f.message.clone()],
+                            "undeclared_route",
+                            &error,
+                            attempt,
+                        ));
+                    }
+                };
+                self.state.with(|s| s.accept_call());
+                self.metrics.processed.fetch_add(1, Ordering::Relaxed);
+                if out.messages.is_empty() {
+                    self.metrics.filtered.fetch_add(1, Ordering::Relaxed);
+                }
+                if out.topics.is_empty() {
+                    return Outcome::Done(Routed::Outputs(out.messages, Vec::new()));
+                }
+                let mut destination = Vec::with_capacity(out.messages.len());
+                let mut routed = Vec::new();
+                for (m, place) in out.messages.into_iter().zip(places) {
+                    match place {
+                        None => destination.push(m),
+                        Some(route) => routed.push((route, m)),
+                    }
+                }
+                Outcome::Done(Routed::Outputs(destination, routed))
+            }
+            Some(error) if out.should_continue => {
+                // The guide's dead-letter pattern: straight to the error topic. The
+                // module chose this answer, so its state changes stand.
+                self.state.with(|s| s.accept_call());
+                let msgs = if out.messages.is_empty() {
+                    vec![f.message.clone()]
+                } else {
+                    out.messages
+                };
+                Outcome::Done(self.to_error_topic(f, msgs, "dead_letter", &error, attempt))
+            }
+            Some(error) => {
+                self.state.with(|s| s.discard_call());
+                Outcome::Failed {
+                    cause: "module_error",
+                    error,
+                }
+            }
         }
     }
 
@@ -482,7 +707,7 @@ mod tests {
             Ok(ProcessOutput {
                 messages: vec![message.clone()],
                 should_continue: true,
-                error: None,
+                ..ProcessOutput::default()
             })
         }
         fn recycles(&self) -> u64 {
@@ -568,6 +793,9 @@ mod tests {
             metrics: Arc::clone(&metrics),
             control,
             recycle_base: 0,
+            destination_topic: "out".into(),
+            routes: Vec::new(),
+            state: SharedState::default(),
         };
         let end = worker.run();
         assert!(

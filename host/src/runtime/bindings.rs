@@ -1,10 +1,18 @@
-//! The single `bindgen!` site for the `rustmq:etl/etl@1.0.0` world, the per-instance
-//! host state, and the host side of the `host` interface (`log`, `get-param`).
+//! The single `bindgen!` site for the `rustmq:etl` worlds (`etl@1.0.0` and
+//! `etl-batch@1.1.0`, which includes `etl@1.1.0`), the per-instance host state, and
+//! the host side of the `host` (`log`, `get-param`) and `state` interfaces.
 //!
-//! Also here: borrowed mirrors of the `message` and `process-context` records
-//! ([`MessageArg`], [`ContextArg`]) so a `process` call lowers the caller's data
-//! straight into guest memory without first cloning it into the generated owned
-//! types.
+//! Guests of both versions are linked against one linker: it defines
+//! `rustmq:etl/host@1.0.0` and `rustmq:etl/host@1.1.0` (the same functions) and
+//! `rustmq:etl/state@1.1.0`. The exports are not called through generated code but
+//! through typed functions whose parameter and result types are checked
+//! structurally against the component (see `component`), so one code path serves
+//! both versions.
+//!
+//! Also here: borrowed mirrors of the `message` and context records
+//! ([`MessageArg`], [`ContextArg`], [`BatchContextArg`]) so a call lowers the
+//! caller's data straight into guest memory without first cloning it into the
+//! generated owned types.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,23 +21,39 @@ pub(crate) use rustmq_etl_legacy::limiter::GuestLimiter;
 use wasmtime::component::{ComponentType, Lower, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::output::GuestResult;
+use super::output::{BoundedResults, GuestResult, GuestResultV11};
 use super::wasi::{truncate_line, LogBudget};
 use crate::message::Message;
-use crate::runtime::ProcessContext;
+use crate::runtime::{BatchContext, ProcessContext};
+use crate::state::{SharedState, StateError};
 
 mod generated {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "etl",
-    });
+    /// `rustmq:etl@1.0.0`, released and never edited.
+    pub(crate) mod v1_0 {
+        wasmtime::component::bindgen!({
+            path: "../wit/etl.wit",
+            world: "etl",
+        });
+    }
+    /// `rustmq:etl@1.1.0`: batches, routed outputs, durable state.
+    pub(crate) mod v1_1 {
+        wasmtime::component::bindgen!({
+            path: "../wit/1.1.0",
+            world: "etl-batch",
+        });
+    }
 }
 
-pub(crate) use generated::rustmq::etl::host::LogLevel;
-pub(crate) use generated::{Etl, EtlPre};
+use generated::v1_0::rustmq::etl::host as host_v1_0;
+use generated::v1_1::rustmq::etl::host as host_v1_1;
+use generated::v1_1::rustmq::etl::state as state_v1_1;
 
-/// The world this runtime implements, as reported by `inspect`.
+/// The first world this runtime implements (`inspect` names a component's world).
 pub const WORLD: &str = "rustmq:etl/etl@1.0.0";
+/// The 1.1 world of modules called once per message.
+pub const WORLD_1_1: &str = "rustmq:etl/etl@1.1.0";
+/// The 1.1 world of modules that also take batches.
+pub const WORLD_1_1_BATCH: &str = "rustmq:etl/etl-batch@1.1.0";
 
 /// The package and version of the interfaces the broker provides to guests.
 pub const HOST_PACKAGE: &str = "rustmq:etl";
@@ -43,6 +67,8 @@ pub(crate) struct HostState {
     pub(crate) pipeline_id: Arc<str>,
     pub(crate) params: Arc<BTreeMap<String, String>>,
     pub(crate) log_budget: LogBudget,
+    /// The pipeline's durable state; unbound while `init` runs.
+    pub(crate) state: SharedState,
 }
 
 impl WasiView for HostState {
@@ -54,14 +80,12 @@ impl WasiView for HostState {
     }
 }
 
-impl generated::rustmq::etl::types::Host for HostState {}
-
-impl generated::rustmq::etl::host::Host for HostState {
-    fn log(&mut self, level: LogLevel, message: String) {
+impl HostState {
+    fn log_line(&mut self, level: LogLevel, message: &str) {
         if !self.log_budget.take() {
             return;
         }
-        let text = truncate_line(&message);
+        let text = truncate_line(message);
         let (module_id, pipeline_id) = (&*self.module_id, &*self.pipeline_id);
         // `tracing` levels are static per call site, hence one site per level.
         match level {
@@ -82,18 +106,91 @@ impl generated::rustmq::etl::host::Host for HostState {
             }
         }
     }
+}
+
+/// A guest's log level, whichever version of the `host` interface it came through.
+#[derive(Clone, Copy)]
+enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl generated::v1_0::rustmq::etl::types::Host for HostState {}
+impl generated::v1_1::rustmq::etl::types::Host for HostState {}
+
+impl host_v1_0::Host for HostState {
+    fn log(&mut self, level: host_v1_0::LogLevel, message: String) {
+        use host_v1_0::LogLevel as L;
+        let level = match level {
+            L::Trace => LogLevel::Trace,
+            L::Debug => LogLevel::Debug,
+            L::Info => LogLevel::Info,
+            L::Warn => LogLevel::Warn,
+            L::Error => LogLevel::Error,
+        };
+        self.log_line(level, &message);
+    }
 
     fn get_param(&mut self, name: String) -> Option<String> {
         self.params.get(&name).cloned()
     }
 }
 
-/// Adds WASI 0.2 and the `rustmq:etl` host interfaces to `linker`.
+impl host_v1_1::Host for HostState {
+    fn log(&mut self, level: host_v1_1::LogLevel, message: String) {
+        use host_v1_1::LogLevel as L;
+        let level = match level {
+            L::Trace => LogLevel::Trace,
+            L::Debug => LogLevel::Debug,
+            L::Info => LogLevel::Info,
+            L::Warn => LogLevel::Warn,
+            L::Error => LogLevel::Error,
+        };
+        self.log_line(level, &message);
+    }
+
+    fn get_param(&mut self, name: String) -> Option<String> {
+        self.params.get(&name).cloned()
+    }
+}
+
+impl From<StateError> for state_v1_1::StateError {
+    fn from(e: StateError) -> Self {
+        use state_v1_1::StateError as W;
+        match e {
+            StateError::KeyTooLong { max, .. } => W::KeyTooLong(max as u32),
+            StateError::ValueTooLarge { max, .. } => W::ValueTooLarge(max as u32),
+            StateError::QuotaExceeded { quota, .. } => W::QuotaExceeded(quota),
+            StateError::Unavailable(why) => W::Unavailable(why),
+        }
+    }
+}
+
+impl state_v1_1::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state_v1_1::StateError> {
+        Ok(self.state.lock()?.get(&key)?)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), state_v1_1::StateError> {
+        Ok(self.state.lock()?.set(key, value)?)
+    }
+
+    fn delete(&mut self, key: String) -> Result<(), state_v1_1::StateError> {
+        Ok(self.state.lock()?.delete(&key)?)
+    }
+}
+
+/// Adds WASI 0.2 and the `rustmq:etl` host interfaces of every version to `linker`.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<HostState>,
 ) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
-    Etl::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(linker, |s| s)
+    generated::v1_0::Etl::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    generated::v1_1::EtlBatch::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
 }
 
 /// The WIT `message` record, borrowed from a [`Message`].
@@ -141,7 +238,37 @@ impl<'a> ContextArg<'a> {
     }
 }
 
-/// The parameter and result types of the guest's `process` export.
+/// The 1.1 WIT `batch-context` record, borrowed.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct BatchContextArg<'a> {
+    #[component(name = "pipeline-id")]
+    pipeline_id: &'a str,
+    #[component(name = "source-topic")]
+    source_topic: &'a str,
+    #[component(name = "source-offsets")]
+    source_offsets: &'a [u64],
+    attempt: u32,
+}
+
+impl<'a> BatchContextArg<'a> {
+    pub(crate) fn new(ctx: &'a BatchContext, offsets: &'a [u64]) -> Self {
+        BatchContextArg {
+            pipeline_id: &ctx.pipeline_id,
+            source_topic: &ctx.source_topic,
+            source_offsets: offsets,
+            attempt: ctx.attempt,
+        }
+    }
+}
+
+/// The parameter types of the guest's `process` export (both versions).
 pub(crate) type ProcessParams<'a> = (MessageArg<'a>, ContextArg<'a>);
-/// See [`ProcessParams`].
+/// The result of a 1.0 `process`.
 pub(crate) type ProcessReturn = (GuestResult,);
+/// The result of a 1.1 `process`.
+pub(crate) type ProcessReturnV11 = (GuestResultV11,);
+/// The parameter types of the 1.1 `process-batch` export.
+pub(crate) type BatchParams<'a> = (&'a [MessageArg<'a>], BatchContextArg<'a>);
+/// The result of `process-batch`.
+pub(crate) type BatchReturn = (BoundedResults,);

@@ -9,18 +9,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::component::{ComponentExportIndex, TypedFunc};
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime::component::{ComponentExportIndex, InstancePre, TypedFunc};
+use wasmtime::{AsContextMut, Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::{
-    ContextArg, Etl, EtlPre, GuestLimiter, HostState, MessageArg, ProcessParams, ProcessReturn,
+    BatchContextArg, BatchParams, BatchReturn, ContextArg, GuestLimiter, HostState, MessageArg,
+    ProcessParams, ProcessReturn, ProcessReturnV11,
 };
 use super::engine::{RuntimeInner, EPOCH_TICK};
 use super::loader::ComponentModule;
-use super::output::OutputBudget;
+use super::output::{BudgetGuard, OutputBudget, MAX_BATCH_OUTPUT_BYTES};
 use super::wasi::{self, LogBudget};
-use super::{ProcessContext, ProcessOutput, Transform, TransformError};
+use super::{BatchContext, ProcessContext, ProcessOutput, Transform, TransformError};
 use crate::message::Message;
+use crate::state::SharedState;
 
 /// Longest error text kept from a trap or an `init` refusal, in bytes. Trap messages
 /// carry a wasm backtrace and refusals are guest-chosen strings; both end up in logs,
@@ -30,8 +32,8 @@ pub const MAX_ERROR_TEXT_BYTES: usize = 2048;
 /// A component transform bound to one pipeline.
 pub struct ComponentTransform {
     runtime: Arc<RuntimeInner>,
-    pre: EtlPre<HostState>,
-    process_export: ComponentExportIndex,
+    pre: InstancePre<HostState>,
+    exports: Exports,
     module_id: Arc<str>,
     pipeline_id: Arc<str>,
     params: Arc<BTreeMap<String, String>>,
@@ -40,14 +42,36 @@ pub struct ComponentTransform {
     timeout_ms: u64,
     live: Option<LiveInstance>,
     recycles: u64,
+    /// The pipeline's durable state, handed to every instance after its `init`.
+    state: SharedState,
+}
+
+/// Where the component's exports are.
+#[derive(Clone, Copy)]
+struct Exports {
+    init: ComponentExportIndex,
+    process: ComponentExportIndex,
+    process_batch: Option<ComponentExportIndex>,
+}
+
+/// The `init` export (the same in every version).
+type InitFunc = TypedFunc<(&'static [(String, String)],), (Result<(), String>,)>;
+
+/// `process`, typed for the contract version the component was built against
+/// (the types are checked structurally, so the version need not be guessed from
+/// names).
+enum ProcessFunc {
+    V1_0(TypedFunc<ProcessParams<'static>, ProcessReturn>),
+    V1_1(TypedFunc<ProcessParams<'static>, ProcessReturnV11>),
 }
 
 /// A running instance and what is needed to call it.
 struct LiveInstance {
     store: Store<HostState>,
     /// Typechecked once per instance; `'static` only in name, the parameter borrows
-    /// are shortened per call (the type is covariant in its parameters).
-    process: TypedFunc<ProcessParams<'static>, ProcessReturn>,
+    /// are shortened per call (the types are covariant in their parameters).
+    process: ProcessFunc,
+    process_batch: Option<TypedFunc<BatchParams<'static>, BatchReturn>>,
 }
 
 impl ComponentTransform {
@@ -58,14 +82,18 @@ impl ComponentTransform {
         pipeline_id: &str,
         params: &BTreeMap<String, String>,
     ) -> Result<Self, TransformError> {
-        let process_export = module
-            .component
-            .get_export_index(None, "process")
-            .ok_or_else(|| TransformError::Abi("the component does not export `process`".into()))?;
+        let export = |name: &str| module.component.get_export_index(None, name);
+        let missing =
+            |name: &str| TransformError::Abi(format!("the component does not export `{name}`"));
+        let exports = Exports {
+            init: export("init").ok_or_else(|| missing("init"))?,
+            process: export("process").ok_or_else(|| missing("process"))?,
+            process_batch: export("process-batch"),
+        };
         let mut transform = ComponentTransform {
             runtime: Arc::clone(&module.runtime),
             pre: module.pre.clone(),
-            process_export,
+            exports,
             module_id: Arc::from(module_id),
             pipeline_id: Arc::from(pipeline_id),
             params: Arc::new(params.clone()),
@@ -73,6 +101,7 @@ impl ComponentTransform {
             timeout_ms: module.runtime.limits.execution_timeout_ms,
             live: None,
             recycles: 0,
+            state: SharedState::unavailable(NO_STATE),
         };
         let runtime = Arc::clone(&transform.runtime);
         let _slot = runtime.slots.acquire();
@@ -110,6 +139,7 @@ impl ComponentTransform {
                 pipeline_id: Arc::clone(&self.pipeline_id),
                 params: Arc::clone(&self.params),
                 log_budget: budget,
+                state: SharedState::unavailable("durable state cannot be used from `init`"),
             },
         );
         store.limiter(|state| &mut state.limits);
@@ -119,27 +149,51 @@ impl ComponentTransform {
 
         let instance = self
             .pre
-            .instance_pre()
             .instantiate(&mut store)
             .map_err(|e| self.fault(&store, e, TransformError::Instantiate))?;
-        let bindings = Etl::new(&mut store, &instance)
-            .map_err(|e| TransformError::Instantiate(bounded(format!("{e:#}"))))?;
-        let process = instance
-            .get_func(&mut store, self.process_export)
-            .ok_or_else(|| TransformError::Abi("the instance has no `process` export".into()))?
-            .typed::<ProcessParams<'static>, ProcessReturn>(&store)
-            .map_err(|e| {
-                TransformError::Abi(bounded(format!("`process` has the wrong type: {e:#}")))
-            })?;
+        let func = |store: &mut Store<HostState>, index, name: &str| {
+            instance
+                .get_func(store.as_context_mut(), index)
+                .ok_or_else(|| TransformError::Abi(format!("the instance has no `{name}` export")))
+        };
+        let wrong_type = |name: &str, e: wasmtime::Error| {
+            TransformError::Abi(bounded(format!("`{name}` has the wrong type: {e:#}")))
+        };
+        let init: InitFunc = func(&mut store, self.exports.init, "init")?
+            .typed(&store)
+            .map_err(|e| wrong_type("init", e))?;
+        let process_func = func(&mut store, self.exports.process, "process")?;
+        let process = match process_func.typed::<ProcessParams<'static>, ProcessReturnV11>(&store) {
+            Ok(typed) => ProcessFunc::V1_1(typed),
+            Err(_) => ProcessFunc::V1_0(
+                process_func
+                    .typed::<ProcessParams<'static>, ProcessReturn>(&store)
+                    .map_err(|e| wrong_type("process", e))?,
+            ),
+        };
+        let process_batch = match self.exports.process_batch {
+            Some(index) => Some(
+                func(&mut store, index, "process-batch")?
+                    .typed::<BatchParams<'static>, BatchReturn>(&store)
+                    .map_err(|e| wrong_type("process-batch", e))?,
+            ),
+            None => None,
+        };
 
         store.set_epoch_deadline(self.deadline_ticks());
         store.data().log_budget.reset();
-        let answer = bindings
-            .call_init(&mut store, &self.init_params)
+        let answer = init
+            .call(&mut store, (&self.init_params,))
             .map_err(|e| self.fault(&store, e, TransformError::Trap))?;
         self.report_dropped_logs(&store);
+        let (answer,) = answer;
         answer.map_err(|refusal| TransformError::InitRefused(bounded(refusal)))?;
-        Ok(LiveInstance { store, process })
+        store.data_mut().state = self.state.clone();
+        Ok(LiveInstance {
+            store,
+            process,
+            process_batch,
+        })
     }
 
     /// Classifies a call failure: an epoch interrupt is a timeout, a refused memory
@@ -191,6 +245,52 @@ impl ComponentTransform {
     }
 }
 
+impl ComponentTransform {
+    /// Takes the live instance (starting one if needed) with its deadline armed.
+    fn ready(&mut self) -> Result<LiveInstance, TransformError> {
+        let ticks = self.deadline_ticks();
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None => self.start_instance()?,
+        };
+        live.store.set_epoch_deadline(ticks);
+        live.store.data().log_budget.reset();
+        Ok(live)
+    }
+
+    /// Puts the instance back after a call; on a failure, classifies it and
+    /// discards the instance.
+    fn finish<T>(
+        &mut self,
+        live: LiveInstance,
+        budget: BudgetGuard,
+        call: wasmtime::Result<T>,
+    ) -> Result<T, TransformError> {
+        let over_cap = budget.exceeded();
+        drop(budget);
+        self.report_dropped_logs(&live.store);
+        match call {
+            Ok(answer) => {
+                self.live = Some(live);
+                Ok(answer)
+            }
+            Err(error) => {
+                let fault = match over_cap {
+                    Some(over) => TransformError::Abi(over.to_string()),
+                    None => self.fault(&live.store, error, TransformError::Trap),
+                };
+                self.live = Some(live);
+                self.discard();
+                Err(fault)
+            }
+        }
+    }
+}
+
+/// Why a pipeline's state calls are refused until the worker binds its state.
+const NO_STATE: &str =
+    "this pipeline has no durable state: state needs a pipeline between this broker's own topics";
+
 impl Transform for ComponentTransform {
     fn process(
         &mut self,
@@ -199,47 +299,61 @@ impl Transform for ComponentTransform {
     ) -> Result<ProcessOutput, TransformError> {
         let runtime = Arc::clone(&self.runtime);
         let _slot = runtime.slots.acquire();
-        let ticks = self.deadline_ticks();
-        let mut live = match self.live.take() {
-            Some(live) => live,
-            None => self.start_instance()?,
-        };
-        live.store.set_epoch_deadline(ticks);
-        live.store.data().log_budget.reset();
+        let mut live = self.ready()?;
         // The output caps are enforced while wasmtime lifts the answer, before it is
         // copied into host memory (see `output`).
         let limits = &self.runtime.limits;
         let budget = OutputBudget::guard(limits.max_output_messages, limits.max_output_bytes);
-        let call = live.process.call(
-            &mut live.store,
-            (MessageArg::new(message), ContextArg::new(ctx)),
-        );
-        let over_cap = budget.exceeded();
-        drop(budget);
-        self.report_dropped_logs(&live.store);
-        let result = match call {
-            Ok((result,)) => result,
-            Err(error) => {
-                let fault = match over_cap {
-                    Some(over) => TransformError::Abi(over.to_string()),
-                    None => self.fault(&live.store, error, TransformError::Trap),
-                };
-                self.live = Some(live);
-                self.discard();
-                return Err(fault);
-            }
+        let args = (MessageArg::new(message), ContextArg::new(ctx));
+        let call = match &live.process {
+            ProcessFunc::V1_0(f) => f.call(&mut live.store, args).map(|(r,)| r.into()),
+            ProcessFunc::V1_1(f) => f.call(&mut live.store, args).map(|(r,)| r.into()),
         };
-        self.live = Some(live);
-        Ok(ProcessOutput {
-            messages: result
-                .transformed_messages
-                .0
-                .into_iter()
-                .map(Message::from)
-                .collect(),
-            should_continue: result.should_continue,
-            error: result.error.map(|e| e.0),
-        })
+        self.finish(live, budget, call)
+    }
+
+    fn process_batch(
+        &mut self,
+        messages: &[&Message],
+        offsets: &[u64],
+        ctx: &BatchContext,
+    ) -> Result<Vec<ProcessOutput>, TransformError> {
+        if self.exports.process_batch.is_none() {
+            return super::process_each(self, messages, offsets, ctx);
+        }
+        let runtime = Arc::clone(&self.runtime);
+        let _slot = runtime.slots.acquire();
+        let mut live = self.ready()?;
+        let n = messages.len();
+        // A batch answer may hold what `n` calls could, but its bytes stay within
+        // MAX_BATCH_OUTPUT_BYTES; a batch over it is processed again one message
+        // per call, where the per-call caps apply.
+        let limits = &self.runtime.limits;
+        let budget = OutputBudget::batch_guard(
+            limits.max_output_messages.saturating_mul(n),
+            limits
+                .max_output_bytes
+                .saturating_mul(n)
+                .min(MAX_BATCH_OUTPUT_BYTES.max(limits.max_output_bytes)),
+            n,
+        );
+        let args: Vec<MessageArg<'_>> = messages.iter().map(|m| MessageArg::new(m)).collect();
+        let process_batch = live.process_batch.expect("typed with the instance");
+        let call = process_batch
+            .call(&mut live.store, (&args, BatchContextArg::new(ctx, offsets)))
+            .map(|(results,)| results.0.into_iter().map(ProcessOutput::from).collect());
+        self.finish(live, budget, call)
+    }
+
+    fn takes_batches(&self) -> bool {
+        self.exports.process_batch.is_some()
+    }
+
+    fn attach_state(&mut self, state: SharedState) {
+        if let Some(live) = &mut self.live {
+            live.store.data_mut().state = state.clone();
+        }
+        self.state = state;
     }
 
     fn recycles(&self) -> u64 {

@@ -145,6 +145,7 @@ impl Transform for LegacyTransform {
             self.instance.process(&input).map_err(transform_error)?
         };
         Ok(ProcessOutput {
+            topics: Vec::new(),
             messages: messages
                 .into_iter()
                 .map(|m| Message {

@@ -13,7 +13,9 @@ use serde::Serialize;
 use wasmparser::{Parser, Payload};
 use wasmtime::component::Component;
 
-use super::bindings::{EtlPre, HostState, HOST_PACKAGE, WORLD};
+use wasmtime::component::InstancePre;
+
+use super::bindings::{HostState, HOST_PACKAGE, WORLD, WORLD_1_1, WORLD_1_1_BATCH};
 use super::component::ComponentTransform;
 use super::engine::{Runtime, RuntimeInner};
 use super::{Transform, TransformError};
@@ -82,7 +84,7 @@ pub enum LoadError {
         hint: String,
     },
     /// Required exports are missing (or have the wrong type).
-    #[error("the module does not export {}; a transform must implement the {WORLD} world (export `init` and `process`)", .0.join(", "))]
+    #[error("the module does not export {}; a transform must implement the {WORLD_1_1} world (export `init` and `process`) or {WORLD_1_1_BATCH}, or the older {WORLD}", .0.join(", "))]
     MissingExports(Vec<String>),
     /// Compilation failed.
     #[error("could not compile the module: {0}")]
@@ -117,7 +119,7 @@ enum CompiledInner {
 pub(crate) struct ComponentModule {
     pub(crate) runtime: Arc<RuntimeInner>,
     pub(crate) component: Component,
-    pub(crate) pre: EtlPre<HostState>,
+    pub(crate) pre: InstancePre<HostState>,
 }
 
 /// What the legacy adapter provides for a compiled core module.
@@ -219,7 +221,7 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
     if kind == ModuleKind::Component {
         let missing = missing_exports(&info.exports);
         if missing.is_empty() {
-            info.world = Some(WORLD.to_string());
+            info.world = Some(world_of(&info.imports, &info.exports).to_string());
         } else {
             info.warnings
                 .push(LoadError::MissingExports(missing).to_string());
@@ -305,14 +307,11 @@ fn link(runtime: &Runtime, component: Component) -> Result<CompiledModule, LoadE
         .linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-    let pre = EtlPre::new(instance_pre).map_err(|e| {
-        LoadError::Link(format!("the exports do not match the {WORLD} world: {e:#}"))
-    })?;
     Ok(CompiledModule {
         inner: Arc::new(CompiledInner::Component(ComponentModule {
             runtime: Arc::clone(&runtime.inner),
             component,
-            pre,
+            pre: instance_pre,
         })),
     })
 }
@@ -402,6 +401,20 @@ fn list(
     }
 }
 
+/// The `rustmq:etl` world a component with these names implements: 1.1 when it
+/// imports any 1.1 interface or exports `process-batch`, else 1.0.
+fn world_of(imports: &[String], exports: &[String]) -> &'static str {
+    let batch = exports.iter().any(|e| e == "process-batch");
+    let v1_1 = imports
+        .iter()
+        .any(|i| i.starts_with(HOST_PACKAGE) && i.ends_with("@1.1.0"));
+    match (batch, v1_1) {
+        (true, _) => WORLD_1_1_BATCH,
+        (false, true) => WORLD_1_1,
+        (false, false) => WORLD,
+    }
+}
+
 fn missing_exports(exports: &[String]) -> Vec<String> {
     REQUIRED_EXPORTS
         .iter()
@@ -437,7 +450,7 @@ fn check_imports(imports: &[String]) -> Result<(), LoadError> {
     Err(LoadError::UnsupportedImports {
         imports: unsupported,
         hint: format!(
-            "a transform may import only WASI 0.2.x ({}) and {HOST_PACKAGE}/host@1.0.0; \
+            "a transform may import only WASI 0.2.x ({}) and {HOST_PACKAGE}'s host and state interfaces (1.x); \
              remove the code or dependency that needs the rest (`wasm-tools component wit \
              <file>` lists what a component imports)",
             LINKED_WASI_PACKAGES.join(", ")

@@ -15,6 +15,7 @@
 pub mod legacy;
 
 use crate::message::Message;
+use crate::state::SharedState;
 
 mod bindings;
 mod component;
@@ -23,7 +24,7 @@ mod loader;
 mod output;
 pub mod wasi;
 
-pub use bindings::WORLD;
+pub use bindings::{WORLD, WORLD_1_1, WORLD_1_1_BATCH};
 pub use component::{ComponentTransform, MAX_ERROR_TEXT_BYTES};
 pub use engine::{Runtime, RuntimeError, RuntimeLimits, EPOCH_TICK};
 pub use loader::{
@@ -50,10 +51,25 @@ pub struct ProcessContext {
 pub struct ProcessOutput {
     /// Output messages: 0 = filtered, 1 = transformed, n = fan-out.
     pub messages: Vec<Message>,
+    /// The outputs a 1.1 module routed to a topic of its choosing: (index into
+    /// `messages`, the topic as the module spelt it). Empty when every output goes
+    /// to the destination topic.
+    pub topics: Vec<(usize, String)>,
     /// The guest's `should-continue`.
     pub should_continue: bool,
     /// The guest's error text, if it reported one.
     pub error: Option<String>,
+}
+
+/// Where the messages of a batch come from; passed with every batch call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchContext {
+    /// The calling pipeline's id.
+    pub pipeline_id: String,
+    /// The topic the messages were read from.
+    pub source_topic: String,
+    /// 1 on the first try, then 2, 3, ... on retries.
+    pub attempt: u32,
 }
 
 /// Why a call produced no answer from the guest. Every variant says what the guest
@@ -105,6 +121,30 @@ impl TransformError {
     }
 }
 
+/// The host loop over [`Transform::process`] that serves a batch for modules
+/// without a batch export.
+pub fn process_each<T: Transform + ?Sized>(
+    transform: &mut T,
+    messages: &[&Message],
+    offsets: &[u64],
+    ctx: &BatchContext,
+) -> Result<Vec<ProcessOutput>, TransformError> {
+    let mut single = ProcessContext {
+        pipeline_id: ctx.pipeline_id.clone(),
+        source_topic: ctx.source_topic.clone(),
+        source_offset: 0,
+        attempt: ctx.attempt,
+    };
+    messages
+        .iter()
+        .zip(offsets)
+        .map(|(message, &offset)| {
+            single.source_offset = offset;
+            transform.process(message, &single)
+        })
+        .collect()
+}
+
 /// A live transform: one guest instance (recreated as needed) bound to one
 /// pipeline's parameters. Not shared between threads; each pipeline worker owns its
 /// own.
@@ -115,6 +155,33 @@ pub trait Transform: Send {
         message: &Message,
         ctx: &ProcessContext,
     ) -> Result<ProcessOutput, TransformError>;
+
+    /// Runs the guest on a batch: one answer per message, in order. `offsets` are
+    /// the messages' source offsets. A module without a batch export (a 1.0 or 1.1
+    /// `etl` component, a legacy module) is called once per message by this default.
+    ///
+    /// An `Err` fails the whole call: its outputs and state changes are to be
+    /// discarded and the batch processed again one message at a time, since the
+    /// failure cannot be attributed to a message.
+    fn process_batch(
+        &mut self,
+        messages: &[&Message],
+        offsets: &[u64],
+        ctx: &BatchContext,
+    ) -> Result<Vec<ProcessOutput>, TransformError> {
+        process_each(self, messages, offsets, ctx)
+    }
+
+    /// Whether the module takes a batch in one call (exports `process-batch`).
+    fn takes_batches(&self) -> bool {
+        false
+    }
+
+    /// Binds the pipeline's durable state; modules that cannot use state (1.0
+    /// components, legacy modules) ignore it.
+    fn attach_state(&mut self, state: SharedState) {
+        let _ = state;
+    }
 
     /// How many times the instance has been replaced (after faults, or to reclaim
     /// memory a legacy module leaked).

@@ -20,6 +20,7 @@ use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceT
 use wasmtime::component::{ComponentType, Lift};
 use wasmtime::ValRaw;
 
+use super::ProcessOutput;
 use crate::message::Message;
 
 /// Most header pairs one `process` call may return, across all its messages. Header
@@ -28,12 +29,19 @@ use crate::message::Message;
 /// message at the default fan-out cap, and at most 12 MiB of host memory.
 pub const MAX_OUTPUT_HEADERS: usize = 256 * 1024;
 
+/// Most bytes one batch answer may make the host copy, whatever the batch size:
+/// a batch of `n` messages may answer what `n` calls could, up to this. A batch
+/// over it is processed again one message per call, under the per-call caps.
+pub const MAX_BATCH_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
+
 /// What one call's answer may still make the host copy.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OutputBudget {
     messages_left: usize,
     bytes_left: usize,
     headers_left: usize,
+    /// For a batch call, how many results the answer must hold.
+    expected_results: usize,
     limits: (usize, usize),
     bytes_used: usize,
     exceeded: Option<Exceeded>,
@@ -48,6 +56,8 @@ pub(crate) enum Exceeded {
     Bytes { at_least: usize, max: usize },
     /// The messages carried at least `at_least` header pairs.
     Headers { at_least: usize },
+    /// A batch answer held `answered` results for `expected` messages.
+    Results { answered: usize, expected: usize },
 }
 
 impl std::fmt::Display for Exceeded {
@@ -65,6 +75,10 @@ impl std::fmt::Display for Exceeded {
                 f,
                 "returned at least {at_least} header pairs, more than the limit of {MAX_OUTPUT_HEADERS}"
             ),
+            Exceeded::Results { answered, expected } => write!(
+                f,
+                "process-batch answered {answered} results for a batch of {expected} messages; it must answer exactly one result per message, in order"
+            ),
         }
     }
 }
@@ -77,11 +91,22 @@ impl OutputBudget {
     /// Installs a budget of `max_messages` messages and `max_bytes` bytes on this
     /// thread until the guard drops.
     pub(crate) fn guard(max_messages: usize, max_bytes: usize) -> BudgetGuard {
+        Self::batch_guard(max_messages, max_bytes, 1)
+    }
+
+    /// As [`Self::guard`], for a batch call whose answer must hold `results`
+    /// results.
+    pub(crate) fn batch_guard(
+        max_messages: usize,
+        max_bytes: usize,
+        results: usize,
+    ) -> BudgetGuard {
         BUDGET.with(|b| {
             b.set(Some(OutputBudget {
                 messages_left: max_messages,
                 bytes_left: max_bytes,
                 headers_left: MAX_OUTPUT_HEADERS,
+                expected_results: results,
                 limits: (max_messages, max_bytes),
                 bytes_used: 0,
                 exceeded: None,
@@ -112,6 +137,10 @@ impl OutputBudget {
                 Kind::Headers => (n > b.headers_left).then(|| Exceeded::Headers {
                     at_least: MAX_OUTPUT_HEADERS - b.headers_left + n,
                 }),
+                Kind::Results => (n != b.expected_results).then_some(Exceeded::Results {
+                    answered: n,
+                    expected: b.expected_results,
+                }),
             };
             if let Some(over) = over {
                 b.exceeded = Some(over);
@@ -125,6 +154,7 @@ impl OutputBudget {
                     b.bytes_used += n;
                 }
                 Kind::Headers => b.headers_left -= n,
+                Kind::Results => {}
             }
             cell.set(Some(b));
             Ok(())
@@ -157,6 +187,7 @@ enum Kind {
     Messages,
     Bytes,
     Headers,
+    Results,
 }
 
 /// The length half of a lowered (pointer, length) pair, flat or in memory.
@@ -236,6 +267,15 @@ bounded!(
     BoundedMessages(Vec<GuestMessage>), typecheck = Vec<GuestMessage>, Kind::Messages, |len| len
 );
 
+bounded!(
+    /// The returned 1.1 output messages, charged to the fan-out budget.
+    BoundedOutputs(Vec<GuestOutput>), typecheck = Vec<GuestOutput>, Kind::Messages, |len| len
+);
+bounded!(
+    /// A batch answer: its length must be the batch's.
+    BoundedResults(Vec<GuestResultV11>), typecheck = Vec<GuestResultV11>, Kind::Results, |len| len
+);
+
 /// The WIT `message` record as lifted from a guest's answer.
 #[derive(ComponentType, Lift, Debug)]
 #[component(record)]
@@ -255,6 +295,69 @@ pub(crate) struct GuestResult {
     #[component(name = "should-continue")]
     pub(crate) should_continue: bool,
     pub(crate) error: Option<BoundedString>,
+}
+
+/// The 1.1 WIT `output-message` record as lifted from a guest's answer.
+#[derive(ComponentType, Lift, Debug)]
+#[component(record)]
+pub(crate) struct GuestOutput {
+    topic: Option<BoundedString>,
+    key: Option<BoundedString>,
+    value: BoundedBytes,
+    headers: BoundedHeaders,
+    timestamp: i64,
+}
+
+/// The 1.1 WIT `process-result` record as lifted from a guest's answer.
+#[derive(ComponentType, Lift, Debug)]
+#[component(record)]
+pub(crate) struct GuestResultV11 {
+    #[component(name = "transformed-messages")]
+    pub(crate) transformed_messages: BoundedOutputs,
+    #[component(name = "should-continue")]
+    pub(crate) should_continue: bool,
+    pub(crate) error: Option<BoundedString>,
+}
+
+impl From<GuestResult> for ProcessOutput {
+    fn from(result: GuestResult) -> ProcessOutput {
+        ProcessOutput {
+            messages: result
+                .transformed_messages
+                .0
+                .into_iter()
+                .map(Message::from)
+                .collect(),
+            topics: Vec::new(),
+            should_continue: result.should_continue,
+            error: result.error.map(|e| e.0),
+        }
+    }
+}
+
+impl From<GuestResultV11> for ProcessOutput {
+    fn from(result: GuestResultV11) -> ProcessOutput {
+        let outputs = result.transformed_messages.0;
+        let mut topics = Vec::new();
+        let mut messages = Vec::with_capacity(outputs.len());
+        for (i, m) in outputs.into_iter().enumerate() {
+            if let Some(topic) = m.topic {
+                topics.push((i, topic.0));
+            }
+            messages.push(Message {
+                key: m.key.map(|k| k.0),
+                value: m.value.0,
+                headers: m.headers.0.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
+                timestamp: m.timestamp,
+            });
+        }
+        ProcessOutput {
+            messages,
+            topics,
+            should_continue: result.should_continue,
+            error: result.error.map(|e| e.0),
+        }
+    }
 }
 
 impl From<GuestMessage> for Message {

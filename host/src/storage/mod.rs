@@ -13,6 +13,7 @@
 //!   one, so a loaded broker pays one fsync per group, not per message.
 //! - `retention`: the trimming rule and the background thread that applies it.
 //! - `offsets`: consumer (pipeline) offsets.
+//! - `state`: pipelines' durable keyed state, written inside pipeline commits.
 //! - `meta`: the key/value tables the module store and pipelines keep JSON in.
 //!
 //! Reads use redb read transactions directly: they see a consistent snapshot and
@@ -23,6 +24,7 @@ mod error;
 mod meta;
 mod offsets;
 mod retention;
+mod state;
 mod topic;
 mod writer;
 
@@ -39,6 +41,7 @@ use crate::message::Message;
 pub use codec::{DecodeError, EncodeError};
 pub use error::StorageError;
 pub use meta::MetaTable;
+pub use state::StateWrites;
 pub use topic::{validate_topic_name, Retention, TopicConfig, TopicInfo, MAX_TOPIC_NAME_LEN};
 
 use topic::{TopicMeta, TOPICS};
@@ -100,6 +103,8 @@ pub struct Commit {
     /// own with those names (a pipeline's `x-rustmq-module`, without a copy per
     /// message).
     pub stamp: Vec<(String, String)>,
+    /// A pipeline's state changes, made durable with the rest.
+    pub state: Option<StateWrites>,
 }
 
 /// A request handed to the writer whose answer has not been waited for yet.
@@ -338,9 +343,11 @@ impl Storage {
             appends.push((topic, codec::encode_chunks(&messages, now, &commit.stamp)?));
         }
         let offsets = commit.offsets;
+        let state = commit.state.filter(|s| !s.changes.is_empty());
         self.send(|reply| Request::Commit {
             appends,
             offsets,
+            state,
             reply,
         })
     }

@@ -162,6 +162,7 @@ fn a_commit_writes_outputs_and_offset_together_or_not_at_all() {
             ],
             offsets: vec![("pipe-1".into(), 7)],
             stamp: vec![("h".into(), "stamped".into())],
+            state: None,
         })
         .unwrap();
     assert_eq!(ranges, vec![0..2, 0..1]);
@@ -178,6 +179,7 @@ fn a_commit_writes_outputs_and_offset_together_or_not_at_all() {
             appends: vec![("out".into(), vec![msg("3")]), ("bad/name".into(), vec![])],
             offsets: vec![("pipe-1".into(), 8)],
             stamp: Vec::new(),
+            state: None,
         })
         .is_err());
     assert_eq!(s.end_offset("out").unwrap(), 2);
@@ -203,6 +205,7 @@ fn concurrent_appends_and_commits_get_dense_unique_offsets() {
                             appends: vec![("t".into(), vec![msg(&format!("{t}-{i}"))])],
                             offsets: vec![(format!("c{t}"), i + 1)],
                             stamp: Vec::new(),
+                            state: None,
                         })
                         .unwrap();
                     }

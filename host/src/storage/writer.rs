@@ -23,6 +23,7 @@ use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransactio
 
 use super::codec::{self, Chunk};
 use super::offsets::CONSUMER_OFFSETS;
+use super::state::StateWrites;
 use super::topic::{log_table_name, Retention, TopicConfig, TopicMeta, TOPICS};
 use super::{Shared, StorageError};
 
@@ -62,6 +63,7 @@ pub(crate) enum Request {
     Commit {
         appends: Vec<(String, Vec<Chunk>)>,
         offsets: Vec<(String, u64)>,
+        state: Option<StateWrites>,
         reply: Reply<Vec<Range<u64>>>,
     },
     CreateTopic {
@@ -377,6 +379,7 @@ fn apply(
         Request::Commit {
             appends,
             offsets,
+            state,
             reply,
         } => {
             let result = (|| {
@@ -390,6 +393,9 @@ fn apply(
                 let mut table = ctx.txn.open_table(CONSUMER_OFFSETS)?;
                 for (consumer, offset) in &offsets {
                     table.insert(consumer.as_str(), *offset)?;
+                }
+                if let Some(state) = &state {
+                    super::state::apply(ctx.txn, state)?;
                 }
                 Ok(Ok(ranges))
             })();
