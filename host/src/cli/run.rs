@@ -7,7 +7,15 @@
 //! {"offset": 1, "failure": {"cause": "timeout", "message": "the module ran longer ..."}}
 //! ```
 //!
-//! Output messages use the same JSON form as the input, so text values stay readable.
+//! Output messages use the same JSON form as the input, so text values stay readable;
+//! an output a 1.1 module routed to a topic carries `"topic"`.
+//!
+//! `--batch-size N` runs the pipeline's `batch` processing mode: N lines per
+//! `process-batch` call, and a batch that cannot be kept whole (a trap, a failed
+//! message) is processed again one message per call, as the broker does. The
+//! module's durable state is held in memory for the run (`--state-quota` bytes)
+//! with the broker's semantics: a failed message's changes are discarded;
+//! `--print-state` prints it at the end as `{"state": {"key": "value", ...}}`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,10 +25,13 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use crate::message::{now_millis, MessageJson, MessageOut};
+use crate::message::{now_millis, Message, MessageJson, MessageOut};
+use crate::pipeline::spec::MAX_BATCH_SIZE;
 use crate::runtime::{
-    LoadError, ProcessContext, Runtime, RuntimeError, RuntimeLimits, TransformError,
+    BatchContext, LoadError, ProcessContext, ProcessOutput, Runtime, RuntimeError, RuntimeLimits,
+    Transform, TransformError,
 };
+use crate::state::{PipelineState, SharedState, DEFAULT_STATE_QUOTA_BYTES};
 
 /// Arguments of `rustmq-etl run`.
 #[derive(Debug, Args)]
@@ -46,6 +57,15 @@ pub struct RunArgs {
     /// Memory limit per instance, in bytes [default: the runtime's 64 MiB].
     #[arg(long, value_name = "BYTES")]
     pub memory_limit: Option<u64>,
+    /// Batch mode: hand the module this many messages per call (`process-batch`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
+    pub batch_size: Option<u32>,
+    /// The state quota in bytes [default: the broker's 64 MiB].
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STATE_QUOTA_BYTES)]
+    pub state_quota: u64,
+    /// Print the module's state after the last message.
+    #[arg(long)]
+    pub print_state: bool,
 }
 
 /// Why `run` stopped. Per-message failures are not errors: they are printed as
@@ -133,6 +153,16 @@ pub fn run(
         None => stdin,
     };
 
+    let state = SharedState::new(PipelineState::new([], args.state_quota));
+    transform.attach_state(state.clone());
+    let mut session = Session {
+        transform: &mut *transform,
+        state: &state,
+        args,
+        stdout,
+    };
+    let batch_size = args.batch_size.unwrap_or(1) as usize;
+    let mut pending: Vec<(u64, Message)> = Vec::with_capacity(batch_size);
     let mut offset: u64 = 0;
     let mut line = String::new();
     loop {
@@ -143,39 +173,159 @@ pub fn run(
         if line.trim().is_empty() {
             continue;
         }
-        let result = match serde_json::from_str::<MessageJson>(&line)
+        match serde_json::from_str::<MessageJson>(&line)
             .map_err(|e| e.to_string())
             .and_then(|m| m.into_message(now_millis()).map_err(|e| e.to_string()))
         {
-            Err(message) => failure(offset, "bad_input", &message),
+            Err(message) => {
+                // What came before it is answered first, so lines stay in order.
+                session.flush(&mut pending)?;
+                session.print(&failure(offset, "bad_input", &message))?;
+            }
             Ok(message) => {
-                let ctx = ProcessContext {
-                    pipeline_id: args.pipeline_id.clone(),
-                    source_topic: args.topic.clone(),
-                    source_offset: offset,
-                    attempt: 1,
-                };
-                match transform.process(&message, &ctx) {
-                    Ok(output) => json!({
-                        "offset": offset,
-                        "messages": output
-                            .messages
-                            .iter()
-                            .map(|m| MessageOut::new(m, None))
-                            .collect::<Vec<_>>(),
-                        "should_continue": output.should_continue,
-                        "error": output.error,
-                    }),
-                    Err(e) => failure(offset, e.cause(), &e.to_string()),
+                pending.push((offset, message));
+                if pending.len() >= batch_size {
+                    session.flush(&mut pending)?;
                 }
             }
-        };
-        serde_json::to_writer(&mut *stdout, &result).map_err(std::io::Error::from)?;
-        stdout.write_all(b"\n")?;
+        }
         offset += 1;
+    }
+    session.flush(&mut pending)?;
+    if args.print_state {
+        let snapshot = state.with(|s| s.snapshot()).unwrap_or_default();
+        let entries: serde_json::Map<String, serde_json::Value> = snapshot
+            .into_iter()
+            .map(|(k, v)| (k, json!(String::from_utf8_lossy(&v))))
+            .collect();
+        session.print(&json!({ "state": entries }))?;
     }
     stdout.flush()?;
     Ok(())
+}
+
+/// One run's module, state and output.
+struct Session<'a> {
+    transform: &'a mut dyn Transform,
+    state: &'a SharedState,
+    args: &'a RunArgs,
+    stdout: &'a mut dyn Write,
+}
+
+impl Session<'_> {
+    fn print(&mut self, line: &serde_json::Value) -> Result<(), RunError> {
+        serde_json::to_writer(&mut *self.stdout, line).map_err(std::io::Error::from)?;
+        self.stdout.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Processes the messages waiting: in one batch call in batch mode (kept only
+    /// if every answer is final), else, or then, one call each.
+    fn flush(&mut self, pending: &mut Vec<(u64, Message)>) -> Result<(), RunError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<(u64, Message)> = std::mem::take(pending);
+        if self.args.batch_size.is_some() && batch.len() > 1 {
+            let messages: Vec<&Message> = batch.iter().map(|(_, m)| m).collect();
+            let offsets: Vec<u64> = batch.iter().map(|(o, _)| *o).collect();
+            self.state.with(|s| s.discard_call());
+            let answers = self
+                .transform
+                .process_batch(&messages, &offsets, &self.batch_context());
+            let refused = self.state.with(|s| s.refusal().is_some()).unwrap_or(false);
+            if let Ok(answers) = answers {
+                let whole = answers.len() == batch.len()
+                    && !refused
+                    && answers.iter().all(|a| a.error.is_none() || a.should_continue);
+                if whole {
+                    self.state.with(|s| s.accept_call());
+                    for ((offset, _), answer) in batch.iter().zip(answers) {
+                        self.print(&answered(*offset, &answer))?;
+                    }
+                    return Ok(());
+                }
+            }
+            self.state.with(|s| s.discard_call());
+        }
+        for (offset, message) in &batch {
+            let line = self.one(*offset, message);
+            self.print(&line)?;
+        }
+        Ok(())
+    }
+
+    fn batch_context(&self) -> BatchContext {
+        BatchContext {
+            pipeline_id: self.args.pipeline_id.clone(),
+            source_topic: self.args.topic.clone(),
+            attempt: 1,
+        }
+    }
+
+    /// One message in its own call.
+    fn one(&mut self, offset: u64, message: &Message) -> serde_json::Value {
+        self.state.with(|s| s.discard_call());
+        let result = if self.args.batch_size.is_some() {
+            self.transform
+                .process_batch(&[message], &[offset], &self.batch_context())
+                .and_then(|mut v| match (v.pop(), v.is_empty()) {
+                    (Some(one), true) => Ok(one),
+                    _ => Err(TransformError::Abi(
+                        "process-batch did not answer one result for one message".into(),
+                    )),
+                })
+        } else {
+            let ctx = ProcessContext {
+                pipeline_id: self.args.pipeline_id.clone(),
+                source_topic: self.args.topic.clone(),
+                source_offset: offset,
+                attempt: 1,
+            };
+            self.transform.process(message, &ctx)
+        };
+        let refusal = self.state.with(|s| s.refusal().cloned()).flatten();
+        match (result, refusal) {
+            (_, Some(refusal)) => {
+                self.state.with(|s| s.discard_call());
+                failure(offset, "state_limit", &refusal.to_string())
+            }
+            (Ok(output), None) => {
+                if output.error.is_none() || output.should_continue {
+                    self.state.with(|s| s.accept_call());
+                } else {
+                    self.state.with(|s| s.discard_call());
+                }
+                answered(offset, &output)
+            }
+            (Err(e), None) => {
+                self.state.with(|s| s.discard_call());
+                failure(offset, e.cause(), &e.to_string())
+            }
+        }
+    }
+}
+
+/// The line for an answer.
+fn answered(offset: u64, output: &ProcessOutput) -> serde_json::Value {
+    let messages: Vec<serde_json::Value> = output
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut line = serde_json::to_value(MessageOut::new(m, None)).unwrap_or_default();
+            if let Some((_, topic)) = output.topics.iter().find(|(at, _)| *at == i) {
+                line["topic"] = json!(topic);
+            }
+            line
+        })
+        .collect();
+    json!({
+        "offset": offset,
+        "messages": messages,
+        "should_continue": output.should_continue,
+        "error": output.error,
+    })
 }
 
 fn failure(offset: u64, cause: &str, message: &str) -> serde_json::Value {
