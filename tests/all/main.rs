@@ -2,6 +2,7 @@
 
 mod broker;
 mod cli;
+mod contract_1_1;
 mod e2e_modules;
 mod e2e_pipelines;
 mod faults;
