@@ -348,6 +348,7 @@ fn spec(name: &str, module: &str, max_retries: u32) -> PipelineSpec {
         enabled: true,
         start_from: StartFrom::Earliest,
         consumer_group: None,
+        routes: Vec::new(),
     }
 }
 

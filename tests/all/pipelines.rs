@@ -155,6 +155,7 @@ fn spec(name: &str, error_topic: Option<&str>) -> PipelineSpec {
         enabled: true,
         start_from: StartFrom::Earliest,
         consumer_group: None,
+        routes: Vec::new(),
     }
 }
 

@@ -1,0 +1,212 @@
+//! The `rustmq:etl@1.1.0` paths, each against its baseline in the same run:
+//!
+//! 1. Per message, identity: native Rust · our component called once per message
+//!    (1.0 `process`) · our component called once per batch of 100 (`process-batch`,
+//!    an SDK guest), as ns per message.
+//! 2. End to end (storage, runtime, pipeline manager as the broker wires them),
+//!    N preloaded messages, exactly-once local pipelines: identity in single-message
+//!    mode · the SDK identity in batch mode · the SDK counter in batch mode (one state
+//!    write per message), as messages/s.
+//!
+//! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000); `RUSTMQ_BENCH_QUICK=1` runs a
+//! short smoke version. Results are printed as markdown and appended to
+//! `<target>/criterion/summary.md`.
+
+mod support;
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use rustmq_etl::message::Message;
+use rustmq_etl::modules::ModuleStore;
+use rustmq_etl::pipeline::spec::{PipelineSpec, ProcessingMode};
+use rustmq_etl::pipeline::PipelineManager;
+use rustmq_etl::runtime::{BatchContext, Runtime, RuntimeLimits};
+use rustmq_etl::storage::{Storage, StorageOptions};
+use rustmq_etl_tests::guests;
+
+/// The batch size of the per-message comparison.
+const BATCH: usize = 100;
+
+fn native_identity_batch(batch: &[&Message]) -> Vec<Vec<Message>> {
+    batch.iter().map(|m| vec![(*m).clone()]).collect()
+}
+
+fn per_message(c: &mut Criterion) {
+    let runtime = support::runtime();
+    let msg = support::sample_message(support::DEFAULT_VALUE_BYTES);
+    let batch: Vec<&Message> = std::iter::repeat_n(&msg, BATCH).collect();
+    let offsets: Vec<u64> = (0..BATCH as u64).collect();
+    let ctx = support::sample_context();
+    let batch_ctx = BatchContext {
+        pipeline_id: ctx.pipeline_id.clone(),
+        source_topic: ctx.source_topic.clone(),
+        attempt: 1,
+    };
+
+    let mut g = c.benchmark_group("identity_batch");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("native", |b| {
+        b.iter(|| native_identity_batch(black_box(&batch)))
+    });
+    let single = support::compile(&runtime, guests::IDENTITY);
+    let mut t = support::transform(&single);
+    g.bench_function("component_per_message", |b| {
+        b.iter(|| {
+            batch
+                .iter()
+                .map(|m| t.process(black_box(m), &ctx).expect("process"))
+                .collect::<Vec<_>>()
+        })
+    });
+    let sdk = support::compile(&runtime, guests::SDK_IDENTITY);
+    let mut t = support::transform(&sdk);
+    assert!(t.takes_batches(), "the SDK guest exports process-batch");
+    g.bench_function("component_batch", |b| {
+        b.iter(|| {
+            t.process_batch(black_box(&batch), &offsets, &batch_ctx)
+                .expect("process-batch")
+        })
+    });
+    g.finish();
+}
+
+const SOURCE: &str = "bench-in";
+const PRELOAD_CHUNK: usize = 10_000;
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    storage: Storage,
+    pipelines: PipelineManager,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage =
+            Storage::open(&dir.path().join("data"), StorageOptions::default()).expect("storage");
+        let runtime = Runtime::new(RuntimeLimits::default()).expect("runtime");
+        let modules =
+            ModuleStore::open(&dir.path().join("wasm"), storage.clone(), runtime).expect("modules");
+        let pipelines = PipelineManager::open(storage.clone(), modules.clone()).expect("manager");
+        for (name, path) in [
+            ("identity", guests::IDENTITY),
+            ("sdk-identity", guests::SDK_IDENTITY),
+            ("counter", guests::COUNTER),
+        ] {
+            let bytes = std::fs::read(path).expect("module bytes");
+            modules.upload(name, "1.0.0", &bytes).expect("upload");
+        }
+        Rig {
+            _dir: dir,
+            storage,
+            pipelines,
+        }
+    }
+
+    /// `n` messages whose keys cycle through `keys` distinct values.
+    fn preload(&self, n: usize, keys: usize) {
+        let base = support::sample_message(support::DEFAULT_VALUE_BYTES);
+        let mut i = 0;
+        while i < n {
+            let chunk: Vec<Message> = (i..(i + PRELOAD_CHUNK).min(n))
+                .map(|j| Message {
+                    key: Some(format!("sensor-{}", j % keys)),
+                    ..base.clone()
+                })
+                .collect();
+            i += chunk.len();
+            self.storage
+                .append_blocking(SOURCE, chunk)
+                .expect("preload");
+        }
+    }
+
+    /// Runs one pipeline over the whole source; messages/s from create to the last
+    /// commit.
+    fn run(&self, name: &str, module: &str, mode: ProcessingMode, n: u64) -> f64 {
+        let spec: PipelineSpec = serde_json::from_value(serde_json::json!({
+            "pipeline_name": name,
+            "source_topic": SOURCE,
+            "destination_topic": format!("{name}-out"),
+            "error_topic": format!("{name}-err"),
+            "module_name": module,
+            "module_version": "^1",
+            "configuration": {"batch_size": 1000, "processing_mode": mode,
+                              "retry_policy": {"max_retries": 0, "backoff_ms": 1}},
+        }))
+        .expect("spec");
+        let started = Instant::now();
+        let id = self.pipelines.create(spec).expect("create").pipeline_id;
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            let m = self.pipelines.metrics(&id).expect("metrics");
+            if m.committed_offset >= n {
+                break;
+            }
+            let status = self.pipelines.status(&id).expect("status");
+            assert_eq!(status.status, "running", "pipeline stopped: {status:?}");
+            assert!(Instant::now() < deadline, "pipeline {id} did not drain");
+            let dest = &status.destination_topic;
+            let end = self.storage.end_offset(dest).unwrap_or(0);
+            self.storage
+                .wait_for_blocking(dest, end, Duration::from_millis(20));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let m = self.pipelines.metrics(&id).expect("metrics");
+        assert_eq!(m.messages_failed, 0, "{m:?}");
+        self.pipelines.delete(&id).expect("delete");
+        n as f64 / secs
+    }
+}
+
+fn end_to_end(n: usize, out: &mut String) {
+    let rig = Rig::new();
+    let keys = 1000;
+    rig.preload(n, keys);
+    let _ = writeln!(
+        out,
+        "\n#### Exactly-once local pipelines, {n} preloaded messages (200-byte value, key among {keys}, 3 headers), batch_size 1000\n\n| pipeline | messages/s | × single-message identity |\n|---|---:|---:|"
+    );
+    let runs = [
+        ("identity, single_message (1.0 component)", "identity", ProcessingMode::SingleMessage),
+        ("identity, batch (SDK component)", "sdk-identity", ProcessingMode::Batch),
+        ("counter, batch (SDK, one state write per message)", "counter", ProcessingMode::Batch),
+    ];
+    let mut base = None;
+    for (i, (label, module, mode)) in runs.into_iter().enumerate() {
+        let rate = rig.run(&format!("e{i}"), module, mode, n as u64);
+        let base = *base.get_or_insert(rate);
+        let line = format!("| {label} | {rate:.0} | {:.2} |", rate / base);
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn main() {
+    let quick = std::env::var_os("RUSTMQ_BENCH_QUICK").is_some();
+    let n: usize = std::env::var("RUSTMQ_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 20_000 } else { 1_000_000 });
+    let mut c = support::criterion();
+    per_message(&mut c);
+    c.final_summary();
+    support::summarize(
+        &format!("Identity, {BATCH} messages (one batch) per iteration"),
+        "identity_batch",
+        &["native", "component_per_message", "component_batch"],
+        "native",
+    );
+    let mut out = String::from("\n### The 1.1 contract end to end\n");
+    end_to_end(n, &mut out);
+    print!("{out}");
+    let dir = support::criterion_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("summary.md");
+    let mut previous = std::fs::read_to_string(&path).unwrap_or_default();
+    previous.push_str(&out);
+    let _ = std::fs::write(path, previous);
+}
