@@ -58,6 +58,7 @@ async fn json_metrics(State(state): State<AdminState>) -> Result<Response, ApiEr
             "messages_failed": sum(|s| s.messages_failed),
             "messages_produced": sum(|s| s.messages_produced),
             "retries": sum(|s| s.retries),
+            "batch_replays": sum(|s| s.batch_replays),
             "instance_recycles": sum(|s| s.instance_recycles),
         },
         "pipelines": pipelines.iter().map(|(id, s)| (id.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
@@ -107,6 +108,12 @@ async fn prometheus_metrics(State(state): State<AdminState>) -> Result<Response,
     counter(&mut registry, "retries", "Module calls retried", |s| {
         s.retries
     });
+    counter(
+        &mut registry,
+        "batch_replays",
+        "Batch calls discarded and processed again one message per call",
+        |s| s.batch_replays,
+    );
     counter(
         &mut registry,
         "instance_recycles",
