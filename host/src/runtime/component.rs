@@ -116,8 +116,20 @@ impl ComponentTransform {
     }
 
     fn deadline_ticks(&self) -> u64 {
+        Self::ticks(self.timeout_ms)
+    }
+
+    fn ticks(ms: u64) -> u64 {
         let tick = EPOCH_TICK.as_millis() as u64;
-        self.timeout_ms.div_ceil(tick).max(1)
+        ms.div_ceil(tick).max(1)
+    }
+
+    /// The deadline of a batch call of `n` messages: the per-call deadline for
+    /// each, but never more than the runtime's `execution_timeout_ms` (or the
+    /// per-call deadline, if that is longer).
+    fn batch_deadline_ticks(&self, n: usize) -> u64 {
+        let cap = self.runtime.limits.execution_timeout_ms.max(self.timeout_ms);
+        Self::ticks(self.timeout_ms.saturating_mul(n as u64).min(cap))
     }
 
     /// Instantiates a fresh instance and runs `init` on it.
@@ -325,6 +337,7 @@ impl Transform for ComponentTransform {
         let _slot = runtime.slots.acquire();
         let mut live = self.ready()?;
         let n = messages.len();
+        live.store.set_epoch_deadline(self.batch_deadline_ticks(n));
         // A batch answer may hold what `n` calls could, but its bytes stay within
         // MAX_BATCH_OUTPUT_BYTES; a batch over it is processed again one message
         // per call, where the per-call caps apply.
