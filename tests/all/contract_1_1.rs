@@ -371,6 +371,19 @@ fn state_is_inspected_and_reset_over_the_admin_api_only_while_stopped() {
     produce_all(&b, "reset-in", &[("a", "x"), ("a", "x")]);
     wait_for(&b, "reset-out", 2);
     assert_eq!(state(&b, &id), BTreeMap::from([("a".to_string(), "2".to_string())]));
+    let shown = Command::new(cli_binary())
+        .args(["pipeline", "state", "reset"])
+        .env("RUSTMQ_CLI_ADMIN_URL", &b.admin_url)
+        .env_remove("RUSTMQ_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text} {}", String::from_utf8_lossy(&shown.stderr));
+    assert!(
+        text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["a", "2"]),
+        "{text}"
+    );
+    assert!(text.contains("1 keys, 2 bytes"), "{text}");
     let (s, v) = admin_delete(&b, &format!("/api/v1/etl/pipelines/{id}/state"));
     assert_eq!(error_code(s, &v, StatusCode::CONFLICT), "pipeline_running");
     assert!(v.to_string().contains("stop it"), "{v}");

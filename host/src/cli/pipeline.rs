@@ -1,4 +1,4 @@
-//! `rustmq-etl pipeline create|list|start|stop|status|metrics|update|delete`: the
+//! `rustmq-etl pipeline create|list|start|stop|status|metrics|update|delete|state`: the
 //! admin API's pipeline routes (`/api/v1/etl/pipelines`, the deployment guide's
 //! Steps 5–6). Every command that names a pipeline accepts its id (`pipeline-1`) or
 //! its name.
@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{segment, Api, Client, ClientArgs};
 use super::{output, CliError};
+use crate::state::{StateReset, StateView};
 
 /// `rustmq-etl pipeline`: the broker options and one subcommand.
 #[derive(Debug, Args)]
@@ -71,6 +72,25 @@ body as written (the flags are then not allowed). --param replaces all parameter
     /// Delete a pipeline (its topics stay).
     #[command(after_help = "Example:\n  rustmq-etl pipeline delete pipeline-1")]
     Delete(Target),
+    /// Show a pipeline's durable state, or reset it (a stopped pipeline only).
+    #[command(after_help = "\
+Examples:
+  rustmq-etl pipeline state counts
+  rustmq-etl pipeline stop counts && rustmq-etl pipeline state counts --reset
+
+Shows the committed keys and values (GET /api/v1/etl/pipelines/{id}/state); --reset
+deletes them all (DELETE of the same path), which needs the pipeline stopped.")]
+    State(StateArgs),
+}
+
+/// Arguments of `pipeline state`.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The pipeline's id or name.
+    pub pipeline: String,
+    /// Delete the whole state instead of showing it.
+    #[arg(long)]
+    pub reset: bool,
 }
 
 /// The pipeline a command acts on.
@@ -163,6 +183,22 @@ impl UpdateArgs {
     }
 }
 
+/// The routes of a status, comma separated (`-` for none).
+fn routes(routes: &Value) -> String {
+    let names: Vec<&str> = routes
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    if names.is_empty() {
+        "-".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// Reads a JSON file, or standard input for `-`.
 fn read_json(path: &PathBuf) -> Result<Value, CliError> {
     let read_error = |source| CliError::ReadFile {
@@ -220,6 +256,12 @@ pub fn run(
         PipelineCommand::Delete(t) => {
             client.send(client.request(Api::Admin, Method::DELETE, &path_of(&t.pipeline, "")))?
         }
+        PipelineCommand::State(s) if s.reset => client.send(client.request(
+            Api::Admin,
+            Method::DELETE,
+            &path_of(&s.pipeline, "/state"),
+        ))?,
+        PipelineCommand::State(s) => client.get(Api::Admin, &path_of(&s.pipeline, "/state"))?,
     };
     if args.json {
         return Ok(output::json(out, &answer)?);
@@ -290,7 +332,9 @@ pub fn run(
                         output::text(&answer, "module_requirement")
                     ),
                 ),
+                ("routes", routes(&answer["routes"])),
                 ("batch size", output::text(config, "batch_size")),
+                ("processing mode", output::text(config, "processing_mode")),
                 ("timeout ms", output::text(config, "timeout_ms")),
                 (
                     "retries",
@@ -310,6 +354,33 @@ pub fn run(
             ];
             lines.extend(kafka_fields(&answer["kafka"]));
             output::fields(out, &lines)?;
+        }
+        PipelineCommand::State(s) if s.reset => {
+            let reset: StateReset = serde_json::from_value(answer)
+                .map_err(|e| CliError::Usage(format!("unexpected answer from the broker: {e}")))?;
+            writeln!(
+                out,
+                "reset the state of {}: {} keys deleted",
+                reset.pipeline_id, reset.deleted_keys
+            )?
+        }
+        PipelineCommand::State(_) => {
+            let view: StateView = serde_json::from_value(answer)
+                .map_err(|e| CliError::Usage(format!("unexpected answer from the broker: {e}")))?;
+            let rows: Vec<Vec<String>> = view
+                .entries
+                .iter()
+                .map(|e| {
+                    let value = match (&e.value, &e.value_base64) {
+                        (Some(text), _) => text.clone(),
+                        (None, Some(b64)) => format!("base64:{b64}"),
+                        (None, None) => String::new(),
+                    };
+                    vec![e.key.clone(), value]
+                })
+                .collect();
+            output::table(out, &["KEY", "VALUE"], &rows)?;
+            writeln!(out, "{} keys, {} bytes", view.keys, view.bytes)?;
         }
         PipelineCommand::Metrics(_) => {
             let mut pairs: Vec<(&str, String)> = answer

@@ -28,6 +28,8 @@ pub struct PipelineStatus {
     pub destination_topic: String,
     /// Error topic.
     pub error_topic: Option<String>,
+    /// The topics the module may route outputs to.
+    pub routes: Vec<String>,
     /// The module name.
     pub module_name: String,
     /// The requirement given (`^1`, `1.0.0`, ...).
@@ -88,6 +90,7 @@ impl PipelineStatus {
             source_topic: r.spec.source_topic.clone(),
             destination_topic: r.spec.destination_topic.clone(),
             error_topic: r.spec.error_topic.clone(),
+            routes: r.spec.routes.clone(),
             module_name: r.spec.module_name.clone(),
             module_requirement: r.spec.module_version.clone(),
             module_version: r.module_version.to_string(),
