@@ -25,6 +25,9 @@ export RUSTMQ_TEST_TANSU_BIN RUSTMQ_TEST_NOIDA_BIN
 echo "==> workspace tests (guests are built from source by tests/build.rs)"
 cargo test --workspace --locked
 
+echo "==> guest SDK unit tests (native, no wasm)"
+(cd guest-sdk && cargo test --locked --target-dir ../target/guest-sdk)
+
 echo "==> guest template unit tests (native, no wasm)"
 (cd guest-template && cargo test --locked)
 
