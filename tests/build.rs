@@ -10,7 +10,9 @@
 //!
 //! A member may list several targets (`targets = [..]`); the constant for every target
 //! after the first is suffixed with the target (`GUIDE_MODULE_WASM32_UNKNOWN_UNKNOWN`).
-//! The guest template (`guest-template/`) is built too, for `wasm32-wasip2`.
+//! The guest template (`guest-template/`) is built too, for `wasm32-wasip2`. Guests
+//! written with the SDK (`guest-sdk/`) depend on it by path; its copy of the contract
+//! must be the broker's `wit/1.1.0/etl.wit`, which is checked here.
 //! The nested cargo uses its own target directory, so it never waits on the outer
 //! build's lock.
 
@@ -24,10 +26,21 @@ fn main() {
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let guests_dir = manifest_dir.join("guests");
     let template_dir = root.join("guest-template");
+    let sdk_dir = root.join("guest-sdk");
     let target_dir = root.join("target").join("guests");
     println!("cargo:rerun-if-changed={}", guests_dir.display());
     println!("cargo:rerun-if-changed={}", template_dir.display());
+    println!("cargo:rerun-if-changed={}", sdk_dir.display());
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+
+    // The SDK generates its bindings from its own copy of the contract, so that it
+    // builds wherever it is copied; a stale copy would build guests for another world.
+    let contract = std::fs::read(root.join("wit/1.1.0/etl.wit")).unwrap();
+    let sdk_copy = std::fs::read(sdk_dir.join("wit/etl.wit")).unwrap();
+    assert!(
+        contract == sdk_copy,
+        "guest-sdk/wit/etl.wit differs from wit/1.1.0/etl.wit: copy the broker's file into the SDK"
+    );
 
     // target -> [(constant name, crate name)]
     let mut by_target: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
