@@ -268,6 +268,8 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/etl/pipelines/{id}/stop"),
     ("GET", "/api/v1/etl/pipelines/{id}/status"),
     ("GET", "/api/v1/etl/pipelines/{id}/metrics"),
+    ("GET", "/api/v1/etl/pipelines/{id}/state"),
+    ("DELETE", "/api/v1/etl/pipelines/{id}/state"),
     ("GET", "/api/v1/metrics"),
     ("GET", "/metrics"),
 ];
