@@ -1,6 +1,7 @@
 //! The guest template builds with `cargo component build` (as well as with plain
 //! `cargo build --target wasm32-wasip2`, which `tests/build.rs` does for every run)
-//! and the result runs in the broker's runtime.
+//! and the result runs in the broker's runtime. The template depends on the guest SDK
+//! by path (`../guest-sdk`), so the SDK is copied beside it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,7 +40,12 @@ fn cargo_component_builds_the_template_into_a_runnable_component() {
     );
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("message-processor");
-    copy_dir(Path::new(GUEST_TEMPLATE_DIR), &project);
+    let template = Path::new(GUEST_TEMPLATE_DIR);
+    copy_dir(template, &project);
+    copy_dir(
+        &template.join("../guest-sdk"),
+        &dir.path().join("guest-sdk"),
+    );
     // Share compiled dependencies between runs, away from the copied project.
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests-component");
     let mut cmd = Command::new("cargo");

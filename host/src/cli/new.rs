@@ -1,7 +1,9 @@
 //! `rustmq-etl new`: scaffolds a transform module from `guest-template/`, offline.
-//! The template's files (and the broker's `wit/etl.wit`) are compiled into the binary,
-//! so the scaffold always matches the world this broker runs; the package is renamed
-//! and the project is a standalone crate (its own `[workspace]`) that builds with
+//! The template's files and the guest SDK (`guest-sdk/`, which owns the WIT and the
+//! bindings) are compiled into the binary, so the scaffold always matches the world
+//! this broker runs. The package is renamed, the SDK is vendored into
+//! `vendor/rustmq-etl-guest/` and the template's path dependency is pointed at it; the
+//! project is a standalone crate (its own `[workspace]`) that builds with
 //! `cargo build --target wasm32-wasip2 --release`.
 
 use std::io::Write;
@@ -17,46 +19,111 @@ const TEMPLATE_NAME: &str = "message-processor";
 /// and module ids sane).
 pub const MAX_NAME_LEN: usize = 64;
 
-/// The files written, relative to the project directory, and whether the package
-/// name is substituted in them. The logic files keep their text: they are the
-/// deployment guide's processor, which the user then edits.
-const FILES: [(&str, &str, bool); 8] = [
+/// Where the template's manifest finds the SDK, in the repository.
+const TEMPLATE_SDK_PATH: &str = "../guest-sdk";
+/// Where the new project keeps its copy of the SDK, relative to the project.
+const VENDORED_SDK_PATH: &str = "vendor/rustmq-etl-guest";
+
+/// How a template file is adapted to the new project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Adapt {
+    /// Written as is: the logic files are the deployment guide's processor, which
+    /// the user then edits.
+    Keep,
+    /// The package name replaced by the project's.
+    Rename,
+    /// Renamed, and the SDK path (dependency and `cargo component` metadata)
+    /// pointed at the vendored copy.
+    Manifest,
+}
+
+/// The template's files, relative to the project directory.
+const TEMPLATE_FILES: [(&str, &str, Adapt); 6] = [
     (
         "Cargo.toml",
         include_str!("../../../guest-template/Cargo.toml"),
-        true,
+        Adapt::Manifest,
     ),
     (
+        // Path packages carry no path in a lock file, so the template's lock stays
+        // valid with the SDK vendored.
         "Cargo.lock",
         include_str!("../../../guest-template/Cargo.lock"),
-        true,
+        Adapt::Rename,
     ),
     (
         "README.md",
         include_str!("../../../guest-template/README.md"),
-        true,
+        Adapt::Rename,
     ),
     (
         ".gitignore",
         include_str!("../../../guest-template/.gitignore"),
-        false,
+        Adapt::Keep,
     ),
     (
         "src/lib.rs",
         include_str!("../../../guest-template/src/lib.rs"),
-        false,
+        Adapt::Keep,
     ),
     (
         "src/processor.rs",
         include_str!("../../../guest-template/src/processor.rs"),
-        false,
+        Adapt::Keep,
+    ),
+];
+
+/// The guest SDK's files, relative to [`VENDORED_SDK_PATH`], written unchanged. Every
+/// file the SDK's crate is built from (its lock file is not: the project's is used).
+const SDK_FILES: [(&str, &str); 15] = [
+    ("Cargo.toml", include_str!("../../../guest-sdk/Cargo.toml")),
+    ("README.md", include_str!("../../../guest-sdk/README.md")),
+    (
+        "wit/etl.wit",
+        include_str!("../../../guest-sdk/wit/etl.wit"),
+    ),
+    ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
+    (
+        "src/context.rs",
+        include_str!("../../../guest-sdk/src/context.rs"),
     ),
     (
-        "src/export.rs",
-        include_str!("../../../guest-template/src/export.rs"),
-        false,
+        "src/error.rs",
+        include_str!("../../../guest-sdk/src/error.rs"),
     ),
-    ("wit/etl.wit", include_str!("../../../wit/etl.wit"), false),
+    ("src/log.rs", include_str!("../../../guest-sdk/src/log.rs")),
+    (
+        "src/message.rs",
+        include_str!("../../../guest-sdk/src/message.rs"),
+    ),
+    (
+        "src/params.rs",
+        include_str!("../../../guest-sdk/src/params.rs"),
+    ),
+    (
+        "src/state.rs",
+        include_str!("../../../guest-sdk/src/state.rs"),
+    ),
+    (
+        "src/testing.rs",
+        include_str!("../../../guest-sdk/src/testing.rs"),
+    ),
+    (
+        "src/sys/mod.rs",
+        include_str!("../../../guest-sdk/src/sys/mod.rs"),
+    ),
+    (
+        "src/sys/glue.rs",
+        include_str!("../../../guest-sdk/src/sys/glue.rs"),
+    ),
+    (
+        "src/sys/native.rs",
+        include_str!("../../../guest-sdk/src/sys/native.rs"),
+    ),
+    (
+        "src/sys/wasm.rs",
+        include_str!("../../../guest-sdk/src/sys/wasm.rs"),
+    ),
 ];
 
 /// Arguments of `new`.
@@ -70,7 +137,8 @@ Example:
   cargo build --target wasm32-wasip2 --release  # -> target/wasm32-wasip2/release/my_transform.wasm
 
 Writes the deployment guide's message processor as a component for the
-rustmq:etl/etl@1.0.0 world: edit src/processor.rs. Needs no network; building does
+rustmq:etl/etl-batch@1.1.0 world, written with the guest SDK (vendored into
+vendor/rustmq-etl-guest): edit src/processor.rs. Needs no network; building does
 (crates.io, for wit-bindgen and serde_json).")]
 pub struct NewArgs {
     /// The package name: letters, digits, `-` and `_`, starting with a letter.
@@ -113,15 +181,21 @@ pub fn scaffold(args: &NewArgs) -> Result<PathBuf, CliError> {
     }
     let snake = args.name.replace('-', "_");
     let template_snake = TEMPLATE_NAME.replace('-', "_");
-    for (relative, text, rename) in FILES {
-        let path = dir.join(relative);
-        let text = if rename {
-            text.replace(TEMPLATE_NAME, &args.name)
-                .replace(&template_snake, &snake)
-        } else {
-            text.to_string()
+    let rename = |text: &str| {
+        text.replace(TEMPLATE_NAME, &args.name)
+            .replace(&template_snake, &snake)
+    };
+    for (relative, text, adapt) in TEMPLATE_FILES {
+        let text = match adapt {
+            Adapt::Keep => text.to_string(),
+            Adapt::Rename => rename(text),
+            Adapt::Manifest => rename(text).replace(TEMPLATE_SDK_PATH, VENDORED_SDK_PATH),
         };
-        write(&path, &text)?;
+        write(&dir.join(relative), &text)?;
+    }
+    let sdk_dir = dir.join(VENDORED_SDK_PATH);
+    for (relative, text) in SDK_FILES {
+        write(&sdk_dir.join(relative), text)?;
     }
     Ok(dir)
 }
@@ -176,9 +250,58 @@ mod tests {
         assert!(manifest.contains("[workspace]"));
         let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap();
         assert!(lock.contains("name = \"my-transform\""));
+        assert!(lock.contains("name = \"rustmq-etl-guest\""));
         assert!(!lock.contains("message-processor"));
-        assert!(dir.join("wit/etl.wit").is_file());
         assert!(dir.join("src/processor.rs").is_file());
         assert!(matches!(scaffold(&args), Err(CliError::Usage(_))));
+    }
+
+    #[test]
+    fn scaffold_vendors_the_sdk_and_points_the_dependency_at_it() {
+        let home = tempfile::tempdir().unwrap();
+        let args = NewArgs {
+            name: "my-transform".into(),
+            path: Some(home.path().join("p")),
+        };
+        let dir = scaffold(&args).unwrap();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(&format!("path = \"{VENDORED_SDK_PATH}\"")),
+            "{manifest}"
+        );
+        assert!(!manifest.contains(TEMPLATE_SDK_PATH), "{manifest}");
+        let sdk = dir.join(VENDORED_SDK_PATH);
+        let sdk_manifest = std::fs::read_to_string(sdk.join("Cargo.toml")).unwrap();
+        assert!(sdk_manifest.contains("name = \"rustmq-etl-guest\""));
+        let wit = std::fs::read_to_string(sdk.join("wit/etl.wit")).unwrap();
+        assert!(wit.contains("package rustmq:etl@1.1.0;"));
+    }
+
+    /// Every file of the repository's SDK is embedded, so that a new file there is
+    /// not silently missing from scaffolded projects.
+    #[test]
+    fn the_embedded_sdk_is_every_file_of_guest_sdk() {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap();
+                if name == "target" || name == "Cargo.lock" {
+                    continue;
+                }
+                if path.is_dir() {
+                    walk(root, &path, out);
+                } else {
+                    let relative = path.strip_prefix(root).unwrap();
+                    out.push(relative.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+        let mut on_disk = Vec::new();
+        walk(&root, &root, &mut on_disk);
+        on_disk.sort();
+        let mut embedded: Vec<String> = SDK_FILES.iter().map(|(p, _)| p.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk, "update SDK_FILES in host/src/cli/new.rs");
     }
 }
