@@ -41,7 +41,7 @@
 //! - `params`: [`Params`] given to `init`, and [`param`] for later reads.
 //! - [`state`]: the pipeline's durable keyed state.
 //! - [`log`]: lines in the broker's log.
-//! - [`testing`] (not on wasm32): runs a transform natively, as the broker would.
+//! - `testing` (not on wasm32): runs a transform natively, as the broker would.
 //! - `sys`: the two backends, the broker's imports on wasm32 (with the generated
 //!   bindings and the glue [`export!`] expands to) and in-memory stand-ins elsewhere.
 

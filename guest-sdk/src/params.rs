@@ -84,7 +84,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Params {
 }
 
 /// The value of one of the pipeline's parameters, or `None`; callable from any
-/// export (natively, reads the parameters given to [`testing`](crate::testing)).
+/// export (natively, reads the parameters given to `testing`).
 pub fn param(name: &str) -> Option<String> {
     crate::sys::get_param(name)
 }

@@ -15,7 +15,7 @@
 //! silently lost.
 //!
 //! Natively (not wasm32) the state is an in-memory map per thread, without limits;
-//! see [`testing`](crate::testing).
+//! see `testing`.
 //!
 //! [`Error::Retry`]: crate::Error::Retry
 
