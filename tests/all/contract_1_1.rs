@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use rustmq_etl_tests::broker::{cli_binary, BrokerProcess};
 use rustmq_etl_tests::guests;
 use rustmq_etl_tests::http::{
-    admin_delete, admin_get, admin_patch, admin_post, error_code, produce, read_all,
-    upload_module, wait_until,
+    admin_delete, admin_get, admin_patch, admin_post, error_code, produce, read_all, upload_module,
+    wait_until,
 };
 use serde_json::{json, Value};
 
@@ -116,7 +116,13 @@ fn a_batch_whose_third_message_traps_retries_and_dead_letters_only_that_message(
     produce_all(
         &b,
         "trapbatch-in",
-        &[("k0", "x"), ("k1", "x"), ("k2", "trap"), ("k3", "x"), ("k4", "x")],
+        &[
+            ("k0", "x"),
+            ("k1", "x"),
+            ("k2", "trap"),
+            ("k3", "x"),
+            ("k4", "x"),
+        ],
     );
     let id = pipeline(
         &b,
@@ -132,7 +138,10 @@ fn a_batch_whose_third_message_traps_retries_and_dead_letters_only_that_message(
         .iter()
         .map(|k| (k.to_string(), "1".to_string()))
         .collect();
-    assert_eq!(got, want, "every message but the trapping one, counted once");
+    assert_eq!(
+        got, want,
+        "every message but the trapping one, counted once"
+    );
     assert_eq!(errors.len(), 1, "{errors:?}");
     let e = &errors[0];
     assert_eq!(e["key"], "k2");
@@ -180,7 +189,11 @@ fn a_batch_answer_of_the_wrong_length_is_a_clear_error() {
 fn routed_outputs_reach_declared_routes_and_an_undeclared_route_is_a_per_message_error() {
     let b = broker();
     upload(&b, "router", "1.0.0", guests::ROUTER);
-    let readings = [("r1", r#"{"reading": 50}"#), ("r2", r#"{"reading": 150}"#), ("r3", r#"{"reading": 99}"#)];
+    let readings = [
+        ("r1", r#"{"reading": 50}"#),
+        ("r2", r#"{"reading": 150}"#),
+        ("r3", r#"{"reading": 99}"#),
+    ];
     // Routes declared: the high reading goes to `alerts`, in batch mode.
     produce_all(&b, "routed-in", &readings);
     pipeline(
@@ -192,8 +205,14 @@ fn routed_outputs_reach_declared_routes_and_an_undeclared_route_is_a_per_message
     );
     let alerts = wait_for(&b, "routed-alerts", 1);
     let out = wait_for(&b, "routed-out", 2);
-    assert_eq!(alerts.iter().map(|m| m["key"].clone()).collect::<Vec<_>>(), ["r2"]);
-    assert_eq!(out.iter().map(|m| m["key"].clone()).collect::<Vec<_>>(), ["r1", "r3"]);
+    assert_eq!(
+        alerts.iter().map(|m| m["key"].clone()).collect::<Vec<_>>(),
+        ["r2"]
+    );
+    assert_eq!(
+        out.iter().map(|m| m["key"].clone()).collect::<Vec<_>>(),
+        ["r1", "r3"]
+    );
     assert_eq!(header(&alerts[0], "x-rustmq-module"), "router-v1.0.0");
 
     // The module names a topic the pipeline does not declare.
@@ -207,13 +226,19 @@ fn routed_outputs_reach_declared_routes_and_an_undeclared_route_is_a_per_message
     );
     let errors = wait_for(&b, "unrouted-err", 1);
     let out = wait_for(&b, "unrouted-out", 2);
-    assert_eq!(out.iter().map(|m| m["key"].clone()).collect::<Vec<_>>(), ["r1", "r3"]);
+    assert_eq!(
+        out.iter().map(|m| m["key"].clone()).collect::<Vec<_>>(),
+        ["r1", "r3"]
+    );
     assert_eq!(errors.len(), 1);
     let e = &errors[0];
     assert_eq!(e["key"], "r2");
     assert_eq!(header(e, "x-rustmq-error-cause"), "undeclared_route", "{e}");
     let text = header(e, "x-rustmq-error");
-    assert!(text.contains("\"somewhere-else\"") && text.contains("routes"), "{text}");
+    assert!(
+        text.contains("\"somewhere-else\"") && text.contains("routes"),
+        "{text}"
+    );
     assert!(read_all(&b, "somewhere-else").is_empty());
 }
 
@@ -228,15 +253,27 @@ fn too_many_or_duplicate_routes_are_refused_with_the_field_named() {
         &json!({"pipeline_name": "many", "source_topic": "a", "destination_topic": "b",
                 "module_name": "router", "module_version": "1.0.0", "routes": routes}),
     );
-    assert_eq!(error_code(s, &v, StatusCode::BAD_REQUEST), "invalid_pipeline");
-    assert!(v["error"]["message"].as_str().unwrap_or(&v.to_string()).contains("routes"), "{v}");
+    assert_eq!(
+        error_code(s, &v, StatusCode::BAD_REQUEST),
+        "invalid_pipeline"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or(&v.to_string())
+            .contains("routes"),
+        "{v}"
+    );
     let (s, v) = admin_post(
         &b,
         "/api/v1/etl/pipelines",
         &json!({"pipeline_name": "dup", "source_topic": "a", "destination_topic": "b",
                 "module_name": "router", "module_version": "1.0.0", "routes": ["x", "x"]}),
     );
-    assert_eq!(error_code(s, &v, StatusCode::BAD_REQUEST), "invalid_pipeline");
+    assert_eq!(
+        error_code(s, &v, StatusCode::BAD_REQUEST),
+        "invalid_pipeline"
+    );
     assert!(v.to_string().contains("declared twice"), "{v}");
 }
 
@@ -269,7 +306,8 @@ fn sigkill_during_a_stateful_pipeline_leaves_state_equal_to_the_committed_output
             .collect();
         produced += chunk.len();
         for part in chunk.chunks(15) {
-            let part: Vec<(&str, &str)> = part.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let part: Vec<(&str, &str)> =
+                part.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             produce_all(&b, "stateful-in", &part);
         }
         // Kill at a pseudo-random point while the pipeline works through them.
@@ -305,12 +343,7 @@ fn a_hot_swap_to_a_new_module_version_keeps_the_state() {
     let b = broker();
     upload(&b, "counter", "1.0.0", guests::COUNTER);
     upload(&b, "counter", "1.1.0", guests::COUNTER);
-    let id = pipeline(
-        &b,
-        "swap",
-        "counter",
-        json!({"module_version": "1.0.0"}),
-    );
+    let id = pipeline(&b, "swap", "counter", json!({"module_version": "1.0.0"}));
     produce_all(&b, "swap-in", &[("a", "x"), ("a", "x"), ("b", "x")]);
     wait_for(&b, "swap-out", 3);
     let (s, v) = admin_patch(
@@ -347,7 +380,13 @@ fn a_state_quota_exceeded_is_a_clear_per_message_error() {
     produce_all(
         &b,
         "quota-in",
-        &[("k0", &big), ("k1", &big), ("k2", &big), ("k3", &big), ("s", "x")],
+        &[
+            ("k0", &big),
+            ("k1", &big),
+            ("k2", &big),
+            ("k3", &big),
+            ("s", "x"),
+        ],
     );
     let id = pipeline(&b, "quota", "stash", json!({}));
     let errors = wait_for(&b, "quota-err", 1);
@@ -358,7 +397,10 @@ fn a_state_quota_exceeded_is_a_clear_per_message_error() {
     let e = &errors[0];
     assert_eq!(e["key"], "k3");
     assert_eq!(header(e, "x-rustmq-error-cause"), "state_limit", "{e}");
-    assert!(header(e, "x-rustmq-error").contains("quota of 1024 bytes"), "{e}");
+    assert!(
+        header(e, "x-rustmq-error").contains("quota of 1024 bytes"),
+        "{e}"
+    );
     let s = state(&b, &id);
     assert_eq!(s.keys().collect::<Vec<_>>(), ["k0", "k1", "k2", "s"]);
 }
@@ -370,7 +412,10 @@ fn state_is_inspected_and_reset_over_the_admin_api_only_while_stopped() {
     let id = pipeline(&b, "reset", "counter", json!({}));
     produce_all(&b, "reset-in", &[("a", "x"), ("a", "x")]);
     wait_for(&b, "reset-out", 2);
-    assert_eq!(state(&b, &id), BTreeMap::from([("a".to_string(), "2".to_string())]));
+    assert_eq!(
+        state(&b, &id),
+        BTreeMap::from([("a".to_string(), "2".to_string())])
+    );
     let shown = Command::new(cli_binary())
         .args(["pipeline", "state", "reset"])
         .env("RUSTMQ_CLI_ADMIN_URL", &b.admin_url)
@@ -378,9 +423,14 @@ fn state_is_inspected_and_reset_over_the_admin_api_only_while_stopped() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.status.success(), "{text} {}", String::from_utf8_lossy(&shown.stderr));
     assert!(
-        text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["a", "2"]),
+        shown.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["a", "2"]),
         "{text}"
     );
     assert!(text.contains("1 keys, 2 bytes"), "{text}");
@@ -409,7 +459,12 @@ fn dedup_passes_each_key_once() {
         "dedup-in",
         &[("a", "1"), ("b", "2"), ("a", "3"), ("c", "4"), ("b", "5")],
     );
-    let id = pipeline(&b, "dedup", "dedup", json!({"configuration": {"processing_mode": "batch"}}));
+    let id = pipeline(
+        &b,
+        "dedup",
+        "dedup",
+        json!({"configuration": {"processing_mode": "batch"}}),
+    );
     wait_until("the dedup pipeline to read all five", WAIT, POLL, || {
         let m = metrics(&b, &id);
         if m["committed_offset"] == 5 {
@@ -432,17 +487,33 @@ fn a_1_1_module_without_a_batch_export_runs_in_both_modes() {
         let name = format!("plain-{}", mode.replace('_', "-"));
         let input = format!("{name}-in");
         produce_all(&b, &input, &[("a", "1"), ("b", "2")]);
-        pipeline(&b, &name, "single-v11", json!({"configuration": {"processing_mode": mode}}));
+        pipeline(
+            &b,
+            &name,
+            "single-v11",
+            json!({"configuration": {"processing_mode": mode}}),
+        );
         let out = wait_for(&b, &format!("{name}-out"), 2);
         let got: Vec<(String, String)> = out.iter().map(key_value).collect();
-        assert_eq!(got, [("a", "1"), ("b", "2")].map(|(k, v)| (k.to_string(), v.to_string())), "{mode}");
+        assert_eq!(
+            got,
+            [("a", "1"), ("b", "2")].map(|(k, v)| (k.to_string(), v.to_string())),
+            "{mode}"
+        );
     }
 }
 
 #[test]
 fn rustmq_etl_run_supports_batch_mode_and_in_memory_state() {
     let mut run = Command::new(cli_binary())
-        .args(["run", "--module", guests::COUNTER, "--batch-size", "3", "--print-state"])
+        .args([
+            "run",
+            "--module",
+            guests::COUNTER,
+            "--batch-size",
+            "3",
+            "--print-state",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -456,7 +527,11 @@ fn rustmq_etl_run_supports_batch_mode_and_in_memory_state() {
         }
     }
     let out = run.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

@@ -9,9 +9,7 @@ use rustmq_etl::cli::{self, Cli};
 use rustmq_etl::runtime::{
     LoadError, ModuleKind, ProcessContext, Runtime, RuntimeLimits, Transform, TransformError,
 };
-use rustmq_etl_tests::guests::{
-    BEHAVIOUR_GUEST, GUEST_TEMPLATE, GUEST_TEMPLATE_DIR, UNKNOWN_IMPORT_GUEST,
-};
+use rustmq_etl_tests::guests::{BEHAVIOUR_GUEST, GUEST_TEMPLATE, UNKNOWN_IMPORT_GUEST};
 use rustmq_etl_tests::topics::message;
 
 fn limits() -> RuntimeLimits {
@@ -298,7 +296,10 @@ fn inspect_names_the_contract_version_a_component_was_built_for() {
     for (wasm, world) in [
         (rustmq_etl_tests::guests::IDENTITY, "rustmq:etl/etl@1.0.0"),
         (rustmq_etl_tests::guests::SINGLE_V11, "rustmq:etl/etl@1.1.0"),
-        (rustmq_etl_tests::guests::COUNTER, "rustmq:etl/etl-batch@1.1.0"),
+        (
+            rustmq_etl_tests::guests::COUNTER,
+            "rustmq:etl/etl-batch@1.1.0",
+        ),
     ] {
         let info = runtime.inspect(&std::fs::read(wasm).unwrap()).unwrap();
         assert_eq!(info.world.as_deref(), Some(world), "{wasm}");
@@ -339,19 +340,6 @@ fn serialized_component_runs_after_deserializing() {
     assert_eq!(restored.kind(), ModuleKind::Component);
     let mut t = restored.instantiate("m", "p", &BTreeMap::new()).unwrap();
     assert_eq!(calls_header(t.as_mut()), "1");
-}
-
-#[test]
-fn template_wit_is_a_copy_of_the_broker_wit() {
-    let root = std::path::Path::new(GUEST_TEMPLATE_DIR).parent().unwrap();
-    let broker = std::fs::read_to_string(root.join("wit/etl.wit")).unwrap();
-    let template =
-        std::fs::read_to_string(std::path::Path::new(GUEST_TEMPLATE_DIR).join("wit/etl.wit"))
-            .unwrap();
-    assert_eq!(
-        broker, template,
-        "copy wit/etl.wit into guest-template/wit/"
-    );
 }
 
 #[test]

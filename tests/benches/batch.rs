@@ -171,9 +171,21 @@ fn end_to_end(n: usize, out: &mut String) {
         "\n#### Exactly-once local pipelines, {n} preloaded messages (200-byte value, key among {keys}, 3 headers), batch_size 1000\n\n| pipeline | messages/s | × single-message identity |\n|---|---:|---:|"
     );
     let runs = [
-        ("identity, single_message (1.0 component)", "identity", ProcessingMode::SingleMessage),
-        ("identity, batch (SDK component)", "sdk-identity", ProcessingMode::Batch),
-        ("counter, batch (SDK, one state write per message)", "counter", ProcessingMode::Batch),
+        (
+            "identity, single_message (1.0 component)",
+            "identity",
+            ProcessingMode::SingleMessage,
+        ),
+        (
+            "identity, batch (SDK component)",
+            "sdk-identity",
+            ProcessingMode::Batch,
+        ),
+        (
+            "counter, batch (SDK, one state write per message)",
+            "counter",
+            ProcessingMode::Batch,
+        ),
     ];
     let mut base = None;
     for (i, (label, module, mode)) in runs.into_iter().enumerate() {

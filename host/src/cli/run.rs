@@ -237,7 +237,9 @@ impl Session<'_> {
             if let Ok(answers) = answers {
                 let whole = answers.len() == batch.len()
                     && !refused
-                    && answers.iter().all(|a| a.error.is_none() || a.should_continue);
+                    && answers
+                        .iter()
+                        .all(|a| a.error.is_none() || a.should_continue);
                 if whole {
                     self.state.with(|s| s.accept_call());
                     for ((offset, _), answer) in batch.iter().zip(answers) {

@@ -128,7 +128,11 @@ impl ComponentTransform {
     /// each, but never more than the runtime's `execution_timeout_ms` (or the
     /// per-call deadline, if that is longer).
     fn batch_deadline_ticks(&self, n: usize) -> u64 {
-        let cap = self.runtime.limits.execution_timeout_ms.max(self.timeout_ms);
+        let cap = self
+            .runtime
+            .limits
+            .execution_timeout_ms
+            .max(self.timeout_ms);
         Self::ticks(self.timeout_ms.saturating_mul(n as u64).min(cap))
     }
 

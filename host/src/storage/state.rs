@@ -66,7 +66,10 @@ impl Storage {
 }
 
 /// Applies one commit's state changes inside the writer's transaction.
-pub(crate) fn apply(txn: &redb::WriteTransaction, writes: &StateWrites) -> Result<(), redb::Error> {
+pub(crate) fn apply(
+    txn: &redb::WriteTransaction,
+    writes: &StateWrites,
+) -> Result<(), StorageError> {
     if writes.changes.is_empty() {
         return Ok(());
     }
