@@ -9,7 +9,8 @@
 //!    write per message), as messages/s.
 //!
 //! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000); `RUSTMQ_BENCH_QUICK=1` runs a
-//! short smoke version. Results are printed as markdown and appended to
+//! short smoke version; `RUSTMQ_BENCH_ONLY=1` runs only the batch-mode identity
+//! pipeline (for profiling). Results are printed as markdown and appended to
 //! `<target>/criterion/summary.md`.
 
 mod support;
@@ -187,8 +188,12 @@ fn end_to_end(n: usize, out: &mut String) {
             ProcessingMode::Batch,
         ),
     ];
+    let only = std::env::var_os("RUSTMQ_BENCH_ONLY").is_some();
     let mut base = None;
     for (i, (label, module, mode)) in runs.into_iter().enumerate() {
+        if only && i != 1 {
+            continue;
+        }
         let rate = rig.run(&format!("e{i}"), module, mode, n as u64);
         let base = *base.get_or_insert(rate);
         let line = format!("| {label} | {rate:.0} | {:.2} |", rate / base);
@@ -203,15 +208,18 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 20_000 } else { 1_000_000 });
+    let only = std::env::var_os("RUSTMQ_BENCH_ONLY").is_some();
     let mut c = support::criterion();
-    per_message(&mut c);
-    c.final_summary();
-    support::summarize(
-        &format!("Identity, {BATCH} messages (one batch) per iteration"),
-        "identity_batch",
-        &["native", "component_per_message", "component_batch"],
-        "native",
-    );
+    if !only {
+        per_message(&mut c);
+        c.final_summary();
+        support::summarize(
+            &format!("Identity, {BATCH} messages (one batch) per iteration"),
+            "identity_batch",
+            &["native", "component_per_message", "component_batch"],
+            "native",
+        );
+    }
     let mut out = String::from("\n### The 1.1 contract end to end\n");
     end_to_end(n, &mut out);
     print!("{out}");
