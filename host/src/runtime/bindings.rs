@@ -121,41 +121,32 @@ enum LogLevel {
 impl generated::v1_0::rustmq::etl::types::Host for HostState {}
 impl generated::v1_1::rustmq::etl::types::Host for HostState {}
 
-impl host_v1_0::Host for HostState {
-    fn log(&mut self, level: host_v1_0::LogLevel, message: String) {
-        use host_v1_0::LogLevel as L;
-        let level = match level {
-            L::Trace => LogLevel::Trace,
-            L::Debug => LogLevel::Debug,
-            L::Info => LogLevel::Info,
-            L::Warn => LogLevel::Warn,
-            L::Error => LogLevel::Error,
-        };
-        self.log_line(level, &message);
-    }
+/// The `host` interface is the same in 1.0.0 and 1.1.0; each version has its own
+/// generated trait and `log-level` type, implemented alike.
+macro_rules! impl_host_interface {
+    ($host:ident) => {
+        impl $host::Host for HostState {
+            fn log(&mut self, level: $host::LogLevel, message: String) {
+                use $host::LogLevel as L;
+                let level = match level {
+                    L::Trace => LogLevel::Trace,
+                    L::Debug => LogLevel::Debug,
+                    L::Info => LogLevel::Info,
+                    L::Warn => LogLevel::Warn,
+                    L::Error => LogLevel::Error,
+                };
+                self.log_line(level, &message);
+            }
 
-    fn get_param(&mut self, name: String) -> Option<String> {
-        self.params.get(&name).cloned()
-    }
+            fn get_param(&mut self, name: String) -> Option<String> {
+                self.params.get(&name).cloned()
+            }
+        }
+    };
 }
 
-impl host_v1_1::Host for HostState {
-    fn log(&mut self, level: host_v1_1::LogLevel, message: String) {
-        use host_v1_1::LogLevel as L;
-        let level = match level {
-            L::Trace => LogLevel::Trace,
-            L::Debug => LogLevel::Debug,
-            L::Info => LogLevel::Info,
-            L::Warn => LogLevel::Warn,
-            L::Error => LogLevel::Error,
-        };
-        self.log_line(level, &message);
-    }
-
-    fn get_param(&mut self, name: String) -> Option<String> {
-        self.params.get(&name).cloned()
-    }
-}
+impl_host_interface!(host_v1_0);
+impl_host_interface!(host_v1_1);
 
 impl From<StateError> for state_v1_1::StateError {
     fn from(e: StateError) -> Self {
