@@ -6,6 +6,10 @@
 //! string. The guide's `process_message` returns only a pointer, so the reader parses
 //! exactly one JSON value starting there, bounded by the end of memory and the output
 //! cap, and ignores whatever follows it (no NUL terminator is required).
+//!
+//! The shapes are defined here with serde; the per-message work is done by the
+//! hand-written [`crate::codec`], which falls back to the serde reader below for
+//! anything outside the shape serde itself emits.
 
 use std::fmt;
 
@@ -13,13 +17,15 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::codec;
 use crate::error::AbiFault;
 
 /// How many bytes of a non-JSON result an error quotes.
 const NEAR_BYTES: usize = 64;
 
 /// A message as handed to the guest, borrowed from the caller's message so that
-/// encoding it copies nothing but the JSON text.
+/// encoding it copies nothing but the JSON text. Its `Serialize` is the reference for
+/// [`LegacyInput::encode`], which writes the same text faster.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LegacyInput<'a> {
     /// The key, or null.
@@ -32,6 +38,14 @@ pub struct LegacyInput<'a> {
     pub headers: &'a [(String, String)],
     /// Milliseconds since the Unix epoch.
     pub timestamp: i64,
+}
+
+impl LegacyInput<'_> {
+    /// Replaces `out` with the JSON the guest receives: exactly `serde_json::to_writer`'s
+    /// encoding of `self`, written without serde's per-element visits.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        codec::encode_input(self, out);
+    }
 }
 
 fn headers_as_object<S: Serializer>(
@@ -74,24 +88,37 @@ pub struct LegacyOutput {
 
 /// `ProcessResult` as it appears in the guest's JSON. Unknown fields are ignored: old
 /// modules may carry extra diagnostics.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 pub(crate) struct RawResult {
-    transformed_messages: Vec<RawMessage>,
-    should_continue: bool,
+    pub(crate) transformed_messages: Vec<RawMessage>,
+    pub(crate) should_continue: bool,
     #[serde(default)]
-    error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct RawMessage {
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+pub(crate) struct RawMessage {
     #[serde(default)]
-    key: Option<String>,
+    pub(crate) key: Option<String>,
     #[serde(deserialize_with = "bytes_or_text")]
-    value: Vec<u8>,
+    pub(crate) value: Vec<u8>,
     #[serde(default, deserialize_with = "object_as_pairs")]
-    headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     #[serde(default)]
-    timestamp: Option<i64>,
+    pub(crate) timestamp: Option<i64>,
+}
+
+impl LegacyOutput {
+    /// Reads an answer of exactly `json` as a guest's packed `(ptr, len)` answer is read,
+    /// filling missing timestamps with `input_timestamp` and refusing more than
+    /// `max_messages` messages.
+    pub fn from_json(
+        json: &[u8],
+        input_timestamp: i64,
+        max_messages: usize,
+    ) -> Result<LegacyOutput, AbiFault> {
+        read_exact(json)?.into_output(input_timestamp, max_messages)
+    }
 }
 
 impl RawResult {
@@ -194,6 +221,9 @@ pub(crate) fn read_pointer_result(
     let end_by_cap = start.saturating_add(cap);
     let end = end_by_cap.min(memory.len());
     let window = &memory[start..end];
+    if let Some((result, _)) = codec::read_result(window) {
+        return Ok(result);
+    }
     let first = serde_json::Deserializer::from_slice(window)
         .into_iter::<RawResult>()
         .next();
@@ -231,6 +261,19 @@ pub(crate) fn read_packed_result(
                 len,
                 memory_size: memory.len(),
             })?;
+    read_exact(bytes)
+}
+
+/// `bytes` as one JSON value with nothing but whitespace after it.
+fn read_exact(bytes: &[u8]) -> Result<RawResult, AbiFault> {
+    if let Some((result, used)) = codec::read_result(bytes) {
+        if bytes[used..]
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
+        {
+            return Ok(result);
+        }
+    }
     serde_json::from_slice(bytes).map_err(|e| classify(e, bytes))
 }
 

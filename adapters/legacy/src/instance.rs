@@ -128,11 +128,7 @@ impl LegacyInstance {
             Some(live) => live,
             None => self.instantiate()?,
         };
-        self.input.clear();
-        // Cannot fail for these field types (string keys, writing to a Vec); mapped
-        // rather than unwrapped all the same.
-        serde_json::to_writer(&mut self.input, input)
-            .map_err(|e| CallError::Instantiate(format!("could not encode the input: {e}")))?;
+        input.encode(&mut self.input);
         match self.call(&mut live, input.timestamp) {
             Ok(output) => {
                 if (live.memory.data_size(&live.store) as u64) > self.limits.recycle_watermark_bytes

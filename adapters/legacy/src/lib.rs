@@ -18,11 +18,14 @@
 //!   (shared with the host's component runtime).
 //! - [`abi`]: the JSON shapes on both sides and the bounded reader for the guest's
 //!   answer.
+//! - `codec`: the hand-written encoder and reader the per-message path uses, held to
+//!   serde's behaviour.
 //! - [`wasi`]: the default locked-down WASI preview 1 context.
 //! - [`error`]: [`LoadError`] (the module is refused) and [`CallError`] (one message
 //!   failed).
 
 pub mod abi;
+mod codec;
 pub mod error;
 pub mod inspect;
 pub mod instance;
