@@ -1,7 +1,9 @@
 //! Per-message transform cost, one run, same message and same logic on every path:
 //! native Rust (the floor) · a raw wasmtime core call doing the same copy (the
-//! runtime's floor) · our component path · our legacy JSON path. Then the cost against
-//! message size. Ratios to native are printed at the end (see docs/performance.md).
+//! runtime's floor) · our component path · our legacy JSON path, with its own floors
+//! (the guide's module compiled natively over the same JSON, and the same wasm on bare
+//! wasmtime without the host's JSON work). Then the cost against message size. Ratios
+//! are printed at the end (see docs/performance.md).
 
 mod support;
 
@@ -9,8 +11,12 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rustmq_etl::message::Message;
+use rustmq_etl_legacy::{LegacyInput, LegacyOutput};
 use rustmq_etl_tests::guests;
 use support::{sample_context, sample_message, RawIdentity, DEFAULT_VALUE_BYTES};
+
+#[path = "support/legacy.rs"]
+mod legacy;
 
 /// The guide's processor as plain Rust: the template's logic, compiled natively.
 #[path = "../../guest-template/src/processor.rs"]
@@ -40,6 +46,56 @@ fn native_guide(m: &Message, settings: &processor::Settings) -> Vec<Message> {
         .collect()
 }
 
+/// Most messages the legacy baseline accepts in one answer (the runtime's default).
+const MAX_OUTPUT_MESSAGES: usize = 10_000;
+
+/// The legacy path without wasm: the adapter's JSON encoding of `m` into `json`, the
+/// guide's code compiled natively on it, and the adapter's reader on the answer.
+fn native_guide_json(m: &Message, json: &mut Vec<u8>) -> Vec<Message> {
+    let input = LegacyInput {
+        key: m.key.as_deref(),
+        value: &m.value,
+        headers: &m.headers,
+        timestamp: m.timestamp,
+    };
+    input.encode(json);
+    let answer = legacy::guide::process_json(json);
+    let out = LegacyOutput::from_json(&answer, m.timestamp, MAX_OUTPUT_MESSAGES).expect("answer");
+    out.messages
+        .into_iter()
+        .map(|m| Message {
+            key: m.key,
+            value: m.value,
+            headers: m.headers,
+            timestamp: m.timestamp,
+        })
+        .collect()
+}
+
+/// Checks that the native baseline computes what the guest does: the same value (as
+/// JSON: the guest's object keys come out sorted, the native build's in insertion
+/// order) and the same headers, `processed_at` aside (the clock's second).
+fn assert_same_answer(guest: &[Message], native: &[Message]) {
+    let comparable = |m: &Message| {
+        let value: serde_json::Value = serde_json::from_slice(&m.value).expect("JSON value");
+        let mut headers: Vec<_> = m
+            .headers
+            .iter()
+            .filter(|(k, _)| k != "processed_at")
+            .collect();
+        headers.sort();
+        (m.key.clone(), value, format!("{headers:?}"), m.timestamp)
+    };
+    assert_eq!(guest.len(), native.len(), "message count");
+    for (g, n) in guest.iter().zip(native) {
+        assert_eq!(
+            comparable(g),
+            comparable(n),
+            "native baseline differs from the guest"
+        );
+    }
+}
+
 fn per_message(c: &mut Criterion) {
     let runtime = support::runtime();
     let msg = sample_message(DEFAULT_VALUE_BYTES);
@@ -63,6 +119,10 @@ fn per_message(c: &mut Criterion) {
     g.bench_function("native", |b| {
         b.iter(|| native_guide(black_box(&msg), &settings))
     });
+    let mut json = Vec::new();
+    g.bench_function("native_json", |b| {
+        b.iter(|| native_guide_json(black_box(&msg), &mut json))
+    });
     let template = support::compile(&runtime, guests::GUEST_TEMPLATE);
     let mut t = support::transform(&template);
     g.bench_function("component", |b| {
@@ -70,8 +130,23 @@ fn per_message(c: &mut Criterion) {
     });
     let legacy = support::compile(&runtime, guests::GUIDE_MODULE);
     let mut t = support::transform(&legacy);
+    assert_same_answer(
+        &t.process(&msg, &ctx).expect("process").messages,
+        &native_guide_json(&msg, &mut json),
+    );
     g.bench_function("legacy", |b| {
         b.iter(|| t.process(black_box(&msg), &ctx).expect("process"))
+    });
+    let mut raw = legacy::RawGuide::new(runtime.engine(), guests::GUIDE_MODULE);
+    LegacyInput {
+        key: msg.key.as_deref(),
+        value: &msg.value,
+        headers: &msg.headers,
+        timestamp: msg.timestamp,
+    }
+    .encode(&mut json);
+    g.bench_function("legacy_raw_wasmtime", |b| {
+        b.iter(|| raw.process(black_box(&json)))
     });
     g.finish();
 }
@@ -113,8 +188,20 @@ fn main() {
     support::summarize(
         "The guide's JSON transform, same message",
         "guide_json",
-        &["native", "component", "legacy"],
+        &[
+            "native",
+            "native_json",
+            "component",
+            "legacy_raw_wasmtime",
+            "legacy",
+        ],
         "native",
+    );
+    support::summarize(
+        "The guide's module over JSON: native, bare wasmtime, ours",
+        "guide_json",
+        &["native_json", "legacy_raw_wasmtime", "legacy"],
+        "native_json",
     );
     for size in ["100", "1024", "65536"] {
         support::summarize(
