@@ -13,8 +13,9 @@
 //!    request vs batches.
 //!
 //! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000); `RUSTMQ_BENCH_QUICK=1` runs a
-//! short smoke version; `RUSTMQ_BENCH_ONLY=identity` runs only the identity pipeline
-//! with batch_size 1000 (for profiling). Results are printed as markdown and appended to
+//! short smoke version; `RUSTMQ_BENCH_ONLY=guide` (or `template`) runs only that
+//! module's pipelines, any other value only the identity pipeline with batch_size 1000
+//! (for profiling). Results are printed as markdown and appended to
 //! `<target>/criterion/summary.md`.
 
 mod support;
@@ -161,14 +162,19 @@ fn throughput(rig: &Rig, n: usize, out: &mut String) {
         "\n#### One pipeline, {n} preloaded messages (200-byte JSON value, key, 3 headers)\n\n| module | batch_size | messages/s | seconds | peak RSS (MiB) |\n|---|---:|---:|---:|---:|"
     );
     let mut run = 0;
-    let only_identity = std::env::var_os("RUSTMQ_BENCH_ONLY").is_some();
+    let only = std::env::var("RUSTMQ_BENCH_ONLY").ok();
     for (label, module) in [
         ("identity (component)", "identity"),
         ("guide logic (component, template)", "template"),
         ("guide module (legacy JSON)", "guide"),
     ] {
         for batch in [100u32, 1000] {
-            if only_identity && (module != "identity" || batch != 1000) {
+            let wanted = match only.as_deref() {
+                None => true,
+                Some(name @ ("guide" | "template")) => module == name,
+                Some(_) => module == "identity" && batch == 1000,
+            };
+            if !wanted {
                 continue;
             }
             run += 1;
