@@ -15,7 +15,8 @@
 //! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000); `RUSTMQ_BENCH_QUICK=1` runs a
 //! short smoke version; `RUSTMQ_BENCH_ONLY=guide` (or `template`) runs only that
 //! module's pipelines, any other value only the identity pipeline with batch_size 1000
-//! (for profiling). Results are printed as markdown and appended to
+//! (for profiling); `RUSTMQ_BENCH_GUIDE_MODULE=<path>` runs the guide pipelines on
+//! another build of the guide's module. Results are printed as markdown and appended to
 //! `<target>/criterion/summary.md`.
 
 mod support;
@@ -56,7 +57,7 @@ impl Rig {
         for (name, path) in [
             ("identity", guests::IDENTITY),
             ("template", guests::GUEST_TEMPLATE),
-            ("guide", guests::GUIDE_MODULE),
+            ("guide", &support::guide_module()),
         ] {
             let bytes = std::fs::read(path).expect("module bytes");
             modules.upload(name, "1.0.0", &bytes).expect("upload");

@@ -79,6 +79,14 @@ pub fn compile(runtime: &Runtime, path: &str) -> CompiledModule {
         .unwrap_or_else(|e| panic!("compiling {path}: {e}"))
 }
 
+/// The deployment guide's module the legacy benches run: the test fixture, or the build
+/// at `RUSTMQ_BENCH_GUIDE_MODULE` (say, the same source built with the guide's own
+/// `cargo build --release`, opt-level 3, where the fixture's workspace builds with `s`).
+pub fn guide_module() -> String {
+    std::env::var("RUSTMQ_BENCH_GUIDE_MODULE")
+        .unwrap_or_else(|_| rustmq_etl_tests::guests::GUIDE_MODULE.to_string())
+}
+
 /// A live transform of `module` for pipeline `pipeline-1`, no parameters.
 pub fn transform(module: &CompiledModule) -> Box<dyn Transform> {
     module
