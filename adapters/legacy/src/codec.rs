@@ -68,7 +68,7 @@ pub(crate) fn encode_input(input: &LegacyInput<'_>, out: &mut Vec<u8>) {
         string(value, out);
     }
     out.extend_from_slice(b"},\"timestamp\":");
-    integer(input.timestamp, out);
+    out.extend_from_slice(itoa::Buffer::new().format(input.timestamp).as_bytes());
     out.push(b'}');
 }
 
@@ -122,25 +122,6 @@ fn string(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
-}
-
-/// `n` in decimal.
-fn integer(n: i64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Reads one `ProcessResult` object at the start of `text` (after optional whitespace).
