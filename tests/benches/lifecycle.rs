@@ -191,7 +191,7 @@ fn instantiate(c: &mut Criterion) {
     g.bench_function("recycle_template_component", |b| {
         b.iter(|| support::transform(&template))
     });
-    let legacy = support::compile(&runtime, guests::GUIDE_MODULE);
+    let legacy = support::compile(&runtime, &support::guide_module());
     g.bench_function("recycle_guide_legacy", |b| {
         b.iter(|| support::transform(&legacy))
     });

@@ -128,7 +128,8 @@ fn per_message(c: &mut Criterion) {
     g.bench_function("component", |b| {
         b.iter(|| t.process(black_box(&msg), &ctx).expect("process"))
     });
-    let legacy = support::compile(&runtime, &support::guide_module());
+    let guide = support::guide_module();
+    let legacy = support::compile(&runtime, &guide);
     let mut t = support::transform(&legacy);
     assert_same_answer(
         &t.process(&msg, &ctx).expect("process").messages,
@@ -137,7 +138,7 @@ fn per_message(c: &mut Criterion) {
     g.bench_function("legacy", |b| {
         b.iter(|| t.process(black_box(&msg), &ctx).expect("process"))
     });
-    let mut raw = legacy::RawGuide::new(runtime.engine(), &support::guide_module());
+    let mut raw = legacy::RawGuide::new(runtime.engine(), &guide);
     LegacyInput {
         key: msg.key.as_deref(),
         value: &msg.value,
