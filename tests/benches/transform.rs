@@ -11,6 +11,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rustmq_etl::message::Message;
+use rustmq_etl::runtime::RuntimeLimits;
 use rustmq_etl_legacy::{LegacyInput, LegacyOutput};
 use rustmq_etl_tests::guests;
 use support::{sample_context, sample_message, RawIdentity, DEFAULT_VALUE_BYTES};
@@ -46,12 +47,10 @@ fn native_guide(m: &Message, settings: &processor::Settings) -> Vec<Message> {
         .collect()
 }
 
-/// Most messages the legacy baseline accepts in one answer (the runtime's default).
-const MAX_OUTPUT_MESSAGES: usize = 10_000;
-
 /// The legacy path without wasm: the adapter's JSON encoding of `m` into `json`, the
-/// guide's code compiled natively on it, and the adapter's reader on the answer.
-fn native_guide_json(m: &Message, json: &mut Vec<u8>) -> Vec<Message> {
+/// guide's code compiled natively on it, and the adapter's reader on the answer (at
+/// most `max_output_messages` messages, as the runtime allows).
+fn native_guide_json(m: &Message, json: &mut Vec<u8>, max_output_messages: usize) -> Vec<Message> {
     let input = LegacyInput {
         key: m.key.as_deref(),
         value: &m.value,
@@ -60,16 +59,8 @@ fn native_guide_json(m: &Message, json: &mut Vec<u8>) -> Vec<Message> {
     };
     input.encode(json);
     let answer = legacy::guide::process_json(json);
-    let out = LegacyOutput::from_json(&answer, m.timestamp, MAX_OUTPUT_MESSAGES).expect("answer");
-    out.messages
-        .into_iter()
-        .map(|m| Message {
-            key: m.key,
-            value: m.value,
-            headers: m.headers,
-            timestamp: m.timestamp,
-        })
-        .collect()
+    let out = LegacyOutput::from_json(&answer, m.timestamp, max_output_messages).expect("answer");
+    out.messages.into_iter().map(Message::from).collect()
 }
 
 /// Checks that the native baseline computes what the guest does: the same value (as
@@ -120,8 +111,9 @@ fn per_message(c: &mut Criterion) {
         b.iter(|| native_guide(black_box(&msg), &settings))
     });
     let mut json = Vec::new();
+    let max_output_messages = RuntimeLimits::default().max_output_messages;
     g.bench_function("native_json", |b| {
-        b.iter(|| native_guide_json(black_box(&msg), &mut json))
+        b.iter(|| native_guide_json(black_box(&msg), &mut json, max_output_messages))
     });
     let template = support::compile(&runtime, guests::GUEST_TEMPLATE);
     let mut t = support::transform(&template);
@@ -133,7 +125,7 @@ fn per_message(c: &mut Criterion) {
     let mut t = support::transform(&legacy);
     assert_same_answer(
         &t.process(&msg, &ctx).expect("process").messages,
-        &native_guide_json(&msg, &mut json),
+        &native_guide_json(&msg, &mut json, max_output_messages),
     );
     g.bench_function("legacy", |b| {
         b.iter(|| t.process(black_box(&msg), &ctx).expect("process"))

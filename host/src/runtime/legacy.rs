@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rustmq_etl_legacy::{
-    CallError, LegacyInput, LegacyInstance, LegacyLimits, LegacyModule, LegacyOutput, WasiFactory,
+    CallError, LegacyInput, LegacyInstance, LegacyLimits, LegacyMessage, LegacyModule,
+    LegacyOutput, WasiFactory,
 };
 
 use super::engine::{Runtime, RuntimeInner, EPOCH_TICK};
@@ -146,15 +147,7 @@ impl Transform for LegacyTransform {
         };
         Ok(ProcessOutput {
             topics: Vec::new(),
-            messages: messages
-                .into_iter()
-                .map(|m| Message {
-                    key: m.key,
-                    value: m.value,
-                    headers: m.headers,
-                    timestamp: m.timestamp,
-                })
-                .collect(),
+            messages: messages.into_iter().map(Message::from).collect(),
             should_continue,
             error,
         })
@@ -183,5 +176,16 @@ pub fn transform_error(e: CallError) -> TransformError {
         }
         CallError::Abi(fault) => TransformError::Abi(fault.to_string()),
         CallError::Instantiate(msg) => TransformError::Instantiate(msg),
+    }
+}
+
+impl From<LegacyMessage> for Message {
+    fn from(m: LegacyMessage) -> Self {
+        Message {
+            key: m.key,
+            value: m.value,
+            headers: m.headers,
+            timestamp: m.timestamp,
+        }
     }
 }
