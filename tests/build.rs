@@ -10,6 +10,10 @@
 //!
 //! A member may list several targets (`targets = [..]`); the constant for every target
 //! after the first is suffixed with the target (`GUIDE_MODULE_WASM32_UNKNOWN_UNKNOWN`).
+//! A member may set `opt-level = "3"` there to be built, dependencies included, at
+//! that level instead of the guest workspace's `"s"`: the guide's module is, because
+//! the guide's manifest sets no profile, so a user's `cargo build --release` builds
+//! it at cargo's default, 3.
 //! The guest template (`guest-template/`) is built too, for `wasm32-wasip2`. Guests
 //! written with the SDK (`guest-sdk/`) depend on it by path; its copy of the contract
 //! must be the broker's `wit/1.1.0/etl.wit`, which is checked here.
@@ -42,8 +46,7 @@ fn main() {
         "guest-sdk/wit/etl.wit differs from wit/1.1.0/etl.wit: copy the broker's file into the SDK"
     );
 
-    // target -> [(constant name, crate name)]
-    let mut by_target: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut by_target: BTreeMap<Build, Vec<(String, String)>> = BTreeMap::new();
     let mut members: Vec<PathBuf> = std::fs::read_dir(&guests_dir)
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -66,18 +69,27 @@ fn main() {
                 konst.push_str(&target.to_uppercase().replace('-', "_"));
             }
             by_target
-                .entry(target)
+                .entry((target, opt_level(&text)))
                 .or_default()
                 .push((konst, name.clone()));
         }
     }
 
     let mut out = String::new();
-    for (target, crates) in &by_target {
+    for ((target, opt_level), crates) in &by_target {
         let mut cmd = cargo();
-        cmd.arg("build")
-            .arg("--release")
-            .arg("--target")
+        cmd.arg("build").arg("--release");
+        if let Some(level) = opt_level {
+            // TOML: 0..=3 are integers, "s" and "z" strings.
+            let value = if level.bytes().all(|b| b.is_ascii_digit()) {
+                level.clone()
+            } else {
+                format!("{level:?}")
+            };
+            cmd.arg("--config")
+                .arg(format!("profile.release.opt-level={value}"));
+        }
+        cmd.arg("--target")
             .arg(target)
             .arg("--manifest-path")
             .arg(guests_dir.join("Cargo.toml"))
@@ -170,6 +182,25 @@ fn package_name(manifest: &str) -> Option<String> {
             in_package = line == "[package]";
         } else if in_package && line.starts_with("name") {
             return line.split('"').nth(1).map(str::to_string);
+        }
+    }
+    None
+}
+
+/// How a group of guests is built: (target, opt-level override); each maps to its
+/// members' (constant name, crate name).
+type Build = (String, Option<String>);
+
+/// The member's `opt-level` override in `[package.metadata.rustmq-test]`, if any.
+fn opt_level(manifest: &str) -> Option<String> {
+    let mut in_meta = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_meta = line == "[package.metadata.rustmq-test]";
+        } else if in_meta && line.starts_with("opt-level") {
+            let value = line.split('=').nth(1)?.trim().trim_matches('"');
+            return Some(value.to_string());
         }
     }
     None

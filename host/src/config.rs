@@ -114,6 +114,8 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Most messages in one batch produce (default 10000).
     pub max_batch_messages: u32,
+    /// Most headers one produced message may carry (default 1024; 1 ..= 65536).
+    pub max_headers_per_message: u32,
     /// Cap on `max_messages` of one consume (default 1000).
     pub max_read_messages: u32,
     /// Cap on the bytes of one consume response, roughly (default 8 MiB); one
@@ -130,6 +132,7 @@ impl Default for ServerConfig {
             messages_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
             max_body_bytes: 16 * MIB,
             max_batch_messages: 10_000,
+            max_headers_per_message: 1024,
             max_read_messages: 1000,
             max_read_bytes: 8 * MIB,
             max_wait_ms: 30_000,
@@ -378,6 +381,12 @@ impl BrokerConfig {
             s.max_batch_messages.into(),
             1,
             1_000_000,
+        )?;
+        range(
+            "server.max_headers_per_message",
+            s.max_headers_per_message.into(),
+            1,
+            65_536,
         )?;
         range(
             "server.max_read_messages",

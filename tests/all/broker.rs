@@ -157,7 +157,9 @@ fn topics_can_be_created_listed_described_and_deleted() {
 
 #[test]
 fn bad_input_gets_a_4xx_with_the_json_error_shape() {
-    let b = BrokerProcess::start("[server]\nmax_body_bytes = 2048\nmax_batch_messages = 3\n");
+    let b = BrokerProcess::start(
+        "[server]\nmax_body_bytes = 2048\nmax_batch_messages = 3\nmax_headers_per_message = 4\n",
+    );
     let c = client();
     let post_raw = |topic: &str, raw: &str| {
         body(
@@ -206,6 +208,29 @@ fn bad_input_gets_a_4xx_with_the_json_error_shape() {
         error_code(s, &v, StatusCode::PAYLOAD_TOO_LARGE),
         "body_too_large"
     );
+    let headers = |n: usize| -> Value {
+        (0..n)
+            .map(|i| (format!("h{i}"), json!("v")))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let (s, v) = produce(&b, "t", &json!({"value": "a", "headers": headers(5)}));
+    assert_eq!(error_code(s, &v, bad), "too_many_headers");
+    let text = v["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("5 headers") && text.contains("server.max_headers_per_message"),
+        "{text}"
+    );
+    let (s, v) = produce(
+        &b,
+        "t",
+        &json!({"messages": [{"value": "a"}, {"value": "b", "headers": headers(5)}]}),
+    );
+    assert_eq!(error_code(s, &v, bad), "too_many_headers");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("messages[1]: "));
     for name in ["a%20b", "a*b", "%C3%A9", &"x".repeat(250)] {
         let (s, v) = produce(&b, name, &json!({"value": "a"}));
         assert_eq!(error_code(s, &v, bad), "invalid_topic_name", "{name}");
@@ -240,6 +265,9 @@ fn bad_input_gets_a_4xx_with_the_json_error_shape() {
     assert_eq!(error_code(s, &v, StatusCode::NOT_FOUND), "no_route");
     let (_, v) = consume(&b, "t", "offset=0");
     assert_eq!(v["end_offset"], 1);
+    // At the header limit, a message is taken.
+    let (s, _) = produce(&b, "t", &json!({"value": "a", "headers": headers(4)}));
+    assert_eq!(s, StatusCode::OK);
 }
 
 #[test]

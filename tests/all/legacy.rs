@@ -405,6 +405,136 @@ fn infinite_loop_times_out() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A module whose `process_message` makes one `poll_oneoff` call for a monotonic
+/// clock `nanos` from now (`absolute`: as an absolute time read with
+/// `clock_time_get`), plus a read of stdin (fd 0) when `with_stdin`, then checks the
+/// answer (success, one event, for the stdin subscription if there was one, else the
+/// clock's) and traps on anything else.
+fn sleeper(nanos: u64, absolute: bool, with_stdin: bool) -> LegacyModule {
+    let good = GOOD_RESULT.replace('"', "\\\"");
+    let (count, expected) = if with_stdin { (2, 7) } else { (1, 42) };
+    let timeout = if absolute {
+        format!(
+            "(drop (call $now (i32.const 1) (i64.const 1) (i32.const 12904)))
+             (i64.add (i64.load (i32.const 12904)) (i64.const {nanos}))"
+        )
+    } else {
+        format!("(i64.const {nanos})")
+    };
+    let wat = format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "poll_oneoff"
+            (func $poll (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "clock_time_get"
+            (func $now (param i32 i64 i32) (result i32)))
+          (memory (export "memory") 2)
+          (data (i32.const 1024) "{good}")
+          (func (export "alloc") (param i32) (result i32) (i32.const 2048))
+          (func (export "dealloc") (param i32 i32))
+          (func (export "process_message") (param $p i32) (param $l i32) (result i32)
+            ;; subscription 0 at 8192: userdata 42, clock, monotonic, timeout, flags
+            (i64.store (i32.const 8192) (i64.const 42))
+            (i32.store8 (i32.const 8200) (i32.const 0))
+            (i32.store (i32.const 8208) (i32.const 1))
+            (i64.store (i32.const 8216) {timeout})
+            (i32.store16 (i32.const 8232) (i32.const {flags}))
+            ;; subscription 1 at 8240: userdata 7, fd_read of stdin
+            (i64.store (i32.const 8240) (i64.const 7))
+            (i32.store8 (i32.const 8248) (i32.const 1))
+            (i32.store (i32.const 8256) (i32.const 0))
+            (if (call $poll (i32.const 8192) (i32.const 12288) (i32.const {count})
+                            (i32.const 12800))
+              (then unreachable))
+            (if (i32.ne (i32.load (i32.const 12800)) (i32.const 1)) (then unreachable))
+            (if (i64.ne (i64.load (i32.const 12288)) (i64.const {expected}))
+              (then unreachable))
+            (if (i32.load16_u (i32.const 12296)) (then unreachable))
+            (i32.const 1024)))"#,
+        flags = u8::from(absolute),
+    );
+    load_wat(&wat)
+}
+
+const AN_HOUR_NS: u64 = 3_600 * 1_000_000_000;
+
+/// Runs one message through `module` with a `timeout_ms` deadline on a thread of
+/// its own, failing the test if it has not answered within a minute.
+fn sleep_through(
+    module: &LegacyModule,
+    timeout_ms: u64,
+) -> (Result<usize, TransformError>, Duration) {
+    let module = module.clone();
+    rustmq_etl_tests::within(
+        Duration::from_secs(60),
+        "a sleeping legacy call",
+        move || {
+            let mut t = transform(
+                &module,
+                LegacyLimits::new(1 << 20, timeout_ms, TICK.as_millis() as u64),
+            );
+            let started = Instant::now();
+            let answer = run(&mut t, &message("k", "x", &[])).map(|out| out.messages.len());
+            (answer, started.elapsed())
+        },
+    )
+}
+
+#[test]
+fn a_sleep_in_poll_oneoff_past_the_deadline_times_out_at_the_deadline() {
+    for absolute in [false, true] {
+        let (answer, elapsed) = sleep_through(&sleeper(AN_HOUR_NS, absolute, false), 200);
+        assert_eq!(
+            answer,
+            Err(TransformError::Timeout { limit_ms: 200 }),
+            "absolute: {absolute}"
+        );
+        assert!(
+            elapsed >= Duration::from_millis(200),
+            "stopped early: {elapsed:?}"
+        );
+    }
+}
+
+#[test]
+fn a_short_sleep_in_poll_oneoff_sleeps_its_time_and_reports_the_clock() {
+    for absolute in [false, true] {
+        let (answer, elapsed) = sleep_through(&sleeper(100_000_000, absolute, false), 5_000);
+        assert_eq!(answer, Ok(1), "absolute: {absolute}");
+        assert!(
+            elapsed >= Duration::from_millis(100),
+            "woke early: {elapsed:?}"
+        );
+    }
+}
+
+#[test]
+fn poll_oneoff_on_closed_stdin_answers_at_once() {
+    // Stdin is at end of file, so the hour-long clock beside it is never waited for.
+    let (answer, _) = sleep_through(&sleeper(AN_HOUR_NS, false, true), 200);
+    assert_eq!(answer, Ok(1));
+}
+
+#[test]
+fn a_message_with_many_headers_is_encoded_in_linear_time() {
+    // 200,000 headers took minutes when each was compared with every later one; the
+    // bound is far above the milliseconds a linear pass takes.
+    let headers: Vec<(String, String)> = (0..200_000)
+        .map(|i| (format!("h{i}"), "v".to_string()))
+        .collect();
+    let len = rustmq_etl_tests::within(Duration::from_secs(20), "encoding", move || {
+        let input = rustmq_etl_legacy::LegacyInput {
+            key: None,
+            value: b"x",
+            headers: &headers,
+            timestamp: 1,
+        };
+        let mut out = Vec::new();
+        input.encode(&mut out);
+        out.len()
+    });
+    assert!(len > 200_000 * 8, "{len} bytes");
+}
+
 #[test]
 fn memory_grow_bomb_hits_the_memory_limit() {
     // Grows one page at a time until refused, then gives up like Rust's allocator.

@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rustmq_etl::message::Message;
-use rustmq_etl::runtime::RuntimeLimits;
+use rustmq_etl::runtime::{RuntimeLimits, MAX_OUTPUT_HEADERS};
 use rustmq_etl_legacy::{LegacyInput, LegacyOutput};
 use rustmq_etl_tests::guests;
 use support::{sample_context, sample_message, RawIdentity, DEFAULT_VALUE_BYTES};
@@ -59,7 +59,13 @@ fn native_guide_json(m: &Message, json: &mut Vec<u8>, max_output_messages: usize
     };
     input.encode(json);
     let answer = legacy::guide::process_json(json);
-    let out = LegacyOutput::from_json(&answer, m.timestamp, max_output_messages).expect("answer");
+    let out = LegacyOutput::from_json(
+        &answer,
+        m.timestamp,
+        max_output_messages,
+        MAX_OUTPUT_HEADERS,
+    )
+    .expect("answer");
     out.messages.into_iter().map(Message::from).collect()
 }
 

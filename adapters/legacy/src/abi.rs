@@ -52,14 +52,36 @@ fn headers_as_object<S: Serializer>(
     headers: &&[(String, String)],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    let last_of_its_name = |i: usize| !headers[i + 1..].iter().any(|(k, _)| *k == headers[i].0);
     let mut map = serializer.serialize_map(None)?;
-    for (i, (k, v)) in headers.iter().enumerate() {
-        if last_of_its_name(i) {
-            map.serialize_entry(k, v)?;
-        }
+    for (k, v) in last_of_each_name(headers) {
+        map.serialize_entry(k, v)?;
     }
     map.end()
+}
+
+/// The headers a guest is sent: of each name only the last pair, where that pair is.
+/// Linear in the number of headers (a short list is scanned, a long one hashed).
+pub(crate) fn last_of_each_name(
+    headers: &[(String, String)],
+) -> impl Iterator<Item = &(String, String)> {
+    /// Up to this many, scanning the rest of the list beats building a set.
+    const SCAN_UP_TO: usize = 16;
+    let keep: Option<Vec<bool>> = (headers.len() > SCAN_UP_TO).then(|| {
+        let mut seen = std::collections::HashSet::with_capacity(headers.len());
+        let mut keep = vec![false; headers.len()];
+        for (i, (name, _)) in headers.iter().enumerate().rev() {
+            keep[i] = seen.insert(name.as_str());
+        }
+        keep
+    });
+    headers
+        .iter()
+        .enumerate()
+        .filter(move |(i, (name, _))| match &keep {
+            Some(keep) => keep[*i],
+            None => !headers[i + 1..].iter().any(|(later, _)| later == name),
+        })
+        .map(|(_, pair)| pair)
 }
 
 /// A message the guest returned.
@@ -111,29 +133,43 @@ pub(crate) struct RawMessage {
 impl LegacyOutput {
     /// Reads an answer of exactly `json` as a guest's packed `(ptr, len)` answer is read,
     /// filling missing timestamps with `input_timestamp` and refusing more than
-    /// `max_messages` messages.
+    /// `max_messages` messages or `max_headers` header pairs.
     pub fn from_json(
         json: &[u8],
         input_timestamp: i64,
         max_messages: usize,
+        max_headers: usize,
     ) -> Result<LegacyOutput, AbiFault> {
-        read_exact(json)?.into_output(input_timestamp, max_messages)
+        read_exact(json)?.into_output(input_timestamp, max_messages, max_headers)
     }
 }
 
 impl RawResult {
-    /// The caller-facing answer, checking the message count and filling missing
-    /// timestamps with the input's.
+    /// The caller-facing answer, checking the message and header-pair counts (header
+    /// pairs across all messages, as for components) and filling missing timestamps
+    /// with the input's.
     pub(crate) fn into_output(
         self,
         input_timestamp: i64,
         max_messages: usize,
+        max_headers: usize,
     ) -> Result<LegacyOutput, AbiFault> {
         let count = self.transformed_messages.len();
         if count > max_messages {
             return Err(AbiFault::TooManyMessages {
                 count,
                 max: max_messages,
+            });
+        }
+        let headers: usize = self
+            .transformed_messages
+            .iter()
+            .map(|m| m.headers.len())
+            .sum();
+        if headers > max_headers {
+            return Err(AbiFault::TooManyHeaders {
+                count: headers,
+                max: max_headers,
             });
         }
         Ok(LegacyOutput {
@@ -301,7 +337,7 @@ mod tests {
     }
 
     fn output(r: RawResult) -> LegacyOutput {
-        r.into_output(0, 100).unwrap()
+        r.into_output(0, 100, 100).unwrap()
     }
 
     #[test]
@@ -325,7 +361,7 @@ mod tests {
         let mem = memory_with(512, 8, text);
         let out = read_pointer_result(&mem, 8, 4096)
             .unwrap()
-            .into_output(77, 10)
+            .into_output(77, 10, 10)
             .unwrap();
         assert_eq!(out.messages[0].value, b"hi");
         assert_eq!(
@@ -430,8 +466,24 @@ mod tests {
         let mem = memory_with(1024, 8, OK.as_bytes());
         let raw = read_pointer_result(&mem, 8, 4096).unwrap();
         assert_eq!(
-            raw.into_output(0, 0).unwrap_err(),
+            raw.into_output(0, 0, 0).unwrap_err(),
             AbiFault::TooManyMessages { count: 1, max: 0 }
+        );
+    }
+
+    #[test]
+    fn too_many_header_pairs_across_messages_are_refused() {
+        let two = br#"{"transformed_messages":[{"value":[],"headers":{"a":"","b":""}},{"value":[],"headers":{"c":""}}],"should_continue":true}"#;
+        assert_eq!(
+            LegacyOutput::from_json(two, 0, 10, 2).unwrap_err(),
+            AbiFault::TooManyHeaders { count: 3, max: 2 }
+        );
+        assert_eq!(
+            LegacyOutput::from_json(two, 0, 10, 3)
+                .unwrap()
+                .messages
+                .len(),
+            2
         );
     }
 
@@ -488,7 +540,7 @@ mod properties {
         fn pointer_reader_never_panics(mem in memory(), ptr in any::<u32>(), cap in 0usize..4096) {
             let ptr = if mem.is_empty() { ptr } else { ptr % (mem.len() as u32 + 8) };
             if let Ok(raw) = read_pointer_result(&mem, ptr, cap) {
-                let _ = raw.into_output(0, 4);
+                let _ = raw.into_output(0, 4, 4);
             }
         }
 
@@ -507,7 +559,7 @@ mod properties {
             let mut mem = junk.clone();
             mem.extend_from_slice(answer.as_bytes());
             mem.extend_from_slice(&junk);
-            let out = read_pointer_result(&mem, junk.len() as u32, 4096).unwrap().into_output(7, 1).unwrap();
+            let out = read_pointer_result(&mem, junk.len() as u32, 4096).unwrap().into_output(7, 1, 16).unwrap();
             prop_assert_eq!(&out.messages[0].value, &value);
         }
     }

@@ -14,7 +14,7 @@
 //! Nothing here allocates in proportion to anything but the answer's own contents, and
 //! nothing recurses: the shape has a fixed depth.
 
-use crate::abi::{LegacyInput, RawMessage, RawResult};
+use crate::abi::{last_of_each_name, LegacyInput, RawMessage, RawResult};
 
 /// Each byte as a JSON array element: its digits and a comma, padded to four bytes so
 /// that one fixed-size copy writes it, and how many of the four count.
@@ -51,14 +51,9 @@ pub(crate) fn encode_input(input: &LegacyInput<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"value\":[");
     byte_elements(input.value, out);
     out.extend_from_slice(b"],\"headers\":{");
-    let headers = input.headers;
     let mut first = true;
-    for (i, (name, value)) in headers.iter().enumerate() {
-        // Only the last value of a repeated name, in the position serde's
-        // `headers_as_object` gives it.
-        if headers[i + 1..].iter().any(|(later, _)| later == name) {
-            continue;
-        }
+    // Only the last value of a repeated name, where serde's `headers_as_object` puts it.
+    for (name, value) in last_of_each_name(input.headers) {
         if !first {
             out.push(b',');
         }
@@ -438,6 +433,26 @@ mod tests {
                 String::from_utf8(out).unwrap(),
                 serde_json::to_string(&input).unwrap()
             );
+        }
+    }
+
+    #[test]
+    fn keeps_the_last_pair_of_each_name_in_short_and_long_lists() {
+        // The quadratic definition, against the scan (short lists) and the set (long).
+        let reference = |headers: &[(String, String)]| -> Vec<(String, String)> {
+            (0..headers.len())
+                .filter(|&i| !headers[i + 1..].iter().any(|(k, _)| *k == headers[i].0))
+                .map(|i| headers[i].clone())
+                .collect()
+        };
+        for len in [0usize, 1, 2, 15, 16, 17, 40, 300] {
+            for names in [1usize, 3, 7, 1000] {
+                let headers: Vec<(String, String)> = (0..len)
+                    .map(|i| (format!("h{}", (i * 7 + len) % names), i.to_string()))
+                    .collect();
+                let kept: Vec<(String, String)> = last_of_each_name(&headers).cloned().collect();
+                assert_eq!(kept, reference(&headers), "{len} headers, {names} names");
+            }
         }
     }
 

@@ -190,6 +190,14 @@ pub enum AbiFault {
         /// The limit in force.
         max: usize,
     },
+    /// More header pairs, across the result's messages, than allowed.
+    #[error("the result has {count} header pairs, more than the limit of {max}")]
+    TooManyHeaders {
+        /// How many the guest returned.
+        count: usize,
+        /// The limit in force.
+        max: usize,
+    },
 }
 
 /// A guest pointer as both the unsigned address and, when the guest probably meant a

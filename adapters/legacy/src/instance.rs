@@ -1,13 +1,17 @@
 //! One live legacy guest and the per-message ABI.
 //!
 //! For each message: `alloc(len)`, write the JSON input, `process_message(ptr, len)`,
-//! read the result, `dealloc(ptr, len)`. One epoch deadline covers the whole sequence.
+//! read the result, `dealloc(ptr, len)`. One deadline covers the whole sequence: an
+//! epoch deadline for wasm code, and the same instant for a guest asleep in WASI (see
+//! [`crate::poll`]).
 //!
 //! The guide's module leaks every result (`mem::forget`), so its memory only grows.
 //! After each message, if memory has passed [`LegacyLimits::recycle_watermark_bytes`],
 //! the instance is dropped and the next message gets a fresh one: the module runs
 //! forever without reaching the memory limit. Any fault drops the instance too, since
 //! its memory can no longer be trusted.
+
+use std::time::{Duration, Instant};
 
 use wasmtime::{Memory, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
@@ -18,7 +22,7 @@ use crate::abi::{read_packed_result, read_pointer_result, LegacyInput, LegacyOut
 use crate::error::{AbiFault, CallError};
 use crate::inspect::{ProcessAbi, INITIALIZE_EXPORT};
 use crate::module::LegacyModule;
-use crate::wasi::WasiFactory;
+use crate::wasi::{GuestClock, WasiFactory};
 
 /// Table elements an instance may hold; Rust modules need a few hundred at most, and a
 /// guest-grown table is host memory outside the linear-memory limit.
@@ -29,6 +33,13 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 << 20;
 
 /// Default cap on messages in one result.
 pub const DEFAULT_MAX_OUTPUT_MESSAGES: usize = 1024;
+
+/// Most header pairs one result may hold, across its messages. Header pairs of empty
+/// strings cost nothing against the byte cap yet take host memory (48 bytes each), so
+/// they are counted on their own. 256 Ki pairs is 26 per message at the broker's
+/// default fan-out cap, and at most 12 MiB of host memory. The broker's components
+/// get the same cap.
+pub const MAX_OUTPUT_HEADERS: usize = 256 * 1024;
 
 /// The limits one instance runs under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +57,8 @@ pub struct LegacyLimits {
     pub max_output_bytes: usize,
     /// Most messages one result may hold.
     pub max_output_messages: usize,
+    /// Most header pairs one result may hold, across its messages.
+    pub max_output_headers: usize,
 }
 
 impl LegacyLimits {
@@ -59,6 +72,7 @@ impl LegacyLimits {
             epoch_tick_ms,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_output_messages: DEFAULT_MAX_OUTPUT_MESSAGES,
+            max_output_headers: MAX_OUTPUT_HEADERS,
         }
     }
 
@@ -68,12 +82,21 @@ impl LegacyLimits {
             .div_ceil(self.epoch_tick_ms.max(1))
             .max(1)
     }
+
+    /// The deadline of a call starting now.
+    fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.execution_timeout_ms)
+    }
 }
 
 /// Store data of a legacy instance.
 pub struct LegacyState {
     pub(crate) wasi: WasiP1Ctx,
     limiter: GuestLimiter,
+    /// The guest's monotonic clock (its WASI context reads the same one).
+    pub(crate) clock: GuestClock,
+    /// When the current call must end; no WASI sleep lasts past it.
+    pub(crate) deadline: Instant,
 }
 
 enum ProcessFn {
@@ -181,15 +204,18 @@ impl LegacyInstance {
                 .tables(1)
                 .build(),
         );
+        let clock = GuestClock::start();
         let mut store = Store::new(
             engine,
             LegacyState {
-                wasi: (self.wasi)(),
+                wasi: (self.wasi)().monotonic_clock(clock).build_p1(),
                 limiter,
+                clock,
+                deadline: self.limits.deadline(),
             },
         );
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
+        self.arm(&mut store);
         let instance = self
             .module
             .instance_pre()
@@ -241,7 +267,7 @@ impl LegacyInstance {
         let len =
             i32::try_from(bytes.len()).map_err(|_| AbiFault::InputTooLarge { len: bytes.len() })?;
         live.store.data_mut().limiter.memory_refused = false;
-        live.store.set_epoch_deadline(self.limits.deadline_ticks());
+        self.arm(&mut live.store);
 
         let ptr = live
             .alloc
@@ -283,7 +309,17 @@ impl LegacyInstance {
         live.dealloc
             .call(&mut live.store, (ptr, len))
             .map_err(|e| self.call_fault(&live.store, e, "dealloc"))?;
-        Ok(raw.into_output(input_timestamp, self.limits.max_output_messages)?)
+        Ok(raw.into_output(
+            input_timestamp,
+            self.limits.max_output_messages,
+            self.limits.max_output_headers,
+        )?)
+    }
+
+    /// Starts the deadline of a call: for wasm code (epochs) and for WASI sleeps.
+    fn arm(&self, store: &mut Store<LegacyState>) {
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.data_mut().deadline = self.limits.deadline();
     }
 
     fn memory_limit(&self, during: &'static str) -> CallError {

@@ -20,7 +20,10 @@
 //!   answer.
 //! - `codec`: the hand-written encoder and reader the per-message path uses, held to
 //!   serde's behaviour.
-//! - [`wasi`]: the default locked-down WASI preview 1 context.
+//! - [`wasi`]: the default locked-down WASI preview 1 context, and [`GuestClock`], the
+//!   monotonic clock guests read, with the rule that bounds every guest timer by the
+//!   call's deadline ([`bounded_wake`]).
+//! - `poll`: `poll_oneoff` linked over wasmtime's, so no sleep outlasts the deadline.
 //! - [`error`]: [`LoadError`] (the module is refused) and [`CallError`] (one message
 //!   failed).
 
@@ -31,6 +34,7 @@ pub mod inspect;
 pub mod instance;
 pub mod limiter;
 pub mod module;
+mod poll;
 pub mod wasi;
 
 pub use abi::{LegacyInput, LegacyMessage, LegacyOutput};
@@ -38,4 +42,4 @@ pub use error::{AbiFault, CallError, LoadError};
 pub use inspect::{LegacyInfo, ProcessAbi};
 pub use instance::{LegacyInstance, LegacyLimits};
 pub use module::LegacyModule;
-pub use wasi::{locked_down_wasi, WasiFactory};
+pub use wasi::{bounded_wake, locked_down_wasi, GuestClock, WasiFactory};

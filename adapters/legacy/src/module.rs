@@ -70,6 +70,7 @@ impl LegacyModule {
         let mut linker: Linker<LegacyState> = Linker::new(module.engine());
         if info.uses_wasi {
             wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut LegacyState| &mut s.wasi)
+                .and_then(|()| crate::poll::add_to_linker(&mut linker))
                 .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         }
         // Fails, naming the import, for a WASI function wasmtime does not provide.

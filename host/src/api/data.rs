@@ -53,20 +53,37 @@ fn topic_from(path: Result<Path<String>, PathRejection>) -> Result<String, ApiEr
     Ok(topic)
 }
 
-fn to_message(json: MessageJson, now: i64, at: Option<usize>) -> Result<Message, ApiError> {
-    json.into_message(now).map_err(|e| {
+fn to_message(
+    json: MessageJson,
+    now: i64,
+    at: Option<usize>,
+    max_headers: usize,
+) -> Result<Message, ApiError> {
+    let which = || match at {
+        Some(i) => format!("messages[{i}]: "),
+        None => String::new(),
+    };
+    let message = json.into_message(now).map_err(|e| {
         let code = match e {
             MessageJsonError::MissingValue => "missing_value",
             MessageJsonError::BothValues => "invalid_message",
             MessageJsonError::BadBase64(_) => "invalid_base64",
             MessageJsonError::HeaderNotString(_) => "invalid_header",
         };
-        let message = match at {
-            Some(i) => format!("messages[{i}]: {e}"),
-            None => e.to_string(),
-        };
-        ApiError::bad_request(code, message)
-    })
+        ApiError::bad_request(code, format!("{}{e}", which()))
+    })?;
+    if message.headers.len() > max_headers {
+        return Err(ApiError::bad_request(
+            "too_many_headers",
+            format!(
+                "{}{} headers; the limit is {max_headers} per message \
+                 (server.max_headers_per_message): carry the rest in the value",
+                which(),
+                message.headers.len()
+            ),
+        ));
+    }
+    Ok(message)
 }
 
 /// The batch form of a produce body.
@@ -93,6 +110,7 @@ async fn produce(
         ));
     };
     let now = now_millis();
+    let max_headers = broker.config.server.max_headers_per_message as usize;
     if object.contains_key("messages") {
         let batch: Batch = parse_json(&body)?;
         let max = broker.config.server.max_batch_messages as usize;
@@ -116,13 +134,13 @@ async fn produce(
             .messages
             .into_iter()
             .enumerate()
-            .map(|(i, m)| to_message(m, now, Some(i)))
+            .map(|(i, m)| to_message(m, now, Some(i), max_headers))
             .collect::<Result<Vec<_>, _>>()?;
         let range = broker.storage.append(&topic, messages).await?;
         let offsets: Vec<u64> = range.collect();
         Ok(Json(json!({ "topic": topic, "offsets": offsets })).into_response())
     } else {
-        let message = to_message(parse_json::<MessageJson>(&body)?, now, None)?;
+        let message = to_message(parse_json::<MessageJson>(&body)?, now, None, max_headers)?;
         let range = broker.storage.append(&topic, vec![message]).await?;
         tracing::debug!(target: "rustmq::api", offset = range.start, "produced");
         Ok(Json(json!({ "topic": topic, "offset": range.start })).into_response())

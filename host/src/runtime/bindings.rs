@@ -16,8 +16,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub(crate) use rustmq_etl_legacy::limiter::GuestLimiter;
+use rustmq_etl_legacy::GuestClock;
 use wasmtime::component::{ComponentType, Lower, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -69,6 +71,10 @@ pub(crate) struct HostState {
     pub(crate) log_budget: LogBudget,
     /// The pipeline's durable state; unbound while `init` runs.
     pub(crate) state: SharedState,
+    /// The guest's monotonic clock (its WASI context reads the same one).
+    pub(crate) clock: GuestClock,
+    /// When the current call must end; no WASI timer outlasts it (see `timers`).
+    pub(crate) deadline: Instant,
 }
 
 impl WasiView for HostState {
@@ -180,6 +186,7 @@ pub(crate) fn add_to_linker(
 ) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    super::timers::add_to_linker(linker)?;
     generated::v1_0::Etl::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     generated::v1_1::EtlBatch::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
 }

@@ -1,13 +1,14 @@
 //! The component implementation of [`Transform`]: one reusable guest instance per
 //! transform, replaced by a fresh one (with `init` run again) after any fault.
 //!
-//! A call takes an execution slot, makes sure an instance is live, arms the epoch
-//! deadline, lowers the caller's message straight from its borrowed fields, and lifts
+//! A call takes an execution slot, makes sure an instance is live, arms the deadline
+//! (epochs for wasm code, the same instant for WASI timers: see `timers`), lowers the caller's message straight from its borrowed fields, and lifts
 //! the result. Any trap (including a timeout or a refused memory grow) leaves the
 //! `Store` unusable, so it is dropped and the next call instantiates again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{ComponentExportIndex, InstancePre, TypedFunc};
 use wasmtime::{AsContextMut, Store, StoreLimitsBuilder, Trap};
@@ -23,6 +24,7 @@ use super::wasi::{self, LogBudget};
 use super::{BatchContext, ProcessContext, ProcessOutput, Transform, TransformError};
 use crate::message::Message;
 use crate::state::SharedState;
+use rustmq_etl_legacy::GuestClock;
 
 /// Longest error text kept from a trap or an `init` refusal, in bytes. Trap messages
 /// carry a wasm backtrace and refusals are guest-chosen strings; both end up in logs,
@@ -115,32 +117,34 @@ impl ComponentTransform {
         self.timeout_ms = ms.max(1);
     }
 
-    fn deadline_ticks(&self) -> u64 {
-        Self::ticks(self.timeout_ms)
-    }
-
-    fn ticks(ms: u64) -> u64 {
+    /// Starts the deadline of a call that may run `ms`: epochs stop wasm code then,
+    /// and no WASI timer the guest sets outlasts it.
+    fn arm(store: &mut Store<HostState>, ms: u64) {
         let tick = EPOCH_TICK.as_millis() as u64;
-        ms.div_ceil(tick).max(1)
+        store.set_epoch_deadline(ms.div_ceil(tick).max(1));
+        store.data_mut().deadline = Instant::now() + Duration::from_millis(ms);
     }
 
     /// The deadline of a batch call of `n` messages: the per-call deadline for
     /// each, but never more than the runtime's `execution_timeout_ms` (or the
     /// per-call deadline, if that is longer).
-    fn batch_deadline_ticks(&self, n: usize) -> u64 {
+    fn batch_deadline_ms(&self, n: usize) -> u64 {
         let cap = self
             .runtime
             .limits
             .execution_timeout_ms
             .max(self.timeout_ms);
-        Self::ticks(self.timeout_ms.saturating_mul(n as u64).min(cap))
+        self.timeout_ms.saturating_mul(n as u64).min(cap)
     }
 
     /// Instantiates a fresh instance and runs `init` on it.
     fn start_instance(&self) -> Result<LiveInstance, TransformError> {
         let limits = &self.runtime.limits;
         let budget = LogBudget::default();
-        let wasi = wasi::locked_down_builder(&self.module_id, &budget).build();
+        let clock = GuestClock::start();
+        let wasi = wasi::locked_down_builder(&self.module_id, &budget)
+            .monotonic_clock(clock)
+            .build();
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(limits.memory_limit_bytes).unwrap_or(usize::MAX))
             .trap_on_grow_failure(true)
@@ -156,12 +160,14 @@ impl ComponentTransform {
                 params: Arc::clone(&self.params),
                 log_budget: budget,
                 state: SharedState::unavailable("durable state cannot be used from `init`"),
+                clock,
+                deadline: Instant::now(),
             },
         );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();
         // Instantiation runs guest start functions; they get the same deadline.
-        store.set_epoch_deadline(self.deadline_ticks());
+        Self::arm(&mut store, self.timeout_ms);
 
         let instance = self
             .pre
@@ -196,7 +202,7 @@ impl ComponentTransform {
             None => None,
         };
 
-        store.set_epoch_deadline(self.deadline_ticks());
+        Self::arm(&mut store, self.timeout_ms);
         store.data().log_budget.reset();
         let answer = init
             .call(&mut store, (&self.init_params,))
@@ -264,12 +270,11 @@ impl ComponentTransform {
 impl ComponentTransform {
     /// Takes the live instance (starting one if needed) with its deadline armed.
     fn ready(&mut self) -> Result<LiveInstance, TransformError> {
-        let ticks = self.deadline_ticks();
         let mut live = match self.live.take() {
             Some(live) => live,
             None => self.start_instance()?,
         };
-        live.store.set_epoch_deadline(ticks);
+        Self::arm(&mut live.store, self.timeout_ms);
         live.store.data().log_budget.reset();
         Ok(live)
     }
@@ -341,7 +346,7 @@ impl Transform for ComponentTransform {
         let _slot = runtime.slots.acquire();
         let mut live = self.ready()?;
         let n = messages.len();
-        live.store.set_epoch_deadline(self.batch_deadline_ticks(n));
+        Self::arm(&mut live.store, self.batch_deadline_ms(n));
         // A batch answer may hold what `n` calls could, but its bytes stay within
         // MAX_BATCH_OUTPUT_BYTES; a batch over it is processed again one message
         // per call, where the per-call caps apply.

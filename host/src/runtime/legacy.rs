@@ -92,8 +92,7 @@ impl loader::LegacyModule for CompiledLegacy {
         legacy_limits.max_output_messages = limits.max_output_messages;
         let module_id: Arc<str> = Arc::from(module_id);
         let budget = LogBudget::default();
-        let wasi: WasiFactory =
-            Arc::new(move || locked_down_builder(&module_id, &budget).build_p1());
+        let wasi: WasiFactory = Arc::new(move || locked_down_builder(&module_id, &budget));
         let instance = {
             let _slot = self.runtime.slots.acquire();
             LegacyInstance::new(&self.module, legacy_limits, wasi).map_err(transform_error)?

@@ -9,6 +9,7 @@
 //! - `component`: the component implementation of [`Transform`].
 //! - `legacy`: the legacy core-module implementation (wraps `rustmq-etl-legacy`).
 //! - `wasi`: the locked-down WASI context every guest gets.
+//! - `timers`: WASI 0.2 timers that end at the call's deadline.
 //! - `output`: lifts a guest's answer under the output caps, before copying it.
 //! - `loader`: recognises a module's kind, checks its imports and exports, compiles it.
 
@@ -22,6 +23,7 @@ mod component;
 mod engine;
 mod loader;
 mod output;
+mod timers;
 pub mod wasi;
 
 pub use bindings::{WORLD, WORLD_1_1, WORLD_1_1_BATCH};

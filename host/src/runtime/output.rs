@@ -23,11 +23,10 @@ use wasmtime::ValRaw;
 use super::ProcessOutput;
 use crate::message::Message;
 
-/// Most header pairs one `process` call may return, across all its messages. Header
-/// pairs of empty strings cost nothing against `max_output_bytes` yet take host
-/// memory (48 bytes each), so they are counted on their own. 256 Ki pairs is 26 per
-/// message at the default fan-out cap, and at most 12 MiB of host memory.
-pub const MAX_OUTPUT_HEADERS: usize = 256 * 1024;
+/// Most header pairs one `process` call may return, across all its messages: the
+/// legacy adapter's cap, so that components and legacy modules share one (see there
+/// for why headers are counted on their own).
+pub const MAX_OUTPUT_HEADERS: usize = rustmq_etl_legacy::instance::MAX_OUTPUT_HEADERS;
 
 /// Most bytes one batch answer may make the host copy, whatever the batch size:
 /// a batch of `n` messages may answer what `n` calls could, up to this. A batch

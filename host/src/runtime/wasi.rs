@@ -7,9 +7,10 @@
 //! written to stdout/stderr becomes one `tracing` event per line, tagged with the
 //! module id, lines truncated at [`MAX_LOG_LINE_BYTES`].
 //!
-//! [`locked_down_builder`] returns the configured builder so the caller picks the
-//! flavour: `.build()` for a component (WASI 0.2), `.build_p1()` for a legacy core
-//! module (WASI preview 1).
+//! [`locked_down_builder`] returns the configured builder so the caller adds the
+//! instance's [`GuestClock`](rustmq_etl_legacy::GuestClock) and picks the flavour:
+//! `.build()` for a component (WASI 0.2), `.build_p1()` for a legacy core module (WASI
+//! preview 1, built by the adapter).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -99,7 +99,7 @@ impl RawGuide {
     }
 
     fn instantiate(pre: &wasmtime::InstancePre<WasiP1Ctx>) -> RawLive {
-        let mut store = wasmtime::Store::new(pre.module().engine(), locked_down_wasi());
+        let mut store = wasmtime::Store::new(pre.module().engine(), locked_down_wasi().build_p1());
         // The engine interrupts on epochs; these calls never run long.
         store.set_epoch_deadline(1 << 40);
         let instance = pre.instantiate(&mut store).expect("instance");

@@ -14,9 +14,12 @@
 //!   lookup, clocks and randomness through WASI; reports each outcome in a header
 //! - `stamp:MS` → records wall-clock start/end (ns) headers around a MS-millisecond
 //!   spin, so tests can check that calls never overlapped more than allowed
+//! - `sleep:MS` → sleeps MS milliseconds in WASI (`std::thread::sleep`, a blocking
+//!   host call, where epochs cannot interrupt it), then passes
 //! - anything else → passed through unchanged
 //!
-//! `init` traps when the parameter `init` is `trap` and loops when it is `loop`.
+//! `init` traps when the parameter `init` is `trap`, loops when it is `loop` and
+//! sleeps an hour in WASI when it is `sleep`.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "etl" });
 
@@ -118,6 +121,10 @@ impl Guest for Hostile {
             Some("loop") => loop {
                 core::hint::black_box(&params);
             },
+            Some("sleep") => {
+                std::thread::sleep(Duration::from_secs(3600));
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -180,6 +187,10 @@ impl Guest for Hostile {
                 let mut out = msg;
                 out.headers.extend(probe());
                 ok(vec![out])
+            }
+            "sleep" => {
+                std::thread::sleep(Duration::from_millis(num() as u64));
+                ok(vec![msg])
             }
             "stamp" => {
                 let ms = num() as u64;

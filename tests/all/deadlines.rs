@@ -1,0 +1,202 @@
+//! Deadlines hold while a guest is blocked in a host call, not only while it runs wasm
+//! code: a component asleep in WASI (`std::thread::sleep`, an hour long) is stopped at
+//! its deadline, in `process` and in `init`, and cannot hold a worker, an execution
+//! slot or a `delete` past it. (Legacy modules asleep in `poll_oneoff`: `legacy.rs`.)
+//!
+//! Each check runs under [`within`], so a deadline that does not hold fails the test
+//! instead of hanging it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rustmq_etl::message::Message;
+use rustmq_etl::modules::ModuleStore;
+use rustmq_etl::pipeline::spec::{Configuration, PipelineSpec, RetryPolicy, StartFrom};
+use rustmq_etl::pipeline::worker::headers;
+use rustmq_etl::pipeline::PipelineManager;
+use rustmq_etl::runtime::{ProcessContext, Runtime, RuntimeLimits, Transform, TransformError};
+use rustmq_etl::storage::{Storage, StorageOptions};
+use rustmq_etl_tests::{guests, topics, within};
+
+/// An hour: what the guests ask to sleep.
+const AN_HOUR_MS: u64 = 3_600_000;
+
+/// How long a check may take before the deadline counts as not held: many times any
+/// deadline here, and nothing next to the hour the guests ask for.
+const BOUND: Duration = Duration::from_secs(60);
+
+fn hostile(timeout_ms: u64, params: &[(&str, &str)]) -> Result<Box<dyn Transform>, TransformError> {
+    let runtime = Runtime::new(RuntimeLimits {
+        execution_timeout_ms: timeout_ms,
+        max_instances: 4,
+        ..RuntimeLimits::default()
+    })
+    .unwrap();
+    let compiled = runtime
+        .compile(&std::fs::read(guests::HOSTILE).unwrap())
+        .unwrap();
+    let params: BTreeMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    compiled.instantiate("hostile-v1.0.0", "p", &params)
+}
+
+fn message(value: &str) -> Message {
+    Message {
+        key: Some("k".into()),
+        value: value.as_bytes().to_vec(),
+        headers: Vec::new(),
+        timestamp: 1,
+    }
+}
+
+#[test]
+fn a_component_asleep_in_wasi_is_stopped_at_its_deadline() {
+    let (first, elapsed, next) = within(BOUND, "a sleeping call", || {
+        let mut t = hostile(300, &[]).unwrap();
+        let started = Instant::now();
+        let first = t.process(
+            &message(&format!("sleep:{AN_HOUR_MS}")),
+            &ProcessContext::default(),
+        );
+        let elapsed = started.elapsed();
+        let next = t.process(&message("after"), &ProcessContext::default());
+        (first, elapsed, next.map(|out| out.messages.len()))
+    });
+    assert_eq!(first.err(), Some(TransformError::Timeout { limit_ms: 300 }));
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "stopped early: {elapsed:?}"
+    );
+    // The next message runs on a fresh instance.
+    assert_eq!(next, Ok(1));
+}
+
+#[test]
+fn a_short_wasi_sleep_within_the_deadline_still_sleeps_its_time() {
+    let (answer, elapsed) = within(BOUND, "a short sleep", || {
+        let mut t = hostile(5_000, &[]).unwrap();
+        let started = Instant::now();
+        let answer = t.process(&message("sleep:200"), &ProcessContext::default());
+        (answer.map(|out| out.messages.len()), started.elapsed())
+    });
+    assert_eq!(answer, Ok(1));
+    assert!(
+        elapsed >= Duration::from_millis(200),
+        "woke early: {elapsed:?}"
+    );
+}
+
+#[test]
+fn init_that_sleeps_is_stopped_by_the_deadline() {
+    let answer = within(BOUND, "an init that sleeps", || {
+        hostile(200, &[("init", "sleep")]).err()
+    });
+    assert_eq!(answer, Some(TransformError::Timeout { limit_ms: 200 }));
+}
+
+fn spec(name: &str, module: &str) -> PipelineSpec {
+    PipelineSpec {
+        pipeline_name: name.to_string(),
+        description: String::new(),
+        source_topic: format!("{name}-in"),
+        destination_topic: format!("{name}-out"),
+        error_topic: Some(format!("{name}-err")),
+        module_name: module.to_string(),
+        module_version: "^1".to_string(),
+        configuration: Configuration {
+            batch_size: 10,
+            retry_policy: RetryPolicy {
+                max_retries: 0,
+                backoff_ms: 1,
+            },
+            ..Configuration::default()
+        },
+        enabled: true,
+        start_from: StartFrom::Earliest,
+        consumer_group: None,
+        routes: Vec::new(),
+    }
+}
+
+/// Waits for `n` messages in `topic`, reading as they arrive.
+fn wait_for(storage: &Storage, topic: &str, n: u64) -> Vec<Message> {
+    loop {
+        let end = storage.end_offset(topic).unwrap_or(0);
+        if end >= n {
+            return topics::read_all(storage, topic);
+        }
+        storage.wait_for_blocking(topic, end, Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sleeping_guests_hold_no_slot_or_worker_past_their_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("data"), StorageOptions::default()).unwrap();
+    // Two slots, both taken by sleepers: an unrelated pipeline still gets its turn.
+    let runtime = Runtime::new(RuntimeLimits {
+        execution_timeout_ms: 300,
+        max_concurrent_executions: 2,
+        max_instances: 16,
+        ..RuntimeLimits::default()
+    })
+    .unwrap();
+    let modules = ModuleStore::open(&dir.path().join("wasm"), storage.clone(), runtime).unwrap();
+    for (name, path) in [("hostile", guests::HOSTILE), ("scripted", guests::SCRIPTED)] {
+        modules
+            .upload(name, "1.0.0", &std::fs::read(path).unwrap())
+            .unwrap();
+    }
+    let pipelines = PipelineManager::open(storage.clone(), modules).unwrap();
+    let sleep = format!("sleep:{AN_HOUR_MS}");
+    for name in ["sleeper-a", "sleeper-b"] {
+        pipelines.create(spec(name, "hostile")).unwrap();
+        let pairs = (0..3).map(|i| (format!("k{i}"), sleep.clone()));
+        topics::append(&storage, &format!("{name}-in"), pairs);
+    }
+    pipelines.create(spec("bystander", "scripted")).unwrap();
+    topics::append(
+        &storage,
+        "bystander-in",
+        [("k".to_string(), "hello".to_string())],
+    );
+
+    let s = storage.clone();
+    let out = within(BOUND, "the bystander pipeline", move || {
+        wait_for(&s, "bystander-out", 1)
+    });
+    assert_eq!(out[0].value, b"hello");
+
+    for name in ["sleeper-a", "sleeper-b"] {
+        let s = storage.clone();
+        let topic = format!("{name}-err");
+        let errors = within(BOUND, "the sleepers' dead letters", move || {
+            wait_for(&s, &topic, 3)
+        });
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        for failed in &errors {
+            assert_eq!(
+                failed.header(headers::ERROR_CAUSE),
+                Some("timeout"),
+                "{failed:?}"
+            );
+            assert_eq!(
+                failed.value,
+                sleep.as_bytes(),
+                "the original message is kept"
+            );
+        }
+    }
+
+    // A delete while a guest sleeps answers once the call's deadline has passed.
+    topics::append(&storage, "sleeper-a-in", [("k".to_string(), sleep.clone())]);
+    let p = pipelines.clone();
+    within(BOUND, "delete of a sleeping pipeline", move || {
+        p.delete("sleeper-a")
+    })
+    .unwrap();
+    let p = pipelines.clone();
+    within(BOUND, "shutdown", move || p.shutdown());
+}
