@@ -200,3 +200,162 @@ fn sleeping_guests_hold_no_slot_or_worker_past_their_deadline() {
     let p = pipelines.clone();
     within(BOUND, "shutdown", move || p.shutdown());
 }
+
+// ---- the same over HTTP, against the broker binary ----------------------------------
+
+mod over_http {
+    use std::time::{Duration, Instant};
+
+    use reqwest::StatusCode;
+    use serde_json::{json, Value};
+
+    use rustmq_etl_tests::broker::BrokerProcess;
+    use rustmq_etl_tests::guests;
+    use rustmq_etl_tests::http::{
+        admin_delete, admin_post, consume, error_code, produce, upload_module,
+    };
+
+    /// The pipeline's deadline per call.
+    const TIMEOUT_MS: u64 = 1_000;
+
+    /// How long stop, DELETE and shutdown may take while a guest sleeps: the call's
+    /// deadline, then the commit of what was handled before it, with room for a
+    /// loaded test machine; far below the 20 s the guest asks for.
+    const ANSWER_BOUND: Duration = Duration::from_secs(8);
+
+    fn hostile_broker() -> BrokerProcess {
+        let b = BrokerProcess::start("");
+        let (status, v) = upload_module(
+            &b,
+            "hostile",
+            "1.0.0",
+            std::fs::read(guests::HOSTILE).unwrap(),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        b
+    }
+
+    fn pipeline(name: &str, params: Value) -> Value {
+        json!({
+            "pipeline_name": name,
+            "source_topic": format!("{name}-in"),
+            "destination_topic": format!("{name}-out"),
+            "error_topic": format!("{name}-err"),
+            "module_name": "hostile",
+            "module_version": "^1",
+            "configuration": {
+                "batch_size": 10,
+                "timeout_ms": TIMEOUT_MS,
+                "retry_policy": {"max_retries": 0, "backoff_ms": 1},
+                "params": params
+            }
+        })
+    }
+
+    /// The message at `offset` of `topic`, waiting for it up to `limit`.
+    fn next_message(b: &BrokerProcess, topic: &str, offset: u64, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let query = format!(
+                "offset={offset}&max_messages=1&wait_ms={}",
+                left.as_millis()
+            );
+            let (status, v) = consume(b, topic, &query);
+            if status == StatusCode::OK {
+                if let Some(m) = v["messages"].as_array().and_then(|m| m.first()) {
+                    return m.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no message at {topic}@{offset} within {limit:?} ({status}: {v})"
+            );
+        }
+    }
+
+    fn produce_value(b: &BrokerProcess, topic: &str, value: &str) {
+        let (status, v) = produce(b, topic, &json!({"key": "k", "value": value}));
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+
+    /// Runs `f` and returns its answer with how long it took.
+    fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+        let started = Instant::now();
+        let out = f();
+        (out, started.elapsed())
+    }
+
+    #[test]
+    fn a_guest_asleep_for_20_s_is_dead_lettered_at_its_deadline_and_the_next_message_follows() {
+        let b = hostile_broker();
+        let (status, v) = admin_post(&b, "/api/v1/etl/pipelines", &pipeline("p", json!({})));
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        let id = v["pipeline_id"].as_str().unwrap().to_string();
+
+        let started = Instant::now();
+        produce_value(&b, "p-in", "sleep:20000");
+        produce_value(&b, "p-in", "after");
+        let failed = next_message(&b, "p-err", 0, Duration::from_secs(15));
+        let dead_lettered = started.elapsed();
+        assert_eq!(
+            failed["headers"]["x-rustmq-error-cause"], "timeout",
+            "{failed}"
+        );
+        assert_eq!(failed["headers"]["x-rustmq-attempts"], "1", "{failed}");
+        assert_eq!(
+            failed["value"], "sleep:20000",
+            "the original message is kept"
+        );
+        let out = next_message(&b, "p-out", 0, Duration::from_secs(15));
+        assert_eq!(out["value"], "after");
+        // About one deadline, nowhere near the 20 s asked for.
+        assert!(
+            dead_lettered < Duration::from_secs(5),
+            "dead-lettered after {dead_lettered:?}"
+        );
+
+        // Stop while a guest sleeps: answered once the call's deadline has passed.
+        produce_value(&b, "p-in", "sleep:20000");
+        let (answer, took) =
+            timed(|| admin_post(&b, &format!("/api/v1/etl/pipelines/{id}/stop"), &json!({})));
+        assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+        assert!(took < ANSWER_BOUND, "stop answered after {took:?}");
+
+        // Start again (the sleeping message is read again), then DELETE mid-sleep.
+        let (status, v) = admin_post(&b, &format!("/api/v1/etl/pipelines/{id}/start"), &json!({}));
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let (answer, took) = timed(|| admin_delete(&b, &format!("/api/v1/etl/pipelines/{id}")));
+        assert!(answer.0.is_success(), "{}", answer.1);
+        assert!(took < ANSWER_BOUND, "DELETE answered after {took:?}");
+    }
+
+    #[test]
+    fn a_sleeping_init_fails_creation_within_the_deadline_and_sigterm_exits_cleanly() {
+        let mut b = hostile_broker();
+        let (answer, took) = timed(|| {
+            admin_post(
+                &b,
+                "/api/v1/etl/pipelines",
+                &pipeline("p", json!({"init": "sleep"})),
+            )
+        });
+        let code = error_code(answer.0, &answer.1, StatusCode::UNPROCESSABLE_ENTITY);
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{TIMEOUT_MS} ms")),
+            "{code}: {message}"
+        );
+        assert!(took < ANSWER_BOUND, "creation answered after {took:?}");
+
+        // A broker with a running pipeline whose guest sleeps shuts down in time too.
+        let (status, v) = admin_post(&b, "/api/v1/etl/pipelines", &pipeline("q", json!({})));
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        produce_value(&b, "q-in", "sleep:20000");
+        let (exit, took) = timed(|| b.sigterm());
+        assert!(exit.success(), "exit {exit:?}; log:\n{}", b.log());
+        assert!(took < ANSWER_BOUND, "shutdown took {took:?}");
+        let log = b.log();
+        assert!(!log.contains("panicked"), "log:\n{log}");
+    }
+}

@@ -662,13 +662,18 @@ impl PipelineManager {
         configuration: &spec::Configuration,
     ) -> Result<Loaded, PipelineError> {
         let compiled = self.inner.modules.compiled(module)?;
-        let mut transform =
-            compiled.instantiate(&module.module_id, pipeline_id, &configuration.params)?;
-        if let Some(ms) = configuration.timeout_ms {
-            // A pipeline may ask for less time than the broker allows, never more.
-            let ceiling = self.inner.modules.runtime().limits().execution_timeout_ms;
-            transform.set_timeout_ms(ms.min(ceiling));
-        }
+        // A pipeline may ask for less time than the broker allows, never more; its
+        // module's `init` runs under the same deadline as its calls.
+        let ceiling = self.inner.modules.runtime().limits().execution_timeout_ms;
+        let timeout_ms = configuration
+            .timeout_ms
+            .map_or(ceiling, |ms| ms.min(ceiling));
+        let transform = compiled.instantiate_with_timeout(
+            &module.module_id,
+            pipeline_id,
+            &configuration.params,
+            timeout_ms,
+        )?;
         Ok(Loaded {
             transform,
             module_id: module.module_id.clone(),

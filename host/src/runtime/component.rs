@@ -83,6 +83,7 @@ impl ComponentTransform {
         module_id: &str,
         pipeline_id: &str,
         params: &BTreeMap<String, String>,
+        timeout_ms: u64,
     ) -> Result<Self, TransformError> {
         let export = |name: &str| module.component.get_export_index(None, name);
         let missing =
@@ -100,7 +101,7 @@ impl ComponentTransform {
             pipeline_id: Arc::from(pipeline_id),
             params: Arc::new(params.clone()),
             init_params: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            timeout_ms: module.runtime.limits.execution_timeout_ms,
+            timeout_ms,
             live: None,
             recycles: 0,
             state: SharedState::unavailable(NO_STATE),

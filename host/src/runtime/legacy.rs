@@ -81,11 +81,12 @@ impl loader::LegacyModule for CompiledLegacy {
         module_id: &str,
         _pipeline_id: &str,
         _params: &BTreeMap<String, String>,
+        timeout_ms: u64,
     ) -> Result<Box<dyn Transform>, TransformError> {
         let limits = &self.runtime.limits;
         let mut legacy_limits = LegacyLimits::new(
             limits.memory_limit_bytes,
-            limits.execution_timeout_ms,
+            timeout_ms,
             EPOCH_TICK.as_millis() as u64,
         );
         legacy_limits.max_output_bytes = limits.max_output_bytes;
@@ -101,6 +102,10 @@ impl loader::LegacyModule for CompiledLegacy {
             instance,
             runtime: Some(Arc::clone(&self.runtime)),
         }))
+    }
+
+    fn execution_timeout_ms(&self) -> u64 {
+        self.runtime.limits.execution_timeout_ms
     }
 
     fn serialize(&self) -> Result<Vec<u8>, LoadError> {

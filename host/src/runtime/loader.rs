@@ -124,13 +124,18 @@ pub(crate) struct ComponentModule {
 
 /// What the legacy adapter provides for a compiled core module.
 pub trait LegacyModule: Send + Sync {
-    /// Creates a transform for one pipeline (see [`CompiledModule::instantiate`]).
+    /// Creates a transform for one pipeline whose calls, the first instance's start
+    /// included, each get `timeout_ms` (see [`CompiledModule::instantiate_with_timeout`]).
     fn instantiate(
         &self,
         module_id: &str,
         pipeline_id: &str,
         params: &BTreeMap<String, String>,
+        timeout_ms: u64,
     ) -> Result<Box<dyn Transform>, TransformError>;
+
+    /// The runtime's deadline per call, in milliseconds.
+    fn execution_timeout_ms(&self) -> u64;
 
     /// Serialized compiled code for the on-disk cache.
     fn serialize(&self) -> Result<Vec<u8>, LoadError>;
@@ -145,8 +150,9 @@ impl CompiledModule {
         }
     }
 
-    /// Creates a transform bound to one pipeline's parameters. The first instance is
-    /// created and its `init` run here, so refused parameters surface at once as
+    /// Creates a transform bound to one pipeline's parameters, each call under the
+    /// runtime's `execution_timeout_ms`. The first instance is created and its `init`
+    /// run here, so refused parameters surface at once as
     /// [`TransformError::InitRefused`].
     pub fn instantiate(
         &self,
@@ -154,12 +160,35 @@ impl CompiledModule {
         pipeline_id: &str,
         params: &BTreeMap<String, String>,
     ) -> Result<Box<dyn Transform>, TransformError> {
+        let timeout_ms = match &*self.inner {
+            CompiledInner::Component(module) => module.runtime.limits.execution_timeout_ms,
+            CompiledInner::LegacyCore(module) => module.execution_timeout_ms(),
+        };
+        self.instantiate_with_timeout(module_id, pipeline_id, params, timeout_ms)
+    }
+
+    /// [`Self::instantiate`] for a pipeline whose calls each get `timeout_ms` (its own
+    /// `timeout_ms`, at most the runtime's): the first instance's start (a
+    /// component's instantiation and `init`, a legacy module's `_initialize` or
+    /// `_start`) runs under it too, so a guest that sleeps or loops there fails as a
+    /// [`TransformError::Timeout`] of that length.
+    pub fn instantiate_with_timeout(
+        &self,
+        module_id: &str,
+        pipeline_id: &str,
+        params: &BTreeMap<String, String>,
+        timeout_ms: u64,
+    ) -> Result<Box<dyn Transform>, TransformError> {
+        let timeout_ms = timeout_ms.max(1);
         match &*self.inner {
             CompiledInner::Component(module) => {
-                let transform = ComponentTransform::new(module, module_id, pipeline_id, params)?;
+                let transform =
+                    ComponentTransform::new(module, module_id, pipeline_id, params, timeout_ms)?;
                 Ok(Box::new(transform))
             }
-            CompiledInner::LegacyCore(module) => module.instantiate(module_id, pipeline_id, params),
+            CompiledInner::LegacyCore(module) => {
+                module.instantiate(module_id, pipeline_id, params, timeout_ms)
+            }
         }
     }
 
