@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::message::HeaderLimits;
+
 /// 1 MiB.
 const MIB: u64 = 1024 * 1024;
 
@@ -114,8 +116,12 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Most messages in one batch produce (default 10000).
     pub max_batch_messages: u32,
-    /// Most headers one produced message may carry (default 1024; 1 ..= 65536).
+    /// Most headers one message may carry, produced or read from Kafka (default
+    /// 1024; 1 ..= 65536).
     pub max_headers_per_message: u32,
+    /// Most bytes of header names and values one message may carry, produced or read
+    /// from Kafka (default 64 KiB; 64 ..= 16 MiB).
+    pub max_header_bytes_per_message: u64,
     /// Cap on `max_messages` of one consume (default 1000).
     pub max_read_messages: u32,
     /// Cap on the bytes of one consume response, roughly (default 8 MiB); one
@@ -132,10 +138,21 @@ impl Default for ServerConfig {
             messages_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
             max_body_bytes: 16 * MIB,
             max_batch_messages: 10_000,
-            max_headers_per_message: 1024,
+            max_headers_per_message: HeaderLimits::DEFAULT.max_count as u32,
+            max_header_bytes_per_message: HeaderLimits::DEFAULT.max_bytes as u64,
             max_read_messages: 1000,
             max_read_bytes: 8 * MIB,
             max_wait_ms: 30_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The header limits every message coming in is held to.
+    pub fn header_limits(&self) -> HeaderLimits {
+        HeaderLimits {
+            max_count: self.max_headers_per_message as usize,
+            max_bytes: usize::try_from(self.max_header_bytes_per_message).unwrap_or(usize::MAX),
         }
     }
 }
@@ -387,6 +404,12 @@ impl BrokerConfig {
             s.max_headers_per_message.into(),
             1,
             65_536,
+        )?;
+        range(
+            "server.max_header_bytes_per_message",
+            s.max_header_bytes_per_message,
+            64,
+            16 * MIB,
         )?;
         range(
             "server.max_read_messages",

@@ -50,6 +50,83 @@ impl Message {
     }
 }
 
+/// The most headers one message may carry into the broker, in number and in bytes
+/// (names and values together): checked when a client produces and when a pipeline
+/// reads a record from a Kafka cluster. Every header is a separate allocation, and a
+/// module receives all of them on every call, so a producer must not be able to make
+/// one message cost the broker and every pipeline unbounded work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Most header pairs (`[server] max_headers_per_message`).
+    pub max_count: usize,
+    /// Most bytes of header names and values (`[server] max_header_bytes_per_message`).
+    pub max_bytes: usize,
+}
+
+impl HeaderLimits {
+    /// 1,024 headers and 64 KiB: far above what a real message carries (Kafka's
+    /// own clients send a handful), far below the body limit.
+    pub const DEFAULT: HeaderLimits = HeaderLimits {
+        max_count: 1024,
+        max_bytes: 64 * 1024,
+    };
+
+    /// Whether `headers` are within the limits.
+    pub fn check(&self, headers: &[(String, String)]) -> Result<(), HeaderLimitError> {
+        if headers.len() > self.max_count {
+            return Err(HeaderLimitError::TooMany {
+                count: headers.len(),
+                max: self.max_count,
+            });
+        }
+        let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes > self.max_bytes {
+            return Err(HeaderLimitError::TooLarge {
+                bytes,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits::DEFAULT
+    }
+}
+
+/// A message over [`HeaderLimits`].
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderLimitError {
+    /// More header pairs than allowed.
+    #[error("{count} headers; the limit is {max} per message (server.max_headers_per_message): carry the rest in the value, or raise the limit")]
+    TooMany {
+        /// How many the message has.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// More header bytes than allowed.
+    #[error("{bytes} bytes of header names and values; the limit is {max} per message (server.max_header_bytes_per_message): carry the rest in the value, or raise the limit")]
+    TooLarge {
+        /// How many the message has.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl HeaderLimitError {
+    /// The stable code: the API's error code and the error topic's cause.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HeaderLimitError::TooMany { .. } => "too_many_headers",
+            HeaderLimitError::TooLarge { .. } => "headers_too_large",
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()

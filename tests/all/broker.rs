@@ -158,7 +158,8 @@ fn topics_can_be_created_listed_described_and_deleted() {
 #[test]
 fn bad_input_gets_a_4xx_with_the_json_error_shape() {
     let b = BrokerProcess::start(
-        "[server]\nmax_body_bytes = 2048\nmax_batch_messages = 3\nmax_headers_per_message = 4\n",
+        "[server]\nmax_body_bytes = 2048\nmax_batch_messages = 3\nmax_headers_per_message = 4\n\
+         max_header_bytes_per_message = 64\n",
     );
     let c = client();
     let post_raw = |topic: &str, raw: &str| {
@@ -231,6 +232,14 @@ fn bad_input_gets_a_4xx_with_the_json_error_shape() {
         .as_str()
         .unwrap()
         .starts_with("messages[1]: "));
+    let big = json!({"a": "x".repeat(40), "b": "y".repeat(40)});
+    let (s, v) = produce(&b, "t", &json!({"value": "a", "headers": big}));
+    assert_eq!(error_code(s, &v, bad), "headers_too_large");
+    let text = v["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("82 bytes") && text.contains("server.max_header_bytes_per_message"),
+        "{text}"
+    );
     for name in ["a%20b", "a*b", "%C3%A9", &"x".repeat(250)] {
         let (s, v) = produce(&b, name, &json!({"value": "a"}));
         assert_eq!(error_code(s, &v, bad), "invalid_topic_name", "{name}");

@@ -320,6 +320,84 @@ fn a_poison_message_on_a_kafka_source_goes_to_the_error_topic_and_the_pipeline_m
 }
 
 #[test]
+fn a_kafka_record_over_the_header_limits_goes_to_the_error_topic_without_a_call() {
+    let kafka = KafkaServer::start();
+    let (input, output, errors) = (unique_topic("in"), unique_topic("out"), unique_topic("err"));
+    for topic in [&input, &output, &errors] {
+        kafka.create_topic(topic, 1);
+    }
+    let with_headers = |key: &str, n: usize, value_len: usize| {
+        let mut r = Record::keyed(key, "ok");
+        r.headers = (0..n)
+            .map(|i| (format!("h{i}"), vec![b'v'; value_len]))
+            .collect();
+        r
+    };
+    // At the limits, over the count, over the bytes, then an ordinary record.
+    kafka.produce(
+        &input,
+        &[
+            with_headers("at-limits", 8, 10),
+            with_headers("too-many", 9, 1),
+            with_headers("too-large", 2, 60),
+            Record::keyed("plain", "ok"),
+        ],
+    );
+    let b = BrokerProcess::start(&format!(
+        "[server]\nmax_headers_per_message = 8\nmax_header_bytes_per_message = 100\n\n{}",
+        config(&kafka, "auto")
+    ));
+    upload(&b, "scripted", guests::SCRIPTED);
+    for mode in ["single_message", "batch"] {
+        let (out, err) = (format!("{output}-{mode}"), format!("{errors}-{mode}"));
+        kafka.create_topic(&out, 1);
+        kafka.create_topic(&err, 1);
+        create_pipeline(
+            &b,
+            &kafka_pipeline(
+                &format!("headers-{mode}"),
+                "scripted",
+                &input,
+                &out,
+                Some(&err),
+                json!({"batch_size": 10, "processing_mode": mode}),
+            ),
+        );
+        let dead = kafka.read_all(&err, Isolation::ReadCommitted, 2, DRAIN);
+        let causes: Vec<(String, Option<String>, Option<String>)> = dead
+            .iter()
+            .map(|d| {
+                (
+                    key_of(d),
+                    header(d, "x-rustmq-error-cause").map(text),
+                    header(d, "x-rustmq-attempts").map(text),
+                )
+            })
+            .collect();
+        let zero = Some("0".to_string());
+        assert_eq!(
+            causes,
+            [
+                (
+                    "too-many".into(),
+                    Some("too_many_headers".into()),
+                    zero.clone()
+                ),
+                ("too-large".into(), Some("headers_too_large".into()), zero),
+            ],
+            "{mode}"
+        );
+        let error = header(&dead[0], "x-rustmq-error").map(text).unwrap();
+        assert!(error.contains("server.max_headers_per_message"), "{error}");
+        // The dead letter keeps every header it came with.
+        assert!(header(&dead[0], "h8").is_some());
+        let out = kafka.read_all(&out, Isolation::ReadCommitted, 2, DRAIN);
+        let keys: Vec<String> = out.iter().map(key_of).collect();
+        assert_eq!(keys, ["at-limits", "plain"], "{mode}");
+    }
+}
+
+#[test]
 fn kafka_to_local_and_local_to_kafka_pipelines_deliver_every_message() {
     let kafka = KafkaServer::start();
     let (from_kafka, to_kafka) = (unique_topic("from"), unique_topic("to"));

@@ -25,7 +25,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{blocking, no_route, parse_json, ApiError};
-use crate::message::{now_millis, Message, MessageJson, MessageJsonError, MessageOut};
+use crate::message::{
+    now_millis, HeaderLimits, Message, MessageJson, MessageJsonError, MessageOut,
+};
 use crate::server::Broker;
 use crate::storage::{Storage, TopicConfig};
 
@@ -57,7 +59,7 @@ fn to_message(
     json: MessageJson,
     now: i64,
     at: Option<usize>,
-    max_headers: usize,
+    limits: &HeaderLimits,
 ) -> Result<Message, ApiError> {
     let which = || match at {
         Some(i) => format!("messages[{i}]: "),
@@ -72,17 +74,9 @@ fn to_message(
         };
         ApiError::bad_request(code, format!("{}{e}", which()))
     })?;
-    if message.headers.len() > max_headers {
-        return Err(ApiError::bad_request(
-            "too_many_headers",
-            format!(
-                "{}{} headers; the limit is {max_headers} per message \
-                 (server.max_headers_per_message): carry the rest in the value",
-                which(),
-                message.headers.len()
-            ),
-        ));
-    }
+    limits
+        .check(&message.headers)
+        .map_err(|e| ApiError::bad_request(e.code(), format!("{}{e}", which())))?;
     Ok(message)
 }
 
@@ -110,7 +104,7 @@ async fn produce(
         ));
     };
     let now = now_millis();
-    let max_headers = broker.config.server.max_headers_per_message as usize;
+    let limits = broker.config.server.header_limits();
     if object.contains_key("messages") {
         let batch: Batch = parse_json(&body)?;
         let max = broker.config.server.max_batch_messages as usize;
@@ -134,13 +128,13 @@ async fn produce(
             .messages
             .into_iter()
             .enumerate()
-            .map(|(i, m)| to_message(m, now, Some(i), max_headers))
+            .map(|(i, m)| to_message(m, now, Some(i), &limits))
             .collect::<Result<Vec<_>, _>>()?;
         let range = broker.storage.append(&topic, messages).await?;
         let offsets: Vec<u64> = range.collect();
         Ok(Json(json!({ "topic": topic, "offsets": offsets })).into_response())
     } else {
-        let message = to_message(parse_json::<MessageJson>(&body)?, now, None, max_headers)?;
+        let message = to_message(parse_json::<MessageJson>(&body)?, now, None, &limits)?;
         let range = broker.storage.append(&topic, vec![message]).await?;
         tracing::debug!(target: "rustmq::api", offset = range.start, "produced");
         Ok(Json(json!({ "topic": topic, "offset": range.start })).into_response())

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use crate::kafka::Clusters;
+use crate::message::HeaderLimits;
 use crate::modules::{ModuleError, ModuleRecord, ModuleStore};
 use crate::runtime::TransformError;
 use crate::state::{PipelineState, SharedState, DEFAULT_STATE_QUOTA_BYTES};
@@ -124,6 +125,8 @@ struct Inner {
     pipelines: Mutex<BTreeMap<String, Entry>>,
     /// `[etl] state_quota_bytes`.
     state_quota: AtomicU64,
+    /// `[server] max_headers_per_message` and `max_header_bytes_per_message`.
+    header_limits: Mutex<HeaderLimits>,
 }
 
 impl PipelineManager {
@@ -164,6 +167,7 @@ impl PipelineManager {
                 kafka,
                 pipelines: Mutex::new(pipelines),
                 state_quota: AtomicU64::new(DEFAULT_STATE_QUOTA_BYTES),
+                header_limits: Mutex::new(HeaderLimits::DEFAULT),
             }),
         })
     }
@@ -172,6 +176,16 @@ impl PipelineManager {
     /// state_quota_bytes`).
     pub fn set_state_quota(&self, bytes: u64) {
         self.inner.state_quota.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets the header limits that pipelines started from now on hold the messages
+    /// they read to (`[server] max_headers_per_message`, `max_header_bytes_per_message`).
+    pub fn set_header_limits(&self, limits: HeaderLimits) {
+        *self
+            .inner
+            .header_limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = limits;
     }
 
     /// A pipeline's committed state, sorted by key.
@@ -411,6 +425,12 @@ impl PipelineManager {
         } else {
             SharedState::unavailable("this pipeline uses a Kafka topic: durable state needs a pipeline between this broker's own topics, where one transaction holds outputs, state and offsets")
         };
+        // Read first: a guard in the literal below would live as long as `run`.
+        let header_limits = *self
+            .inner
+            .header_limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         Worker {
             pipeline_id: record.pipeline_id.clone(),
             source_topic: record.spec.source_topic.clone(),
@@ -425,6 +445,7 @@ impl PipelineManager {
             destination_topic: record.spec.destination_topic.clone(),
             routes: record.spec.routes.clone(),
             state,
+            header_limits,
         }
         .run()
     }

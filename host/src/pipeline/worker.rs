@@ -23,7 +23,7 @@ use super::endpoint::KAFKA_SCHEME;
 use super::io::{CommitBatch, Fetched, PendingCommit, Positions, Sink, Source, LOCAL_PARTITION};
 use super::metrics::PipelineMetrics;
 use super::spec::{Configuration, ProcessingMode};
-use crate::message::Message;
+use crate::message::{HeaderLimits, Message};
 use crate::runtime::{BatchContext, ProcessContext, ProcessOutput, Transform, TransformError};
 use crate::state::SharedState;
 
@@ -51,7 +51,9 @@ pub mod headers {
     pub const ERROR: &str = "x-rustmq-error";
     /// On error-topic messages: why it failed (`dead_letter`, `module_error`,
     /// `timeout`, `memory_limit`, `trap`, `abi`, `init_refused`, `instantiate`,
-    /// `state_limit`, `undeclared_route`).
+    /// `state_limit`, `undeclared_route`, and `too_many_headers` or
+    /// `headers_too_large` for a message over the header limits, never sent to the
+    /// module: `attempts` is then 0).
     pub const ERROR_CAUSE: &str = "x-rustmq-error-cause";
     /// On error-topic messages: how many calls were made.
     pub const ATTEMPTS: &str = "x-rustmq-attempts";
@@ -168,6 +170,9 @@ pub struct Worker {
     /// The pipeline's durable state (unavailable for pipelines with Kafka
     /// endpoints).
     pub state: SharedState,
+    /// A message over these goes to the error topic without a call: produced
+    /// messages were held to them already, records from Kafka were not.
+    pub header_limits: HeaderLimits,
 }
 
 /// What one call made of its message.
@@ -425,6 +430,10 @@ impl Worker {
     /// Runs one message through the module, retrying failures per the policy.
     /// In batch mode each try is a batch call of this one message.
     fn handle(&mut self, f: &Fetched, ctx: &mut ProcessContext) -> Routed {
+        if let Err(e) = self.header_limits.check(&f.message.headers) {
+            // Not the module's failure: no call is made, so no attempt is counted.
+            return self.to_error_topic(f, vec![f.message.clone()], e.code(), &e.to_string(), 0);
+        }
         let policy = self.configuration.retry_policy;
         let batch_mode = self.configuration.processing_mode == ProcessingMode::Batch;
         let mut attempt = 1u32;
@@ -477,6 +486,14 @@ impl Worker {
     /// each message on its own.
     fn call_batch(&mut self, fetched: &[Fetched]) -> Option<Vec<Routed>> {
         if fetched.is_empty() || self.control.stopping() {
+            return None;
+        }
+        // A message over the header limits is never handed to the module; one at a
+        // time, it goes to the error topic (see `handle`).
+        if fetched
+            .iter()
+            .any(|f| self.header_limits.check(&f.message.headers).is_err())
+        {
             return None;
         }
         let messages: Vec<&Message> = fetched.iter().map(|f| &f.message).collect();
@@ -796,6 +813,7 @@ mod tests {
             destination_topic: "out".into(),
             routes: Vec::new(),
             state: SharedState::default(),
+            header_limits: HeaderLimits::default(),
         };
         let end = worker.run();
         assert!(
