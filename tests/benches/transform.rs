@@ -173,10 +173,38 @@ fn sizes(c: &mut Criterion) {
     g.finish();
 }
 
+/// Header counts of the legacy header rows: up to the default limit
+/// (`[server] max_headers_per_message`).
+const HEADER_COUNTS: [usize; 3] = [256, 512, 1024];
+
+/// The guide's legacy module on a message with many headers, each name distinct:
+/// the host encodes each into the JSON input (keeping the last of each name) and
+/// reads each back from the answer, so the time must grow linearly with the count.
+fn legacy_headers(c: &mut Criterion) {
+    let runtime = support::runtime();
+    let ctx = sample_context();
+    let guide = support::guide_module();
+    let legacy = support::compile(&runtime, &guide);
+    let mut t = support::transform(&legacy);
+    let mut g = c.benchmark_group("legacy_headers");
+    for n in HEADER_COUNTS {
+        let mut msg = sample_message(DEFAULT_VALUE_BYTES);
+        msg.headers = (0..n)
+            .map(|i| (format!("x-header-{i:04}"), format!("value-{i}")))
+            .collect();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("legacy", n), &msg, |b, m| {
+            b.iter(|| t.process(black_box(m), &ctx).expect("process"))
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     let mut c = support::criterion();
     per_message(&mut c);
     sizes(&mut c);
+    legacy_headers(&mut c);
     c.final_summary();
     support::summarize(
         "Identity, 200-byte value, key, 3 headers",
@@ -201,6 +229,17 @@ fn main() {
         "guide_json",
         &["native_json", "legacy_raw_wasmtime", "legacy"],
         "native_json",
+    );
+    let rows: Vec<String> = HEADER_COUNTS
+        .iter()
+        .map(|n| format!("legacy/{n}"))
+        .collect();
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    support::summarize(
+        "The guide's legacy module, 256 / 512 / 1024 headers (linear: 2x headers, at most 2.5x time)",
+        "legacy_headers",
+        &rows,
+        rows[0],
     );
     for size in ["100", "1024", "65536"] {
         support::summarize(
