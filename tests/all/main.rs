@@ -10,6 +10,7 @@ mod faults;
 mod hostile;
 mod kafka;
 mod legacy;
+mod lifecycle;
 mod packaging;
 mod pipelines;
 mod properties;

@@ -15,6 +15,19 @@
 //! [`PipelineManager`] owns every pipeline: it persists definitions, pins each to an
 //! exact module version, starts and stops workers, hands them hot-swap updates, and
 //! resumes the running ones after a restart.
+//!
+//! # Lifecycle
+//! Every operation that starts, stops, changes or deletes a pipeline (start, stop,
+//! update, delete, a state reset, shutdown) holds that pipeline's own operation lock
+//! from its first check to its last effect, so they run one after the other whatever
+//! the API calls race: a second `start` waits for the first and finds the pipeline
+//! running, a `stop` or a state reset waits for a `start` in progress, and both
+//! answer only once the worker has finished its last commit and its thread has
+//! ended. So a pipeline has at most one worker, ever. The map of pipelines has its own
+//! lock, held only for short reads and writes and never while waiting for a worker.
+//! Ids come from a persisted counter and are never reused: a pipeline created while
+//! another is being deleted can neither take its id nor see its state or position,
+//! which are deleted before its definition, and its entry goes last.
 
 pub mod connect;
 pub mod endpoint;
@@ -30,7 +43,7 @@ pub mod worker;
 pub use status::PipelineStatus;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -90,7 +103,23 @@ struct Entry {
     record: PipelineRecord,
     metrics: Arc<PipelineMetrics>,
     run: Option<Run>,
+    /// Held by each lifecycle operation on this pipeline (see the module docs).
+    ops: Arc<Mutex<()>>,
 }
+
+impl Entry {
+    fn new(record: PipelineRecord) -> Entry {
+        Entry {
+            record,
+            metrics: Arc::default(),
+            run: None,
+            ops: Arc::default(),
+        }
+    }
+}
+
+/// The key of the last pipeline id handed out, in [`MetaTable::Counters`].
+const LAST_PIPELINE_ID: &str = "last-pipeline-id";
 
 struct Run {
     control: Arc<Control>,
@@ -127,6 +156,11 @@ struct Inner {
     state_quota: AtomicU64,
     /// `[server] max_headers_per_message` and `max_header_bytes_per_message`.
     header_limits: Mutex<HeaderLimits>,
+    /// The number of the last pipeline id handed out (persisted before use); read and
+    /// written under the `pipelines` lock.
+    last_id: AtomicU64,
+    /// Set by [`PipelineManager::shutdown`]: no worker starts after it.
+    shutting_down: AtomicBool,
 }
 
 impl PipelineManager {
@@ -146,20 +180,24 @@ impl PipelineManager {
         for (key, value) in storage.meta_list(MetaTable::Pipelines)? {
             match serde_json::from_slice::<PipelineRecord>(&value) {
                 Ok(record) => {
-                    pipelines.insert(
-                        record.pipeline_id.clone(),
-                        Entry {
-                            record,
-                            metrics: Arc::default(),
-                            run: None,
-                        },
-                    );
+                    pipelines.insert(record.pipeline_id.clone(), Entry::new(record));
                 }
                 Err(e) => {
                     tracing::error!(target: "rustmq::etl::pipeline", key, error = %e, "skipping an unreadable pipeline record")
                 }
             }
         }
+        // Brokers from before the counter have only their pipelines' ids to go by.
+        let counted = storage
+            .meta_get(MetaTable::Counters, LAST_PIPELINE_ID)?
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let last_id = pipelines
+            .keys()
+            .filter_map(|k| id_number(k))
+            .max()
+            .unwrap_or(0)
+            .max(counted);
         Ok(PipelineManager {
             inner: Arc::new(Inner {
                 storage,
@@ -168,6 +206,8 @@ impl PipelineManager {
                 pipelines: Mutex::new(pipelines),
                 state_quota: AtomicU64::new(DEFAULT_STATE_QUOTA_BYTES),
                 header_limits: Mutex::new(HeaderLimits::DEFAULT),
+                last_id: AtomicU64::new(last_id),
+                shutting_down: AtomicBool::new(false),
             }),
         })
     }
@@ -197,18 +237,25 @@ impl PipelineManager {
     /// Deletes a stopped pipeline's state; returns how many keys it held. A
     /// running pipeline holds its state in memory, so it must be stopped first.
     pub fn reset_state(&self, id_or_name: &str) -> Result<usize, PipelineError> {
-        let id = self.resolve_id(id_or_name)?;
-        let pipelines = self.lock();
-        let entry = &pipelines[&id];
-        if entry
-            .run
-            .as_ref()
-            .is_some_and(|r| r.state() == RunState::Running)
+        let (id, ops) = self.ops(id_or_name)?;
+        let _op = lock(&ops);
         {
-            return Err(PipelineError::Running(format!(
-                "pipeline {:?} is running; stop it (POST /api/v1/etl/pipelines/{id}/stop), reset its state, then start it again",
-                entry.record.spec.pipeline_name
-            )));
+            let pipelines = self.lock();
+            let entry = pipelines
+                .get(&id)
+                .ok_or_else(|| PipelineError::NotFound(id.clone()))?;
+            // A stop in progress holds the operation lock until its worker's last
+            // commit is done, so a worker seen here is running or has ended.
+            if entry
+                .run
+                .as_ref()
+                .is_some_and(|r| r.state() == RunState::Running)
+            {
+                return Err(PipelineError::Running(format!(
+                    "pipeline {:?} is running; stop it (POST /api/v1/etl/pipelines/{id}/stop), reset its state, then start it again",
+                    entry.record.spec.pipeline_name
+                )));
+            }
         }
         let deleted = self.inner.storage.delete_pipeline_state(&id)?;
         tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %id, keys = deleted, "pipeline state reset");
@@ -277,12 +324,16 @@ impl PipelineManager {
         if self.inner.modules.get(&module.module_id)?.is_none() {
             return Err(ModuleError::NotFound(module.module_id).into());
         }
-        let n = pipelines
-            .keys()
-            .filter_map(|k| k.strip_prefix("pipeline-")?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0);
-        let id = format!("pipeline-{}", n + 1);
+        // The counter is persisted before the id is used: an id is never handed out
+        // twice, not even across a crash.
+        let n = self.inner.last_id.load(Ordering::SeqCst) + 1;
+        self.inner.storage.meta_put(
+            MetaTable::Counters,
+            LAST_PIPELINE_ID,
+            n.to_string().as_bytes(),
+        )?;
+        self.inner.last_id.store(n, Ordering::SeqCst);
+        let id = format!("pipeline-{n}");
         let record = PipelineRecord {
             pipeline_id: id.clone(),
             module_id: module.module_id.clone(),
@@ -308,14 +359,7 @@ impl PipelineManager {
         }
         self.persist(&record)?;
         let enabled = record.desired == DesiredState::Running;
-        pipelines.insert(
-            id.clone(),
-            Entry {
-                record,
-                metrics: Arc::default(),
-                run: None,
-            },
-        );
+        pipelines.insert(id.clone(), Entry::new(record));
         drop(pipelines);
         tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %id, "pipeline created");
         if enabled {
@@ -327,21 +371,41 @@ impl PipelineManager {
 
     /// Starts a pipeline (no-op when it is running). Clears a previous failure.
     pub fn start(&self, id_or_name: &str) -> Result<PipelineStatus, PipelineError> {
-        let id = self.resolve_id(id_or_name)?;
-        let (record, metrics) = {
+        let (id, ops) = self.ops(id_or_name)?;
+        let _op = lock(&ops);
+        self.start_locked(&id)
+    }
+
+    /// [`Self::start`], with the pipeline's operation lock held.
+    fn start_locked(&self, id: &str) -> Result<PipelineStatus, PipelineError> {
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(PipelineError::Io(
+                "the broker is shutting down; the pipeline starts again when it restarts"
+                    .to_string(),
+            ));
+        }
+        let id = id.to_string();
+        let (record, metrics, ended) = {
             let mut pipelines = self.lock();
-            let entry = pipelines.get_mut(&id).expect("resolved ids exist");
+            let entry = pipelines
+                .get_mut(&id)
+                .ok_or_else(|| PipelineError::NotFound(id.clone()))?;
             if let Some(run) = &entry.run {
                 if run.state() == RunState::Running {
                     drop(pipelines);
                     return self.status(&id);
                 }
             }
-            if let Some(mut run) = entry.run.take() {
-                run.stop_and_join();
-            }
-            (entry.record.clone(), entry.metrics.clone())
+            (
+                entry.record.clone(),
+                entry.metrics.clone(),
+                entry.run.take(),
+            )
         };
+        // A worker that ended by itself (failed): its thread is done or finishing.
+        if let Some(mut run) = ended {
+            run.stop_and_join();
+        }
         let module = self
             .inner
             .modules
@@ -456,12 +520,21 @@ impl PipelineManager {
         Ok(Endpoints::of(spec, &self.inner.kafka)?)
     }
 
-    /// Stops a pipeline at the next message boundary and waits for it.
+    /// Stops a pipeline at the next message boundary and waits for its worker's last
+    /// commit.
     pub fn stop(&self, id_or_name: &str) -> Result<PipelineStatus, PipelineError> {
-        let id = self.resolve_id(id_or_name)?;
+        let (id, ops) = self.ops(id_or_name)?;
+        let _op = lock(&ops);
+        self.stop_locked(&id)
+    }
+
+    /// [`Self::stop`], with the pipeline's operation lock held.
+    fn stop_locked(&self, id: &str) -> Result<PipelineStatus, PipelineError> {
         let run = {
             let mut pipelines = self.lock();
-            let entry = pipelines.get_mut(&id).expect("resolved ids exist");
+            let entry = pipelines
+                .get_mut(id)
+                .ok_or_else(|| PipelineError::NotFound(id.to_string()))?;
             entry.record.desired = DesiredState::Stopped;
             self.persist(&entry.record)?;
             entry.run.take()
@@ -469,7 +542,7 @@ impl PipelineManager {
         if let Some(mut run) = run {
             run.stop_and_join();
         }
-        self.status(&id)
+        self.status(id)
     }
 
     /// Changes settings or the pinned module version. A running pipeline switches at
@@ -479,11 +552,12 @@ impl PipelineManager {
         id_or_name: &str,
         patch: PipelinePatch,
     ) -> Result<PipelineStatus, PipelineError> {
-        let id = self.resolve_id(id_or_name)?;
+        let (id, ops) = self.ops(id_or_name)?;
+        let _op = lock(&ops);
         let mut record = self
             .lock()
             .get(&id)
-            .expect("resolved ids exist")
+            .ok_or_else(|| PipelineError::NotFound(id.clone()))?
             .record
             .clone();
         if let Some(c) = &patch.configuration {
@@ -514,7 +588,11 @@ impl PipelineManager {
         record.module_version = module.version.clone();
         let error_topic_changed = {
             let pipelines = self.lock();
-            let old = &pipelines[&id].record.spec;
+            let old = &pipelines
+                .get(&id)
+                .ok_or_else(|| PipelineError::NotFound(id.clone()))?
+                .record
+                .spec;
             old.error_topic != record.spec.error_topic || old.routes != record.spec.routes
         };
         let loaded = self.load(&module, &id, &record.spec.configuration)?;
@@ -541,27 +619,35 @@ impl PipelineManager {
         if running {
             // The sink itself changes: restart the worker (it resumes from the
             // committed offset, so nothing is lost or repeated).
-            self.stop(&id)?;
-            return self.start(&id);
+            self.stop_locked(&id)?;
+            return self.start_locked(&id);
         }
         self.status(&id)
     }
 
-    /// Stops and deletes a pipeline and its committed offset.
+    /// Stops a pipeline, waits for its worker's last commit, then deletes its state,
+    /// its committed offset and its definition, in that order; the pipeline is gone
+    /// from the list only then. Its id is never handed out again.
     pub fn delete(&self, id_or_name: &str) -> Result<(), PipelineError> {
-        let id = self.resolve_id(id_or_name)?;
-        let entry = self.lock().remove(&id);
-        if let Some(Entry {
-            run: Some(mut run), ..
-        }) = entry
-        {
+        let (id, ops) = self.ops(id_or_name)?;
+        let _op = lock(&ops);
+        let run = self
+            .lock()
+            .get_mut(&id)
+            .ok_or_else(|| PipelineError::NotFound(id.clone()))?
+            .run
+            .take();
+        if let Some(mut run) = run {
             run.stop_and_join();
         }
-        self.inner.storage.meta_delete(MetaTable::Pipelines, &id)?;
+        // The definition goes last: a delete cut short by a crash leaves a pipeline
+        // that can be deleted again, never a state or position without one.
+        self.inner.storage.delete_pipeline_state(&id)?;
         self.inner
             .storage
             .delete_consumer_offset(&spec::consumer_id(&id))?;
-        self.inner.storage.delete_pipeline_state(&id)?;
+        self.inner.storage.meta_delete(MetaTable::Pipelines, &id)?;
+        self.lock().remove(&id);
         tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %id, "pipeline deleted");
         Ok(())
     }
@@ -570,7 +656,9 @@ impl PipelineManager {
     pub fn status(&self, id_or_name: &str) -> Result<PipelineStatus, PipelineError> {
         let id = self.resolve_id(id_or_name)?;
         let pipelines = self.lock();
-        let entry = &pipelines[&id];
+        let entry = pipelines
+            .get(&id)
+            .ok_or_else(|| PipelineError::NotFound(id.clone()))?;
         Ok(self.describe(entry))
     }
 
@@ -585,7 +673,9 @@ impl PipelineManager {
         let id = self.resolve_id(id_or_name)?;
         let (metrics, topic) = {
             let pipelines = self.lock();
-            let e = &pipelines[&id];
+            let e = pipelines
+                .get(&id)
+                .ok_or_else(|| PipelineError::NotFound(id.clone()))?;
             (e.metrics.clone(), e.record.spec.source_topic.clone())
         };
         let end = self.inner.storage.end_offset(&topic).unwrap_or(0);
@@ -645,16 +735,26 @@ impl PipelineManager {
     /// Stops every worker at a message boundary and waits for them (broker
     /// shutdown). Their desired state is kept, so they resume after a restart.
     pub fn shutdown(&self) {
-        let runs: Vec<Run> = self
-            .lock()
-            .values_mut()
-            .filter_map(|e| e.run.take())
-            .collect();
-        for run in &runs {
-            run.control.request_stop();
-        }
-        for mut run in runs {
-            run.stop_and_join();
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        // Every worker is asked at once, so they wind down together; then each
+        // pipeline's operation lock is taken in turn, so a start still in progress
+        // finishes (it cannot start a worker any more) before its entry is looked at.
+        let all: Vec<(String, Arc<Mutex<()>>)> = {
+            let pipelines = self.lock();
+            for run in pipelines.values().filter_map(|e| e.run.as_ref()) {
+                run.control.request_stop();
+            }
+            pipelines
+                .iter()
+                .map(|(id, e)| (id.clone(), e.ops.clone()))
+                .collect()
+        };
+        for (id, ops) in all {
+            let _op = lock(&ops);
+            let run = self.lock().get_mut(&id).and_then(|e| e.run.take());
+            if let Some(mut run) = run {
+                run.stop_and_join();
+            }
         }
     }
 
@@ -718,6 +818,20 @@ impl PipelineManager {
         }
     }
 
+    /// The pipeline's id and its operation lock (see the module docs). Whoever locks
+    /// it must look the pipeline up again: it may have been deleted in between.
+    fn ops(&self, id_or_name: &str) -> Result<(String, Arc<Mutex<()>>), PipelineError> {
+        let pipelines = self.lock();
+        let (id, entry) = match pipelines.get_key_value(id_or_name) {
+            Some(found) => found,
+            None => pipelines
+                .iter()
+                .find(|(_, e)| e.record.spec.pipeline_name == id_or_name)
+                .ok_or_else(|| PipelineError::NotFound(id_or_name.to_string()))?,
+        };
+        Ok((id.clone(), entry.ops.clone()))
+    }
+
     fn resolve_id(&self, id_or_name: &str) -> Result<String, PipelineError> {
         let pipelines = self.lock();
         if pipelines.contains_key(id_or_name) {
@@ -739,9 +853,17 @@ impl PipelineManager {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
-        self.inner
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner.pipelines)
     }
+}
+
+/// Locks `m`, going on past a panic of an earlier holder (the data it guards stays
+/// consistent: every write to it is a single assignment or map operation).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The number of a `pipeline-N` id.
+fn id_number(id: &str) -> Option<u64> {
+    id.strip_prefix("pipeline-")?.parse().ok()
 }

@@ -14,6 +14,8 @@ pub enum MetaTable {
     Modules,
     /// Pipeline definitions, by pipeline id.
     Pipelines,
+    /// Counters that must never go back, such as the last pipeline id handed out.
+    Counters,
 }
 
 impl MetaTable {
@@ -21,6 +23,7 @@ impl MetaTable {
         match self {
             MetaTable::Modules => TableDefinition::new("meta:modules"),
             MetaTable::Pipelines => TableDefinition::new("meta:pipelines"),
+            MetaTable::Counters => TableDefinition::new("meta:counters"),
         }
     }
 }

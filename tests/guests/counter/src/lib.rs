@@ -4,7 +4,9 @@
 //! (decimal UTF-8 text) goes up by one. The output is the input with the new count
 //! as its value (decimal text) and in header `x-count`; key, other headers and
 //! timestamp are kept. A value of exactly `trap` panics, so a test can make one
-//! message of a batch trap. Batches go through the SDK's default `process_batch`.
+//! message of a batch trap; a value `sleep:MS` sleeps MS milliseconds before it
+//! counts, so a test can catch the worker in a call. Batches go through the SDK's
+//! default `process_batch`.
 
 use rustmq_etl_guest::{state, Context, Error, Message, Output, Params, Transform};
 
@@ -18,6 +20,10 @@ impl Transform for Counter {
     fn process(&self, msg: Message, _ctx: &Context) -> Result<Vec<Output>, Error> {
         if msg.value == b"trap" {
             panic!("asked to trap");
+        }
+        if let Some(ms) = msg.value.strip_prefix(b"sleep:") {
+            let ms = std::str::from_utf8(ms).ok().and_then(|ms| ms.parse().ok());
+            std::thread::sleep(std::time::Duration::from_millis(ms.unwrap_or(0)));
         }
         let count = state::incr(msg.key.as_deref().unwrap_or(""))?.to_string();
         Ok(vec![Output::from(msg)

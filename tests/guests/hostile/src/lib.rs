@@ -18,8 +18,9 @@
 //!   host call, where epochs cannot interrupt it), then passes
 //! - anything else → passed through unchanged
 //!
-//! `init` traps when the parameter `init` is `trap`, loops when it is `loop` and
-//! sleeps an hour in WASI when it is `sleep`.
+//! `init` traps when the parameter `init` is `trap`, loops when it is `loop`,
+//! sleeps an hour in WASI when it is `sleep` and MS milliseconds (then succeeds) when
+//! it is `slow:MS`.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "etl" });
 
@@ -123,6 +124,11 @@ impl Guest for Hostile {
             },
             Some("sleep") => {
                 std::thread::sleep(Duration::from_secs(3600));
+                Ok(())
+            }
+            Some(slow) if slow.starts_with("slow:") => {
+                let ms = slow["slow:".len()..].parse().map_err(|_| "slow:MS")?;
+                std::thread::sleep(Duration::from_millis(ms));
                 Ok(())
             }
             _ => Ok(()),
