@@ -258,7 +258,7 @@ fn a_pipeline_created_during_a_delete_gets_a_new_id_and_none_of_the_old_state() 
         .into_iter()
         .map(|s| s.pipeline_id)
         .collect();
-    assert_eq!(ids, [new.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&new));
     assert_eq!(rig.pipelines.state(&new).unwrap().len(), 1);
     rig.pipelines.delete(&new).unwrap();
     let rig = rig.restart();
