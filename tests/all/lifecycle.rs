@@ -310,3 +310,91 @@ fn a_state_reset_racing_a_stop_waits_for_the_last_commit_and_the_state_stays_del
         other => panic!("{other:?}"),
     }
 }
+
+/// Waits until pipeline `id`'s status is `want`.
+fn wait_for_status(rig: &Rig, id: &str, want: &str) -> rustmq_etl::pipeline::PipelineStatus {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let status = rig.pipelines.status(id).unwrap();
+        if status.status == want {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "never {want}: {status:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `(key, value)` of each message in `topic`.
+fn pairs(rig: &Rig, topic: &str) -> Vec<(String, String)> {
+    topics::read_all(&rig.storage, topic)
+        .into_iter()
+        .map(|m| {
+            (
+                m.key.unwrap_or_default(),
+                String::from_utf8(m.value).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The committed state as `(key, value)` text pairs.
+fn state(rig: &Rig, id: &str) -> Vec<(String, String)> {
+    rig.pipelines
+        .state(id)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+        .collect()
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_dead_letter_with_no_error_topic_leaves_the_state_the_committed_outputs_imply() {
+    use rustmq_etl::pipeline::spec::{PipelinePatch, ProcessingMode};
+    for mode in [ProcessingMode::SingleMessage, ProcessingMode::Batch] {
+        let rig = Rig::new();
+        let mut s = spec("c", "counter", &[], true);
+        s.error_topic = None;
+        s.configuration.processing_mode = mode;
+        let id = rig.pipelines.create(s).unwrap().pipeline_id;
+        rig.produce(
+            "c-in",
+            &[("c", "x"), ("c", "dead-letter"), ("c", "x"), ("d", "x")],
+        );
+        let failed = wait_for_status(&rig, &id, "failed");
+        assert!(
+            failed.failure.as_deref().unwrap_or("").contains("offset 1"),
+            "{mode:?}: {failed:?}"
+        );
+        // Only the first message is committed, and the state is what it implies.
+        assert_eq!(pairs(&rig, "c-out"), owned(&[("c", "1")]), "{mode:?}");
+        assert_eq!(state(&rig, &id), owned(&[("c", "1")]), "{mode:?}");
+
+        // With an error topic the rest goes through: the dead letter's count stands,
+        // committed with its error-topic message, and the outputs run on from it.
+        let patch = PipelinePatch {
+            error_topic: Some("c-err".into()),
+            ..PipelinePatch::default()
+        };
+        rig.pipelines.update(&id, patch).unwrap();
+        rig.pipelines.start(&id).unwrap();
+        rig.wait_for("c-out", 3);
+        rig.wait_for("c-err", 1);
+        assert_eq!(
+            pairs(&rig, "c-out"),
+            owned(&[("c", "1"), ("c", "3"), ("d", "1")]),
+            "{mode:?}"
+        );
+        assert_eq!(
+            state(&rig, &id),
+            owned(&[("c", "3"), ("d", "1")]),
+            "{mode:?}"
+        );
+    }
+}

@@ -525,9 +525,12 @@ impl Worker {
         if let Some(refusal) = self.state.with(|s| s.refusal().cloned()).flatten() {
             return self.replay_batch(&refusal.to_string());
         }
+        // A dead letter with no error topic halts the pipeline at its message: the
+        // changes of that message and those after it must not be committed, and the
+        // call's changes cannot be told apart, so the batch goes one by one.
         let keep = answers.iter().all(|out| match &out.error {
             None => self.resolve_routes(out).is_ok(),
-            Some(_) => out.should_continue,
+            Some(_) => out.should_continue && self.has_error_topic,
         });
         if !keep {
             return self.replay_batch("a message of the batch failed");
@@ -640,8 +643,14 @@ impl Worker {
             }
             Some(error) if out.should_continue => {
                 // The guide's dead-letter pattern: straight to the error topic. The
-                // module chose this answer, so its state changes stand.
-                self.state.with(|s| s.accept_call());
+                // module chose this answer, so its state changes stand, committed
+                // with the error-topic message. Without an error topic the message
+                // halts the pipeline uncommitted, and its changes go with it.
+                if self.has_error_topic {
+                    self.state.with(|s| s.accept_call());
+                } else {
+                    self.state.with(|s| s.discard_call());
+                }
                 let msgs = if out.messages.is_empty() {
                     vec![f.message.clone()]
                 } else {

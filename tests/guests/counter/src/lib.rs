@@ -5,8 +5,9 @@
 //! as its value (decimal text) and in header `x-count`; key, other headers and
 //! timestamp are kept. A value of exactly `trap` panics, so a test can make one
 //! message of a batch trap; a value `sleep:MS` sleeps MS milliseconds before it
-//! counts, so a test can catch the worker in a call. Batches go through the SDK's
-//! default `process_batch`.
+//! counts, so a test can catch the worker in a call; a value `dead-letter` counts,
+//! then dead-letters the message. Batches go through the SDK's default
+//! `process_batch`.
 
 use rustmq_etl_guest::{state, Context, Error, Message, Output, Params, Transform};
 
@@ -26,6 +27,9 @@ impl Transform for Counter {
             std::thread::sleep(std::time::Duration::from_millis(ms.unwrap_or(0)));
         }
         let count = state::incr(msg.key.as_deref().unwrap_or(""))?.to_string();
+        if msg.value == b"dead-letter" {
+            return Err(Error::dead_letter(format!("counted {count}, then asked to dead-letter")));
+        }
         Ok(vec![Output::from(msg)
             .with_value(count.clone())
             .with_header("x-count", count)])
