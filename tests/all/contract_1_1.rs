@@ -374,7 +374,9 @@ fn a_hot_swap_to_a_new_module_version_keeps_the_state() {
 
 #[test]
 fn a_state_quota_exceeded_is_a_clear_per_message_error() {
-    let b = BrokerProcess::start("[etl]\nenabled = true\nstate_quota_bytes = 1024\n");
+    // Three 300-byte values fit (each costs its key, its value and 160 bytes), a
+    // fourth does not, a small fifth does.
+    let b = BrokerProcess::start("[etl]\nenabled = true\nstate_quota_bytes = 1600\n");
     upload(&b, "stash", "1.0.0", guests::STASH);
     let big = "v".repeat(300);
     produce_all(
@@ -398,7 +400,7 @@ fn a_state_quota_exceeded_is_a_clear_per_message_error() {
     assert_eq!(e["key"], "k3");
     assert_eq!(header(e, "x-rustmq-error-cause"), "state_limit", "{e}");
     assert!(
-        header(e, "x-rustmq-error").contains("quota of 1024 bytes"),
+        header(e, "x-rustmq-error").contains("quota of 1600 bytes"),
         "{e}"
     );
     let s = state(&b, &id);
@@ -433,7 +435,7 @@ fn state_is_inspected_and_reset_over_the_admin_api_only_while_stopped() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["a", "2"]),
         "{text}"
     );
-    assert!(text.contains("1 keys, 2 bytes"), "{text}");
+    assert!(text.contains("1 keys, 162 bytes"), "{text}");
     let (s, v) = admin_delete(&b, &format!("/api/v1/etl/pipelines/{id}/state"));
     assert_eq!(error_code(s, &v, StatusCode::CONFLICT), "pipeline_running");
     assert!(v.to_string().contains("stop it"), "{v}");

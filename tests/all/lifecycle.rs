@@ -2,10 +2,13 @@
 //! pipeline whatever the calls race, stop, delete and state resets take effect only
 //! once the worker's last commit is done, and pipeline ids are never reused.
 //!
-//! Workers are counted by their threads: each runs on a thread named `etl-<id>`
-//! (`/proc/self/task/*/comm`), so a second worker cannot hide.
+//! Workers are counted by their threads: each runs on a thread named for its pipeline
+//! (`/proc/self/task/*/comm`), so a second worker cannot hide. Each rig's ids start
+//! far above any other test's (the id counter is set before the manager opens), so
+//! the threads of tests running beside these are never counted.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,7 @@ use rustmq_etl::modules::ModuleStore;
 use rustmq_etl::pipeline::spec::{Configuration, PipelineSpec, RetryPolicy, StartFrom};
 use rustmq_etl::pipeline::PipelineManager;
 use rustmq_etl::runtime::{Runtime, RuntimeLimits};
-use rustmq_etl::storage::{Storage, StorageOptions};
+use rustmq_etl::storage::{MetaTable, Storage, StorageOptions};
 use rustmq_etl_tests::{guests, topics, within};
 
 /// How long any one check here may take before it counts as a hang.
@@ -31,7 +34,22 @@ impl Rig {
     }
 
     fn open(dir: tempfile::TempDir) -> Rig {
+        static NEXT_BASE: AtomicU64 = AtomicU64::new(1_000_000);
         let storage = Storage::open(&dir.path().join("data"), StorageOptions::default()).unwrap();
+        if storage
+            .meta_get(MetaTable::Counters, rustmq_etl::pipeline::LAST_PIPELINE_ID)
+            .unwrap()
+            .is_none()
+        {
+            let base = NEXT_BASE.fetch_add(1_000, Ordering::SeqCst);
+            storage
+                .meta_put(
+                    MetaTable::Counters,
+                    rustmq_etl::pipeline::LAST_PIPELINE_ID,
+                    base.to_string().as_bytes(),
+                )
+                .unwrap();
+        }
         let runtime = Runtime::new(RuntimeLimits {
             execution_timeout_ms: 2_000,
             max_instances: 16,
@@ -125,9 +143,27 @@ fn spec(name: &str, module: &str, params: &[(&str, &str)], enabled: bool) -> Pip
     }
 }
 
-/// How many worker threads pipeline `id` has.
+/// Asserts that pipeline `id` has `n` worker threads. A thread the worker has just
+/// spawned (its read-ahead) carries the worker's name until it names itself, so a
+/// count above `n` is looked at again for a while: a second worker stays.
+fn assert_workers(id: &str, n: usize, when: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = workers(id);
+        if seen == n {
+            return;
+        }
+        assert!(
+            seen > n && Instant::now() < deadline,
+            "{seen} worker threads {when}, want {n}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How many threads named for pipeline `id`'s worker there are.
 fn workers(id: &str) -> usize {
-    let name = format!("etl-{id}");
+    let name = rustmq_etl::pipeline::worker_thread_name(id);
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
@@ -170,13 +206,13 @@ fn concurrent_starts_leave_exactly_one_worker_and_nothing_runs_after_stop_or_del
     for answer in answers {
         assert_eq!(answer.unwrap(), "running");
     }
-    assert_eq!(workers(&id), 1, "one worker after racing starts");
+    assert_workers(&id, 1, "after racing starts");
 
     rig.produce("p-in", &[("k", "first")]);
     rig.wait_for("p-out", 1);
     let stopped = rig.pipelines.stop(&id).unwrap();
     assert_eq!(stopped.status, "stopped");
-    assert_eq!(workers(&id), 0, "no worker after stop");
+    assert_workers(&id, 0, "after stop");
 
     // Stop then start while a call is in progress: one worker, every message once.
     rig.pipelines.start(&id).unwrap();
@@ -195,7 +231,7 @@ fn concurrent_starts_leave_exactly_one_worker_and_nothing_runs_after_stop_or_del
     })
     .into_iter()
     .for_each(|r| r.unwrap());
-    assert!(workers(&id) <= 1);
+    assert_workers(&id, 1, "after a stop and a start raced");
     rig.pipelines.start(&id).unwrap();
     rig.wait_for("p-out", 3);
     let values: Vec<Vec<u8>> = topics::read_all(&rig.storage, "p-out")
@@ -209,7 +245,7 @@ fn concurrent_starts_leave_exactly_one_worker_and_nothing_runs_after_stop_or_del
     );
 
     rig.pipelines.delete(&id).unwrap();
-    assert_eq!(workers(&id), 0, "no worker after delete");
+    assert_workers(&id, 0, "after delete");
     assert!(rig.pipelines.status(&id).is_err());
 }
 

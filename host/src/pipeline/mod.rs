@@ -119,7 +119,7 @@ impl Entry {
 }
 
 /// The key of the last pipeline id handed out, in [`MetaTable::Counters`].
-const LAST_PIPELINE_ID: &str = "last-pipeline-id";
+pub const LAST_PIPELINE_ID: &str = "last-pipeline-id";
 
 struct Run {
     control: Arc<Control>,
@@ -420,7 +420,7 @@ impl PipelineManager {
             let id = id.clone();
             let control = control.clone();
             std::thread::Builder::new()
-                .name(format!("etl-{id}"))
+                .name(worker_thread_name(&id))
                 .spawn(move || {
                     let end = manager.run_worker(&record, loaded, metrics, control);
                     if let RunState::Failed(reason) = &end {
@@ -861,6 +861,15 @@ impl PipelineManager {
 /// consistent: every write to it is a single assignment or map operation).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `etl-N` for pipeline `pipeline-N`: Linux keeps 15 bytes of a thread's name
+/// (what `top -H` and `/proc/*/task/*/comm` show), and `etl-pipeline-` alone is 13.
+pub fn worker_thread_name(id: &str) -> String {
+    match id_number(id) {
+        Some(n) => format!("etl-{n}"),
+        None => format!("etl-{id}"),
+    }
 }
 
 /// The number of a `pipeline-N` id.
