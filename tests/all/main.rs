@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod bounds;
 mod broker;
 mod cli;
 mod contract_1_1;

@@ -510,6 +510,7 @@ impl PipelineManager {
             routes: record.spec.routes.clone(),
             state,
             header_limits,
+            carried: Vec::new(),
         }
         .run()
     }

@@ -24,7 +24,9 @@ use super::io::{CommitBatch, Fetched, PendingCommit, Positions, Sink, Source, LO
 use super::metrics::PipelineMetrics;
 use super::spec::{Configuration, ProcessingMode};
 use crate::message::{HeaderLimits, Message};
-use crate::runtime::{BatchContext, ProcessContext, ProcessOutput, Transform, TransformError};
+use crate::runtime::{
+    BatchContext, ProcessContext, ProcessOutput, Transform, TransformError, MAX_BATCH_OUTPUT_BYTES,
+};
 use crate::state::SharedState;
 
 /// How long an idle worker waits for new messages before checking for a stop or an
@@ -173,6 +175,9 @@ pub struct Worker {
     /// A message over these goes to the error topic without a call: produced
     /// messages were held to them already, records from Kafka were not.
     pub header_limits: HeaderLimits,
+    /// Messages fetched but left out of the last commit, because its outputs
+    /// reached [`MAX_BATCH_OUTPUT_BYTES`]: processed before anything is fetched.
+    pub carried: Vec<Fetched>,
 }
 
 /// What one call made of its message.
@@ -240,10 +245,13 @@ impl Worker {
             } else {
                 IDLE_WAIT
             };
-            let fetched = match self
-                .source
-                .fetch(self.configuration.batch_size as usize, wait)
-            {
+            let fetched = if !self.carried.is_empty() {
+                Ok(std::mem::take(&mut self.carried))
+            } else {
+                self.source
+                    .fetch(self.configuration.batch_size as usize, wait)
+            };
+            let fetched = match fetched {
                 Ok(f) => f,
                 Err(e) => {
                     let reason = format!("reading the source failed: {e}");
@@ -311,7 +319,7 @@ impl Worker {
     /// `Some` when the worker must end.
     fn process_batch(
         &mut self,
-        fetched: Vec<Fetched>,
+        mut fetched: Vec<Fetched>,
         in_flight: &mut Option<InFlight>,
     ) -> Option<RunState> {
         let mut batch = CommitBatch {
@@ -328,6 +336,10 @@ impl Worker {
         let mut handled = 0usize;
         let mut end = None;
         let mut produced = 0u64;
+        // Bytes of everything this commit will write, outputs and error-topic
+        // messages: once it reaches MAX_BATCH_OUTPUT_BYTES, the rest of the batch
+        // waits for the next commit.
+        let mut bytes = 0usize;
         // Built once per batch: only the offset and attempt change between calls.
         let mut ctx = ProcessContext {
             pipeline_id: self.pipeline_id.clone(),
@@ -356,6 +368,8 @@ impl Worker {
             match routed {
                 Routed::Outputs(msgs, routed) => {
                     produced += (msgs.len() + routed.len()) as u64;
+                    bytes += msgs.iter().map(Message::approx_size).sum::<usize>()
+                        + routed.iter().map(|(_, m)| m.approx_size()).sum::<usize>();
                     batch.destination.extend(msgs);
                     for (route, m) in routed {
                         if batch.routed.len() <= route {
@@ -364,7 +378,10 @@ impl Worker {
                         batch.routed[route].push(m);
                     }
                 }
-                Routed::Errors(msgs) => batch.errors.extend(msgs),
+                Routed::Errors(msgs) => {
+                    bytes += msgs.iter().map(Message::approx_size).sum::<usize>();
+                    batch.errors.extend(msgs);
+                }
                 Routed::Halt(reason) => {
                     end = Some(reason);
                     break;
@@ -373,6 +390,16 @@ impl Worker {
             }
             batch.positions.insert(f.partition, f.offset + 1);
             handled += 1;
+            if bytes >= MAX_BATCH_OUTPUT_BYTES && whole.is_none() {
+                break;
+            }
+        }
+        if end.is_none() && !self.control.stopping() && handled < fetched.len() {
+            // Cut at the output bound: the rest is processed right after this
+            // commit. (After a halt or a stop it is read again from the committed
+            // position instead.)
+            self.carried = fetched.split_off(handled);
+            debug!(target: "rustmq::etl::pipeline", bytes, carried = self.carried.len(), "batch cut at its output bound");
         }
         // Only the changes of messages that are part of this commit: a halt or a
         // stop leaves the rest uncommitted, and their calls' changes were discarded.
@@ -823,6 +850,7 @@ mod tests {
             routes: Vec::new(),
             state: SharedState::default(),
             header_limits: HeaderLimits::default(),
+            carried: Vec::new(),
         };
         let end = worker.run();
         assert!(

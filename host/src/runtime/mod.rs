@@ -33,7 +33,7 @@ pub use loader::{
     compile_legacy, deserialize_legacy, detect_kind, CompiledModule, LegacyModule, LoadError,
     ModuleInfo, ModuleKind, MAX_LISTED_NAMES, REQUIRED_EXPORTS,
 };
-pub use output::MAX_OUTPUT_HEADERS;
+pub use output::{MAX_BATCH_OUTPUT_BYTES, MAX_OUTPUT_HEADERS};
 
 /// Where the message being processed comes from; passed with every call.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

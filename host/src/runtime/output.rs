@@ -30,7 +30,9 @@ pub const MAX_OUTPUT_HEADERS: usize = rustmq_etl_legacy::instance::MAX_OUTPUT_HE
 
 /// Most bytes one batch answer may make the host copy, whatever the batch size:
 /// a batch of `n` messages may answer what `n` calls could, up to this. A batch
-/// over it is processed again one message per call, under the per-call caps.
+/// over it is processed again one message per call, under the per-call caps. The
+/// worker also commits a batch in parts of at most this much output (plus the last
+/// message's), so a pipeline's memory has a ceiling whatever its batch size.
 pub const MAX_BATCH_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
 
 /// What one call's answer may still make the host copy.

@@ -1,0 +1,93 @@
+//! What a module can make the broker allocate is bounded whatever the batch size:
+//! driven over HTTP against the broker binary, measured as the broker's peak
+//! resident set (`VmHWM`).
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use rustmq_etl_tests::broker::BrokerProcess;
+use rustmq_etl_tests::guests;
+use rustmq_etl_tests::http::{admin_get, admin_post, produce, upload_module};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The ceiling docs/pipelines.md gives for one pipeline's batches with the default
+/// settings is far below this; the broker's own footprint (guest instances, the
+/// storage cache) comes on top.
+const PEAK_BOUND: u64 = 1024 * MIB;
+
+/// Peak resident set of `pid` in bytes, from /proc.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// Waits until pipeline `id` has committed up to `offset` of its source.
+fn wait_committed(b: &BrokerProcess, id: &str, offset: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (status, v) = admin_get(b, &format!("/api/v1/etl/pipelines/{id}/status"));
+        assert_eq!(status, StatusCode::OK, "{v}");
+        if v["committed_offset"].as_u64() >= Some(offset) {
+            return v;
+        }
+        assert_eq!(v["status"], "running", "{v}");
+        assert!(Instant::now() < deadline, "not committed in time: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_batch_of_15_mib_answers_is_committed_in_parts_within_the_memory_ceiling() {
+    let b = BrokerProcess::start("");
+    let (status, v) = upload_module(
+        &b,
+        "hostile",
+        "1.0.0",
+        std::fs::read(guests::HOSTILE).unwrap(),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    // 60 inputs in one batch (the default batch size is 100), each answered with
+    // 15 MiB: 900 MiB of outputs, which one commit used to hold at once.
+    let n = 60u64;
+    let answer = format!("huge:{}", 15 * MIB);
+    let messages: Vec<Value> = (0..n)
+        .map(|i| json!({"key": format!("k{i}"), "value": answer}))
+        .collect();
+    let (status, v) = produce(&b, "big-in", &json!({ "messages": messages }));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = admin_post(
+        &b,
+        "/api/v1/etl/pipelines",
+        &json!({
+            "pipeline_name": "big",
+            "source_topic": "big-in",
+            "destination_topic": "big-out",
+            "error_topic": "big-err",
+            "module_name": "hostile",
+            "module_version": "^1"
+        }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let id = v["pipeline_id"].as_str().unwrap();
+    wait_committed(&b, id, n);
+    let (_, m) = admin_get(&b, &format!("/api/v1/etl/pipelines/{id}/metrics"));
+    assert_eq!(m["messages_processed"], n, "{m}");
+    assert_eq!(m["messages_failed"], 0, "{m}");
+    // Cut at 64 MiB of outputs, the batch went in parts: at least 900 / (64 + 15).
+    assert!(m["batches_committed"].as_u64().unwrap() >= 12, "{m}");
+    let peak = peak_rss(b.pid().unwrap());
+    assert!(
+        peak < PEAK_BOUND,
+        "peak RSS {} MiB with 900 MiB of outputs in one batch",
+        peak / MIB
+    );
+}
