@@ -453,6 +453,59 @@ fn state_is_inspected_and_reset_over_the_admin_api_only_while_stopped() {
 }
 
 #[test]
+fn the_state_listing_pages_and_the_cli_reads_every_page() {
+    let b = broker();
+    upload(&b, "counter", "1.0.0", guests::COUNTER);
+    let id = pipeline(&b, "paged", "counter", json!({}));
+    let keys: Vec<String> = (0..25).map(|i| format!("k{i:02}")).collect();
+    let msgs: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "x")).collect();
+    produce_all(&b, "paged-in", &msgs);
+    wait_for(&b, "paged-out", 25);
+
+    let mut seen = Vec::new();
+    let mut query = "limit=10".to_string();
+    let mut pages = 0;
+    loop {
+        let (s, v) = admin_get(&b, &format!("/api/v1/etl/pipelines/{id}/state?{query}"));
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["keys"], 25, "every page counts the whole state: {v}");
+        let entries = v["entries"].as_array().unwrap();
+        assert!(entries.len() <= 10, "{v}");
+        seen.extend(
+            entries
+                .iter()
+                .map(|e| e["key"].as_str().unwrap().to_string()),
+        );
+        pages += 1;
+        match v["next_after"].as_str() {
+            Some(after) => query = format!("limit=10&after={after}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, keys, "every key once, in order");
+
+    for bad in ["limit=0", "limit=10001", "page=2"] {
+        let (s, v) = admin_get(&b, &format!("/api/v1/etl/pipelines/{id}/state?{bad}"));
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+
+    let shown = Command::new(cli_binary())
+        .args(["pipeline", "state", "paged", "--page-size", "7", "--json"])
+        .env("RUSTMQ_CLI_ADMIN_URL", &b.admin_url)
+        .env_remove("RUSTMQ_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let v: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 25, "{v}");
+}
+
+#[test]
 fn dedup_passes_each_key_once() {
     let b = broker();
     upload(&b, "dedup", "1.0.0", guests::DEDUP);

@@ -2,7 +2,8 @@
 //! Configuration): create, start, stop, status, metrics, update, delete, list.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,7 +14,9 @@ use super::admin::AdminState;
 use super::{parse_json, ApiError};
 use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
 use crate::pipeline::{PipelineError, PipelineManager};
-use crate::state::{StateReset, StateView};
+use crate::state::{
+    StateReset, StateView, DEFAULT_STATE_PAGE_KEYS, MAX_STATE_PAGE_BYTES, MAX_STATE_PAGE_KEYS,
+};
 
 /// The pipeline routes, under `/api/v1/etl/pipelines`.
 pub fn router() -> Router<AdminState> {
@@ -154,13 +157,33 @@ async fn delete(
 }
 
 /// The pipeline's committed durable state.
+/// Query parameters of a state listing.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateQuery {
+    /// List the keys after this one (the previous page's `next_after`).
+    after: Option<String>,
+    /// Most entries in the page (default 1000, at most 10000).
+    limit: Option<usize>,
+}
+
 async fn state_get(
     State(state): State<AdminState>,
     Path(id): Path<String>,
+    query: Result<Query<StateQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(DEFAULT_STATE_PAGE_KEYS);
+    if !(1..=MAX_STATE_PAGE_KEYS).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_STATE_PAGE_KEYS}; page with `after`"),
+        ));
+    }
     let view = blocking(&state.pipelines, move |m| {
-        let pipeline_id = m.status(&id)?.pipeline_id;
-        Ok(StateView::new(pipeline_id, m.state(&id)?))
+        let (pipeline_id, page) =
+            m.state_page(&id, q.after.as_deref(), limit, MAX_STATE_PAGE_BYTES)?;
+        Ok(StateView::new(pipeline_id, page))
     })
     .await?;
     Ok(Json(view).into_response())

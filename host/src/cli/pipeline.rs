@@ -91,6 +91,11 @@ pub struct StateArgs {
     /// Delete the whole state instead of showing it.
     #[arg(long)]
     pub reset: bool,
+    /// Keys fetched per request; every page is fetched and shown.
+    #[arg(long, default_value_t = crate::state::DEFAULT_STATE_PAGE_KEYS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(1..=crate::state::MAX_STATE_PAGE_KEYS as u64))]
+    pub page_size: usize,
 }
 
 /// The pipeline a command acts on.
@@ -222,6 +227,25 @@ fn path_of(pipeline: &str, action: &str) -> String {
     format!("/api/v1/etl/pipelines/{}{action}", segment(pipeline))
 }
 
+/// Every page of a pipeline's state, as one answer: the first page's, with the
+/// entries of the pages after it (the broker answers at most a page at a time).
+fn all_state_pages(client: &Client, pipeline: &str, page_size: usize) -> Result<Value, CliError> {
+    let path = format!("{}?limit={page_size}", path_of(pipeline, "/state"));
+    let mut answer = client.get(Api::Admin, &path)?;
+    while let Some(after) = answer.get("next_after").and_then(Value::as_str) {
+        let mut next = client.get(Api::Admin, &format!("{path}&after={}", segment(after)))?;
+        let more = next["entries"].as_array_mut().map(std::mem::take);
+        answer["next_after"] = next["next_after"].take();
+        if let (Some(entries), Some(more)) = (answer["entries"].as_array_mut(), more) {
+            entries.extend(more);
+        }
+    }
+    if let Some(answer) = answer.as_object_mut() {
+        answer.remove("next_after");
+    }
+    Ok(answer)
+}
+
 /// Runs a pipeline subcommand.
 pub fn run(
     command: &PipelineCommand,
@@ -261,7 +285,7 @@ pub fn run(
             Method::DELETE,
             &path_of(&s.pipeline, "/state"),
         ))?,
-        PipelineCommand::State(s) => client.get(Api::Admin, &path_of(&s.pipeline, "/state"))?,
+        PipelineCommand::State(s) => all_state_pages(&client, &s.pipeline, s.page_size)?,
     };
     if args.json {
         return Ok(output::json(out, &answer)?);

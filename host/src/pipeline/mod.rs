@@ -52,7 +52,7 @@ use crate::message::HeaderLimits;
 use crate::modules::{ModuleError, ModuleRecord, ModuleStore};
 use crate::runtime::TransformError;
 use crate::state::{PipelineState, SharedState, DEFAULT_STATE_QUOTA_BYTES};
-use crate::storage::{Commit, MetaTable, Storage, StorageError};
+use crate::storage::{Commit, MetaTable, StatePage, Storage, StorageError};
 use connect::Endpoints;
 use endpoint::Endpoint;
 use io::{LocalSource, Source};
@@ -232,6 +232,23 @@ impl PipelineManager {
     pub fn state(&self, id_or_name: &str) -> Result<Vec<(String, Vec<u8>)>, PipelineError> {
         let id = self.resolve_id(id_or_name)?;
         Ok(self.inner.storage.pipeline_state(&id)?)
+    }
+
+    /// One page of a pipeline's committed state: the keys after `after`, at most
+    /// `limit` of them and about `max_bytes` (see [`Storage::pipeline_state_page`]).
+    pub fn state_page(
+        &self,
+        id_or_name: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(String, StatePage), PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        let page = self
+            .inner
+            .storage
+            .pipeline_state_page(&id, after, limit, max_bytes)?;
+        Ok((id, page))
     }
 
     /// Deletes a stopped pipeline's state; returns how many keys it held. A

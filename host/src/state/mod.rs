@@ -375,31 +375,53 @@ impl StateEntry {
     }
 }
 
-/// `GET /api/v1/etl/pipelines/{id}/state`: the committed state of a pipeline.
+/// Entries of one page of `GET /api/v1/etl/pipelines/{id}/state` unless `limit`
+/// says otherwise.
+pub const DEFAULT_STATE_PAGE_KEYS: usize = 1000;
+
+/// Most entries one page may hold (`limit`).
+pub const MAX_STATE_PAGE_KEYS: usize = 10_000;
+
+/// Most bytes of keys and values one page holds (past its first entry): a state of
+/// millions of keys is listed page by page, never in one body.
+pub const MAX_STATE_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// `GET /api/v1/etl/pipelines/{id}/state`: one page of the committed state of a
+/// pipeline, with the size of the whole.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateView {
     /// The pipeline.
     pub pipeline_id: String,
-    /// How many keys it holds.
+    /// How many keys the whole state holds.
     pub keys: usize,
-    /// What the quota counts, in bytes: keys, values and
+    /// What the quota counts for the whole state, in bytes: keys, values and
     /// [`ENTRY_OVERHEAD_BYTES`] per key.
     pub bytes: u64,
-    /// The entries, sorted by key.
+    /// This page's entries, sorted by key.
     pub entries: Vec<StateEntry>,
+    /// When more entries follow: pass it as `after` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 impl StateView {
-    /// The view of `entries` (sorted by key) of `pipeline_id`.
-    pub fn new(pipeline_id: String, entries: Vec<(String, Vec<u8>)>) -> Self {
+    /// The view of one page of `pipeline_id`'s state.
+    pub fn new(pipeline_id: String, page: crate::storage::StatePage) -> Self {
+        let next_after = if page.more {
+            page.entries.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
         StateView {
             pipeline_id,
-            keys: entries.len(),
-            bytes: entries.iter().map(|(k, v)| cost(k, v)).sum(),
-            entries: entries
+            keys: page.keys,
+            bytes: page.payload_bytes + page.keys as u64 * ENTRY_OVERHEAD_BYTES,
+            entries: page
+                .entries
                 .into_iter()
                 .map(|(k, v)| StateEntry::new(k, v))
                 .collect(),
+            next_after,
         }
     }
 }

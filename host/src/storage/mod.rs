@@ -41,7 +41,7 @@ use crate::message::Message;
 pub use codec::{DecodeError, EncodeError};
 pub use error::StorageError;
 pub use meta::MetaTable;
-pub use state::StateWrites;
+pub use state::{StatePage, StateWrites};
 pub use topic::{validate_topic_name, Retention, TopicConfig, TopicInfo, MAX_TOPIC_NAME_LEN};
 
 use topic::{TopicMeta, TOPICS};

@@ -3,7 +3,7 @@
 //! source offset, so the state always matches the committed outputs; read whole when
 //! a pipeline starts, and by the admin API.
 
-use redb::{Durability, TableDefinition};
+use redb::{Durability, ReadableTable, TableDefinition};
 
 use super::{Storage, StorageError};
 
@@ -20,7 +20,64 @@ pub struct StateWrites {
     pub changes: Vec<(String, Option<Vec<u8>>)>,
 }
 
+/// One page of a pipeline's state (see [`Storage::pipeline_state_page`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatePage {
+    /// `(key, value)` in key order.
+    pub entries: Vec<(String, Vec<u8>)>,
+    /// Whether entries follow the last one.
+    pub more: bool,
+    /// How many keys the whole state holds.
+    pub keys: usize,
+    /// The bytes of all its keys and values.
+    pub payload_bytes: u64,
+}
+
 impl Storage {
+    /// The entries of `pipeline_id`'s state after key `after` (all, without it), in
+    /// key order: at most `limit` of them and, past the first, at most about
+    /// `max_bytes` of keys and values. Counts the whole state on the way, without
+    /// holding it.
+    pub fn pipeline_state_page(
+        &self,
+        pipeline_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<StatePage, StorageError> {
+        let txn = self.db().begin_read()?;
+        let table = match txn.open_table(PIPELINE_STATE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(StatePage::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut page = StatePage::default();
+        let mut page_bytes = 0usize;
+        for row in table.range((pipeline_id, "")..)? {
+            let (key, value) = row?;
+            let (owner, key) = key.value();
+            if owner != pipeline_id {
+                break;
+            }
+            let value = value.value();
+            page.keys += 1;
+            page.payload_bytes += (key.len() + value.len()) as u64;
+            if after.is_some_and(|after| key <= after) {
+                continue;
+            }
+            let size = key.len() + value.len();
+            let full = page.entries.len() >= limit
+                || (!page.entries.is_empty() && page_bytes + size > max_bytes);
+            if full {
+                page.more = true;
+            } else {
+                page_bytes += size;
+                page.entries.push((key.to_string(), value.to_vec()));
+            }
+        }
+        Ok(page)
+    }
+
     /// Every `(key, value)` of `pipeline_id`'s state, in key order.
     pub fn pipeline_state(
         &self,
@@ -47,21 +104,27 @@ impl Storage {
     /// Deletes all of `pipeline_id`'s state (a reset, or its pipeline was deleted);
     /// returns how many keys there were.
     pub fn delete_pipeline_state(&self, pipeline_id: &str) -> Result<usize, StorageError> {
-        let keys: Vec<String> = self
-            .pipeline_state(pipeline_id)?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
         let mut txn = self.db().begin_write()?;
         txn.set_durability(Durability::Immediate);
-        {
+        let deleted = {
             let mut table = txn.open_table(PIPELINE_STATE)?;
+            // Only the keys are held, never the values.
+            let mut keys = Vec::new();
+            for row in table.range((pipeline_id, "")..)? {
+                let (key, _) = row?;
+                let (owner, key) = key.value();
+                if owner != pipeline_id {
+                    break;
+                }
+                keys.push(key.to_string());
+            }
             for key in &keys {
                 table.remove((pipeline_id, key.as_str()))?;
             }
-        }
+            keys.len()
+        };
         txn.commit()?;
-        Ok(keys.len())
+        Ok(deleted)
     }
 }
 
