@@ -91,3 +91,51 @@ fn a_batch_of_15_mib_answers_is_committed_in_parts_within_the_memory_ceiling() {
         peak / MIB
     );
 }
+
+#[test]
+fn deleting_two_million_missing_keys_in_one_call_holds_no_memory() {
+    let b = BrokerProcess::start("");
+    let (status, v) = upload_module(
+        &b,
+        "counter",
+        "1.0.0",
+        std::fs::read(guests::COUNTER).unwrap(),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (status, v) = admin_post(
+        &b,
+        "/api/v1/etl/pipelines",
+        &json!({
+            "pipeline_name": "deletes",
+            "source_topic": "deletes-in",
+            "destination_topic": "deletes-out",
+            "error_topic": "deletes-err",
+            "module_name": "counter",
+            "module_version": "^1"
+        }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let id = v["pipeline_id"].as_str().unwrap();
+    // A first message warms the pipeline up: its instance, its state, its buffers.
+    let (status, v) = produce(&b, "deletes-in", &json!({"key": "k", "value": "x"}));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    wait_committed(&b, id, 1);
+    let before = peak_rss(b.pid().unwrap());
+    // Each delete of a key that is not there used to stay in memory until the
+    // commit, charged nothing: some 100 bytes each.
+    let (status, v) = produce(
+        &b,
+        "deletes-in",
+        &json!({"key": "k", "value": "delete-missing:2000000"}),
+    );
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let s = wait_committed(&b, id, 2);
+    let (_, m) = admin_get(&b, &format!("/api/v1/etl/pipelines/{id}/metrics"));
+    assert_eq!(m["messages_processed"], 2, "{m} {s}");
+    let grown = peak_rss(b.pid().unwrap()).saturating_sub(before);
+    assert!(
+        grown < 64 * MIB,
+        "peak RSS grew {} MiB over two million deletes of missing keys",
+        grown / MIB
+    );
+}

@@ -6,7 +6,8 @@
 //! timestamp are kept. A value of exactly `trap` panics, so a test can make one
 //! message of a batch trap; a value `sleep:MS` sleeps MS milliseconds before it
 //! counts, so a test can catch the worker in a call; a value `dead-letter` counts,
-//! then dead-letters the message. Batches go through the SDK's default
+//! then dead-letters the message; a value `delete-missing:N` first deletes N keys
+//! that do not exist (`missing-0`, `missing-1`, ...). Batches go through the SDK's default
 //! `process_batch`.
 
 use rustmq_etl_guest::{state, Context, Error, Message, Output, Params, Transform};
@@ -21,6 +22,12 @@ impl Transform for Counter {
     fn process(&self, msg: Message, _ctx: &Context) -> Result<Vec<Output>, Error> {
         if msg.value == b"trap" {
             panic!("asked to trap");
+        }
+        if let Some(n) = msg.value.strip_prefix(b"delete-missing:") {
+            let n: u64 = std::str::from_utf8(n).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+            for i in 0..n {
+                state::delete(&format!("missing-{i}"))?;
+            }
         }
         if let Some(ms) = msg.value.strip_prefix(b"sleep:") {
             let ms = std::str::from_utf8(ms).ok().and_then(|ms| ms.parse().ok());
