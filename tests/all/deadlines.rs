@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use rustmq_etl::message::Message;
 use rustmq_etl::modules::ModuleStore;
-use rustmq_etl::pipeline::spec::{Configuration, PipelineSpec, RetryPolicy, StartFrom};
 use rustmq_etl::pipeline::worker::headers;
 use rustmq_etl::pipeline::PipelineManager;
 use rustmq_etl::runtime::{ProcessContext, Runtime, RuntimeLimits, Transform, TransformError};
 use rustmq_etl::storage::{Storage, StorageOptions};
+use rustmq_etl_tests::pipelines::spec;
 use rustmq_etl_tests::{guests, topics, within};
 
 /// An hour: what the guests ask to sleep.
@@ -96,30 +96,6 @@ fn init_that_sleeps_is_stopped_by_the_deadline() {
     assert_eq!(answer, Some(TransformError::Timeout { limit_ms: 200 }));
 }
 
-fn spec(name: &str, module: &str) -> PipelineSpec {
-    PipelineSpec {
-        pipeline_name: name.to_string(),
-        description: String::new(),
-        source_topic: format!("{name}-in"),
-        destination_topic: format!("{name}-out"),
-        error_topic: Some(format!("{name}-err")),
-        module_name: module.to_string(),
-        module_version: "^1".to_string(),
-        configuration: Configuration {
-            batch_size: 10,
-            retry_policy: RetryPolicy {
-                max_retries: 0,
-                backoff_ms: 1,
-            },
-            ..Configuration::default()
-        },
-        enabled: true,
-        start_from: StartFrom::Earliest,
-        consumer_group: None,
-        routes: Vec::new(),
-    }
-}
-
 /// Waits for `n` messages in `topic`, reading as they arrive.
 fn wait_for(storage: &Storage, topic: &str, n: u64) -> Vec<Message> {
     loop {
@@ -152,11 +128,11 @@ fn sleeping_guests_hold_no_slot_or_worker_past_their_deadline() {
     let pipelines = PipelineManager::open(storage.clone(), modules).unwrap();
     let sleep = format!("sleep:{AN_HOUR_MS}");
     for name in ["sleeper-a", "sleeper-b"] {
-        pipelines.create(spec(name, "hostile")).unwrap();
+        pipelines.create(spec(name, "hostile", 0)).unwrap();
         let pairs = (0..3).map(|i| (format!("k{i}"), sleep.clone()));
         topics::append(&storage, &format!("{name}-in"), pairs);
     }
-    pipelines.create(spec("bystander", "scripted")).unwrap();
+    pipelines.create(spec("bystander", "scripted", 0)).unwrap();
     topics::append(
         &storage,
         "bystander-in",

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use rustmq_etl::message::Message;
 use rustmq_etl::modules::ModuleStore;
-use rustmq_etl::pipeline::spec::{Configuration, PipelineSpec, RetryPolicy, StartFrom};
 use rustmq_etl::pipeline::worker::headers;
 use rustmq_etl::pipeline::PipelineManager;
 use rustmq_etl::runtime::{ProcessContext, Runtime, RuntimeLimits, TransformError};
 use rustmq_etl::storage::{Storage, StorageOptions};
+use rustmq_etl_tests::pipelines::spec;
 use rustmq_etl_tests::{guests, topics};
 
 // ---- a per-thread allocation meter -------------------------------------------------
@@ -326,30 +326,6 @@ fn legacy_fixtures() -> Vec<(String, String)> {
             ),
         ),
     ]
-}
-
-fn spec(name: &str, module: &str, max_retries: u32) -> PipelineSpec {
-    PipelineSpec {
-        pipeline_name: name.to_string(),
-        description: String::new(),
-        source_topic: format!("{name}-in"),
-        destination_topic: format!("{name}-out"),
-        error_topic: Some(format!("{name}-err")),
-        module_name: module.to_string(),
-        module_version: "^1".to_string(),
-        configuration: Configuration {
-            batch_size: 10,
-            retry_policy: RetryPolicy {
-                max_retries,
-                backoff_ms: 1,
-            },
-            ..Configuration::default()
-        },
-        enabled: true,
-        start_from: StartFrom::Earliest,
-        consumer_group: None,
-        routes: Vec::new(),
-    }
 }
 
 impl Rig {

@@ -5,13 +5,14 @@
 //! named after the crate in SCREAMING_SNAKE_CASE, with the path of its `.wasm` file.
 //! [`broker`] starts the real `rustmq-broker` binary for end-to-end tests, and
 //! [`http`] talks JSON to it; [`guide`] holds the deployment guide's literal inputs; [`topics`] reads and
-//! writes topics in process; [`kafka`] starts the Kafka-protocol servers (tansu, noida-db) that
+//! writes topics in process and [`pipelines`] defines pipelines there; [`kafka`] starts the Kafka-protocol servers (tansu, noida-db) that
 //! Kafka-cluster tests run against, and reads and writes their topics.
 
 pub mod broker;
 pub mod guide;
 pub mod http;
 pub mod kafka;
+pub mod pipelines;
 pub mod topics;
 
 /// Paths of the guest modules built for this test run.
