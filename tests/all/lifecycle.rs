@@ -417,3 +417,49 @@ fn a_dead_letter_with_no_error_topic_leaves_the_state_the_committed_outputs_impl
         );
     }
 }
+
+#[test]
+fn status_metrics_and_changes_racing_a_delete_answer_or_say_not_found() {
+    use rustmq_etl::pipeline::spec::PipelinePatch;
+    use rustmq_etl::pipeline::PipelineError;
+    let rig = Rig::new();
+    for round in 0..20 {
+        let name = format!("racer-{round}");
+        let id = rig
+            .pipelines
+            .create(spec(&name, "counter", &[], true))
+            .unwrap()
+            .pipeline_id;
+        let p = rig.pipelines.clone();
+        let answers = within(BOUND, "calls racing a delete", move || {
+            together(6, move |i| {
+                // Each caller keeps asking until the pipeline is gone, so that some
+                // call falls between its lookup and its use of the entry.
+                for _ in 0..100_000 {
+                    let outcome = match i {
+                        0 => p.delete(&id).map(|_| ()),
+                        1 => p.status(&id).map(|_| ()),
+                        2 => p.metrics(&id).map(|_| ()),
+                        3 => p.update(&id, PipelinePatch::default()).map(|_| ()),
+                        4 => p.stop(&id).map(|_| ()),
+                        _ => p.state_page(&id, None, 10, 1024).map(|_| ()),
+                    };
+                    if i == 0 || outcome.is_err() {
+                        return (i, outcome);
+                    }
+                }
+                (i, Ok(()))
+            })
+        });
+        for (i, outcome) in answers {
+            match outcome {
+                Ok(()) | Err(PipelineError::NotFound(_)) => {}
+                Err(e) => panic!("round {round}, call {i}: {e}"),
+            }
+        }
+        assert!(
+            rig.pipelines.status(&name).is_err(),
+            "round {round}: not deleted"
+        );
+    }
+}
