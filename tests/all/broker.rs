@@ -10,7 +10,7 @@ use base64::Engine as _;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use rustmq_etl_tests::broker::BrokerProcess;
-use rustmq_etl_tests::http::{body, client, consume, error_code, produce};
+use rustmq_etl_tests::http::{body, client, consume, error_code, error_message, produce};
 use serde_json::{json, Value};
 
 #[test]
@@ -272,6 +272,18 @@ fn bad_input_gets_a_4xx_with_the_json_error_shape() {
             .unwrap(),
     );
     assert_eq!(error_code(s, &v, StatusCode::NOT_FOUND), "no_route");
+    // A method a route does not take: the same JSON shape, on both ports.
+    for url in [
+        format!("{}/api/v1/topics/t/messages", b.data_url),
+        format!("{}/api/v1/etl/pipelines", b.admin_url),
+    ] {
+        let (s, v) = body(c.put(&url).send().unwrap());
+        assert_eq!(
+            error_code(s, &v, StatusCode::METHOD_NOT_ALLOWED),
+            "method_not_allowed"
+        );
+        assert!(error_message(&v).starts_with("PUT is not allowed"), "{v}");
+    }
     let (_, v) = consume(&b, "t", "offset=0");
     assert_eq!(v["end_offset"], 1);
     // At the header limit, a message is taken.

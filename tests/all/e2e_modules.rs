@@ -411,7 +411,7 @@ fn bad_uploads_are_refused_with_a_reason_and_store_nothing() {
         assert_eq!(error_code(s, &v, bad), "invalid_module_name", "{name}");
     }
     // Not semver.
-    for version in ["one", "1.2.3.4", "v1.0.0", ""] {
+    for version in ["one", "1.2.3.4", "v1.0.0", "", "1.0.0+zzz"] {
         let (s, v) = upload_module(&b, "p", version, good.clone());
         assert_eq!(
             error_code(s, &v, bad),

@@ -210,6 +210,20 @@ fn guide_steps_4_to_6_with_the_guides_legacy_module() {
     assert_eq!(v["configuration"]["batch_size"], 10, "{v}");
     assert_eq!(v["configuration"]["retry_policy"]["max_retries"], 3, "{v}");
     assert_eq!(v["status"], "running", "{v}");
+    // More than the broker allows: status shows the deadline the calls get.
+    let (status, v) = admin_patch(
+        &b,
+        "/api/v1/etl/pipelines/pipeline-1",
+        &json!({"configuration": {"timeout_ms": 900000}}),
+    );
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["configuration"]["timeout_ms"], 5000, "{v}");
+    let (status, v) = admin_patch(
+        &b,
+        "/api/v1/etl/pipelines/pipeline-1",
+        &json!({"configuration": {"timeout_ms": 500}}),
+    );
+    assert_eq!(status, StatusCode::OK, "{v}");
     // It keeps processing with the new settings.
     let batch: Vec<Value> = (0..3).map(|_| guide_message()).collect();
     let (status, v) = produce(&b, "raw-events", &json!({ "messages": batch }));

@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{no_route, ApiError};
+use super::{method_not_allowed, no_route, ApiError};
 use crate::server::Broker;
 
 /// What admin handlers get as state.
@@ -28,6 +28,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(super::pipelines::router())
         .merge(super::metrics::router())
         .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }

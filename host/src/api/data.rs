@@ -24,7 +24,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{blocking, no_route, parse_json, ApiError};
+use super::{blocking, method_not_allowed, no_route, parse_json, ApiError};
 use crate::message::{
     now_millis, HeaderLimits, Message, MessageJson, MessageJsonError, MessageOut,
 };
@@ -45,6 +45,7 @@ pub fn router(state: Arc<Broker>) -> Router {
             get(consume).post(produce),
         )
         .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

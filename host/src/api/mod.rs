@@ -160,6 +160,19 @@ pub async fn no_route() -> ApiError {
     ApiError::not_found("no_route", "no such endpoint; see docs/api.md")
 }
 
+/// The answer to a method a route does not take, in the same JSON shape as every
+/// other error.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; see docs/api.md for the methods each route takes",
+            uri.path()
+        ),
+    )
+}
+
 /// Runs blocking storage work off the async workers.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,

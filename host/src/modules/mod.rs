@@ -248,10 +248,25 @@ impl ModuleStore {
             [major, minor] if is_number(major) && is_number(minor) => format!("{major}.{minor}.0"),
             _ => trimmed.to_string(),
         };
-        Version::parse(&completed).map_err(|e| ModuleError::InvalidVersion {
+        let version = Version::parse(&completed).map_err(|e| ModuleError::InvalidVersion {
             text: text.to_string(),
             reason: e.to_string(),
-        })
+        })?;
+        // Semver ignores build metadata when it compares versions, so `=1.0.0`
+        // would match `1.0.0+a` and `1.0.0+b` alike: two blobs for one version.
+        if !version.build.is_empty() {
+            return Err(ModuleError::InvalidVersion {
+                text: text.to_string(),
+                reason: format!(
+                    "build metadata (+{}) is not part of a version's identity in semver, so a requirement could not tell it from {}; leave it out, or use a pre-release ({}-{}) or another patch number",
+                    version.build,
+                    Version::new(version.major, version.minor, version.patch),
+                    Version::new(version.major, version.minor, version.patch),
+                    version.build
+                ),
+            });
+        }
+        Ok(version)
     }
 
     /// Validates, compiles and stores `bytes` as `(name, version)`. Blocking: it
@@ -534,6 +549,17 @@ mod tests {
             v("1.2.3.4"),
             Err(ModuleError::InvalidVersion { .. })
         ));
+    }
+
+    #[test]
+    fn build_metadata_is_refused_with_what_to_do() {
+        let err = ModuleStore::parse_version("1.0.0+zzz").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ModuleError::InvalidVersion { .. }));
+        assert!(
+            text.contains("build metadata (+zzz)") && text.contains("1.0.0-zzz"),
+            "{text}"
+        );
     }
 
     #[test]

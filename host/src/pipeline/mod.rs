@@ -785,13 +785,17 @@ impl PipelineManager {
                 .map(|e| e.best_delivery(&self.inner.kafka))
                 .unwrap_or(crate::kafka::Delivery::AtLeastOnce),
         };
-        PipelineStatus::new(
+        let mut status = PipelineStatus::new(
             &entry.record,
             run_state,
             &self.inner.storage,
             delivery,
             kafka,
-        )
+        );
+        // What the calls get, not what was asked for.
+        status.configuration.timeout_ms =
+            Some(self.effective_timeout_ms(&entry.record.spec.configuration));
+        status
     }
 
     fn load(
@@ -801,23 +805,27 @@ impl PipelineManager {
         configuration: &spec::Configuration,
     ) -> Result<Loaded, PipelineError> {
         let compiled = self.inner.modules.compiled(module)?;
-        // A pipeline may ask for less time than the broker allows, never more; its
-        // module's `init` runs under the same deadline as its calls.
-        let ceiling = self.inner.modules.runtime().limits().execution_timeout_ms;
-        let timeout_ms = configuration
-            .timeout_ms
-            .map_or(ceiling, |ms| ms.min(ceiling));
+        // The module's `init` runs under the same deadline as its calls.
         let transform = compiled.instantiate_with_timeout(
             &module.module_id,
             pipeline_id,
             &configuration.params,
-            timeout_ms,
+            self.effective_timeout_ms(configuration),
         )?;
         Ok(Loaded {
             transform,
             module_id: module.module_id.clone(),
             version: module.version.to_string(),
         })
+    }
+
+    /// The deadline a pipeline's calls get: its `timeout_ms`, at most the broker's
+    /// `execution_timeout_ms` (a pipeline may ask for less time, never more).
+    fn effective_timeout_ms(&self, configuration: &spec::Configuration) -> u64 {
+        let ceiling = self.inner.modules.runtime().limits().execution_timeout_ms;
+        configuration
+            .timeout_ms
+            .map_or(ceiling, |ms| ms.clamp(1, ceiling))
     }
 
     fn record_failure(&self, id: &str, reason: &str) {

@@ -281,6 +281,21 @@ impl PipelineSpec {
                 "use 1 to 128 characters of letters, digits, '.', '_' and '-'",
             ));
         }
+        // Routes take an id or a name: a name shaped like an id could name another
+        // pipeline's id.
+        if self
+            .pipeline_name
+            .strip_prefix("pipeline-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad(
+                "pipeline_name",
+                format!(
+                    "{:?} has the shape of a pipeline id (pipeline-N), which the routes would take for an id; choose another name",
+                    self.pipeline_name
+                ),
+            ));
+        }
         topic_ok(&self.source_topic).map_err(|m| bad("source_topic", m))?;
         topic_ok(&self.destination_topic).map_err(|m| bad("destination_topic", m))?;
         if let Some(t) = &self.error_topic {
@@ -487,6 +502,21 @@ mod tests {
             spec.validate(any_topic).unwrap_err().field,
             "destination_topic"
         );
+    }
+
+    #[test]
+    fn a_name_shaped_like_a_pipeline_id_is_refused() {
+        let mut spec: PipelineSpec = serde_json::from_str(GUIDE).unwrap();
+        for name in ["pipeline-17", "pipeline-0"] {
+            spec.pipeline_name = name.to_string();
+            let err = spec.validate(any_topic).unwrap_err();
+            assert_eq!(err.field, "pipeline_name");
+            assert!(err.message.contains("pipeline id"), "{}", err.message);
+        }
+        for name in ["pipeline-", "pipeline-x1", "my-pipeline-17"] {
+            spec.pipeline_name = name.to_string();
+            assert!(spec.validate(any_topic).is_ok(), "{name}");
+        }
     }
 
     #[test]
