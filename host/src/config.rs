@@ -197,6 +197,10 @@ pub struct AdminConfig {
     /// When set, every admin request needs `Authorization: Bearer <token>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Lets the admin API listen beyond loopback with no token (default false: the
+    /// broker refuses to start so). Anyone who reaches the port can then upload and
+    /// run code; the broker logs a warning at every start.
+    pub allow_open_admin: bool,
 }
 
 /// `[logging]`, as in the guide's troubleshooting section.
@@ -337,6 +341,11 @@ impl BrokerConfig {
         self.etl.compiled_cache = self.etl.compiled_cache.as_deref().map(resolve);
     }
 
+    /// Whether the admin API listens beyond loopback with no token.
+    pub fn admin_is_open(&self) -> bool {
+        self.admin.token.is_none() && !self.server.admin_addr.ip().is_loopback()
+    }
+
     fn validate(&self, source: &str) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             path: source.to_string(),
@@ -448,6 +457,15 @@ impl BrokerConfig {
                         .into(),
                 ));
             }
+        }
+        if self.admin_is_open() && !self.admin.allow_open_admin {
+            return Err(invalid(
+                "server.admin_addr",
+                format!(
+                    "{} is reachable beyond this machine and [admin] token is not set: anyone who reaches it could upload and run modules; set [admin] token (or RUSTMQ_ADMIN_TOKEN), bind the admin API to 127.0.0.1, or set [admin] allow_open_admin = true to accept the risk",
+                    self.server.admin_addr
+                ),
+            ));
         }
         const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
@@ -575,6 +593,20 @@ modules_path = "/var/lib/rustmq/wasm"
         assert_eq!(c.server.admin_addr.port(), 9094);
         assert_eq!(c.server.messages_addr.port(), 9092);
         assert_eq!(c.storage.data_dir, PathBuf::from("/etc/rustmq/data"));
+    }
+
+    #[test]
+    fn an_admin_api_beyond_loopback_needs_a_token_or_an_explicit_allowance() {
+        let open = "[server]\nadmin_addr = \"0.0.0.0:9094\"\n";
+        let msg = parse(open).unwrap_err().to_string();
+        assert!(
+            msg.contains("server.admin_addr") && msg.contains("allow_open_admin"),
+            "{msg}"
+        );
+        assert!(parse(&format!("{open}[admin]\ntoken = \"s3cret\"\n")).is_ok());
+        let allowed = parse(&format!("{open}[admin]\nallow_open_admin = true\n")).unwrap();
+        assert!(allowed.admin_is_open());
+        assert!(!parse("").unwrap().admin_is_open());
     }
 
     #[test]

@@ -145,6 +145,9 @@ impl Server {
     pub async fn bind(config: BrokerConfig) -> Result<Server, ServerError> {
         let admin_addr = config.server.admin_addr;
         let messages_addr = config.server.messages_addr;
+        if config.admin_is_open() {
+            tracing::warn!(target: "rustmq::server", %admin_addr, "the admin API is open beyond loopback with no token ([admin] allow_open_admin = true): anyone who reaches it can upload and run modules");
+        }
         // Opening compiles or loads modules and starts pipelines: keep it off the
         // async workers.
         let broker = tokio::task::spawn_blocking(move || Broker::open(config))

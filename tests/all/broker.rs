@@ -350,6 +350,14 @@ fn config_errors_exit_non_zero_and_say_what_is_wrong() {
         BrokerProcess::run_to_exit("", &[("RUSTMQ_ETL_MEMORY_LIMIT_BYTES", "lots")]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("RUSTMQ_ETL_MEMORY_LIMIT_BYTES"), "{stderr}");
+    // An admin API beyond loopback with no token: refused before anything binds.
+    let (status, stderr) =
+        BrokerProcess::run_to_exit("", &[("RUSTMQ_SERVER_ADMIN_ADDR", "0.0.0.0:0")]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("server.admin_addr") && stderr.contains("[admin] token"),
+        "{stderr}"
+    );
 }
 
 /// Produces from several threads until told to stop or the broker goes away;
