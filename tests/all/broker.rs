@@ -329,9 +329,17 @@ fn admin_api_requires_the_configured_token() {
     let (s, v) = body(client().get(&url).bearer_auth("s3cret").send().unwrap());
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["etl"]["enabled"], true);
-    // The message API is not behind the admin token.
+    // The message API is not behind the admin token...
     let (s, _) = produce(&b, "t", &json!({"value": "a"}));
     assert_eq!(s, StatusCode::OK);
+    // ...except deleting a topic, which destroys data.
+    let topic = format!("{}/api/v1/topics/t", b.data_url);
+    let (s, v) = body(client().delete(&topic).send().unwrap());
+    assert_eq!(error_code(s, &v, StatusCode::UNAUTHORIZED), "unauthorized");
+    let (_, v) = consume(&b, "t", "offset=0");
+    assert_eq!(v["end_offset"], 1, "the topic is still there: {v}");
+    let r = client().delete(&topic).bearer_auth("s3cret").send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
 
 #[test]

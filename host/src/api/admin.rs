@@ -64,8 +64,13 @@ async fn status(State(broker): State<AdminState>) -> Response {
     .into_response()
 }
 
-/// Rejects requests without the configured bearer token.
-async fn require_token(State(broker): State<AdminState>, request: Request, next: Next) -> Response {
+/// Rejects requests without the configured bearer token (the admin API, and the
+/// message API's destructive routes).
+pub(crate) async fn require_token(
+    State(broker): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(token) = broker.config.admin.token.as_deref() else {
         return next.run(request).await;
     };

@@ -17,10 +17,11 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::handler::Handler as _;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -38,7 +39,12 @@ pub fn router(state: Arc<Broker>) -> Router {
         .route("/api/v1/topics", get(list_topics).post(create_topic))
         .route(
             "/api/v1/topics/{topic}",
-            get(get_topic).delete(delete_topic),
+            // Deleting a topic destroys data: it takes the admin token, when one
+            // is set, on this port too.
+            get(get_topic).delete(delete_topic.layer(middleware::from_fn_with_state(
+                state.clone(),
+                super::admin::require_token,
+            ))),
         )
         .route(
             "/api/v1/topics/{topic}/messages",
