@@ -338,7 +338,11 @@ fn admin_api_requires_the_configured_token() {
     assert_eq!(error_code(s, &v, StatusCode::UNAUTHORIZED), "unauthorized");
     let (_, v) = consume(&b, "t", "offset=0");
     assert_eq!(v["end_offset"], 1, "the topic is still there: {v}");
-    let r = client().delete(&topic).bearer_auth("s3cret").send().unwrap();
+    let r = client()
+        .delete(&topic)
+        .bearer_auth("s3cret")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
 

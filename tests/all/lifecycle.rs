@@ -463,3 +463,80 @@ fn status_metrics_and_changes_racing_a_delete_answer_or_say_not_found() {
         );
     }
 }
+
+#[test]
+fn a_source_topic_created_again_stops_the_pipeline_with_the_reason_until_started_again() {
+    let rig = Rig::new();
+    let values = |n: usize, tag: &str| -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| ("k".to_string(), format!("{tag}-{i}")))
+            .collect()
+    };
+    let out = |rig: &Rig| -> Vec<String> {
+        topics::read_all(&rig.storage, "t-out")
+            .into_iter()
+            .map(|m| String::from_utf8(m.value).unwrap())
+            .collect()
+    };
+    topics::append(&rig.storage, "t-in", values(3, "old"));
+    let id = rig
+        .pipelines
+        .create(spec("t", "hostile", &[], true))
+        .unwrap()
+        .pipeline_id;
+    rig.wait_for("t-out", 3);
+
+    // Created again under the running pipeline, with more messages than its
+    // position: it stops, saying why, instead of reading on from offset 3.
+    rig.storage.delete_topic("t-in").unwrap();
+    topics::append(&rig.storage, "t-in", values(5, "new"));
+    let failed = wait_for_status(&rig, &id, "failed");
+    let why = failed.failure.unwrap_or_default();
+    assert!(why.contains("deleted and created again"), "{why}");
+    assert_eq!(out(&rig).len(), 3, "nothing read at the old position");
+
+    // A restart keeps it failed.
+    let rig = rig.restart();
+    assert_eq!(rig.pipelines.status(&id).unwrap().status, "failed");
+
+    // Started by the operator: the new topic from its first message.
+    rig.pipelines.start(&id).unwrap();
+    rig.wait_for("t-out", 8);
+    let expected: Vec<String> = (0..3)
+        .map(|i| format!("old-{i}"))
+        .chain((0..5).map(|i| format!("new-{i}")))
+        .collect();
+    assert_eq!(
+        out(&rig),
+        expected,
+        "each incarnation read from its first message, once"
+    );
+}
+
+#[test]
+fn a_resume_after_the_source_topic_was_created_again_fails_with_the_reason() {
+    let rig = Rig::new();
+    topics::append(&rig.storage, "r-in", [("k".to_string(), "a".to_string())]);
+    let id = rig
+        .pipelines
+        .create(spec("r", "hostile", &[], true))
+        .unwrap()
+        .pipeline_id;
+    rig.wait_for("r-out", 1);
+    // The broker goes down with the pipeline running; the topic is created again.
+    rig.pipelines.shutdown();
+    rig.storage.delete_topic("r-in").unwrap();
+    topics::append(
+        &rig.storage,
+        "r-in",
+        (0..3).map(|i| ("k".to_string(), format!("b{i}"))),
+    );
+    let rig = rig.restart();
+    let status = wait_for_status(&rig, &id, "failed");
+    let why = status.failure.unwrap_or_default();
+    assert!(why.contains("deleted and created again"), "{why}");
+    assert_eq!(topics::read_all(&rig.storage, "r-out").len(), 1);
+    // Started by the operator: the new topic from its first message.
+    rig.pipelines.start(&id).unwrap();
+    rig.wait_for("r-out", 4);
+}

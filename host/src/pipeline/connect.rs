@@ -196,7 +196,11 @@ pub fn connect(
     };
     match &endpoints.source {
         Endpoint::Local(topic) => {
-            let source = read_ahead(Box::new(LocalSource::new(storage.clone(), topic)));
+            let source = read_ahead(Box::new(LocalSource::new(
+                storage.clone(),
+                topic,
+                record.source_topic_id,
+            )));
             let sink: Box<dyn Sink> = match endpoints.output_cluster() {
                 None => Box::new(LocalSink::new(
                     storage.clone(),

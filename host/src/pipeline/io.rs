@@ -113,21 +113,56 @@ pub struct LocalSource {
     storage: Storage,
     topic: String,
     position: u64,
+    /// The incarnation of `topic` its positions belong to, once known.
+    topic_id: Option<u64>,
 }
 
 impl LocalSource {
-    /// A source reading `topic` from offset 0 (seek before use).
-    pub fn new(storage: Storage, topic: &str) -> Self {
+    /// A source reading `topic` from offset 0 (seek before use). Its positions
+    /// belong to the incarnation `topic_id` of the topic (when `None`, to the first
+    /// one it finds); one deleted and created again is an error, never read at an
+    /// old position.
+    pub fn new(storage: Storage, topic: &str, topic_id: Option<u64>) -> Self {
         LocalSource {
             storage,
             topic: topic.to_string(),
             position: 0,
+            topic_id,
+        }
+    }
+
+    /// Fails if the topic was deleted and created again since its positions were
+    /// taken: its offsets started over, so reading on would skip or wait for
+    /// messages that are not the ones the position counted.
+    fn check_incarnation(&mut self) -> Result<(), IoError> {
+        match self.storage.topic(&self.topic)? {
+            Some(info) => self.check_topic_id(info.topic_id),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Self::check_incarnation`] against the id of what was just read.
+    fn check_topic_id(&mut self, found: u64) -> Result<(), IoError> {
+        if found == 0 {
+            return Ok(());
+        }
+        match self.topic_id {
+            Some(id) if id != found => Err(IoError(format!(
+                "the source topic {:?} was deleted and created again (topic id {} is not the {id} this pipeline read): its offsets started over, and this pipeline's position {} belongs to the old topic; start the pipeline again to read the new topic from its first message",
+                self.topic, found, self.position
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                self.topic_id = Some(found);
+                Ok(())
+            }
         }
     }
 }
 
 impl Source for LocalSource {
     fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Fetched>, IoError> {
+        self.check_incarnation()?;
         if self.storage.topic(&self.topic)?.is_none()
             || self.storage.end_offset(&self.topic)? <= self.position
         {
@@ -137,9 +172,20 @@ impl Source for LocalSource {
                 return Ok(Vec::new());
             }
         }
-        let batch = self
+        let batch = match self
             .storage
-            .read(&self.topic, self.position, max, MAX_FETCH_BYTES)?;
+            .read(&self.topic, self.position, max, MAX_FETCH_BYTES)
+        {
+            Ok(batch) => batch,
+            Err(e) => {
+                // A topic created again with fewer messages than the position.
+                self.check_incarnation()?;
+                return Err(e.into());
+            }
+        };
+        // Read in the same snapshot as the messages: exact, whenever the topic
+        // was created again.
+        self.check_topic_id(batch.topic_id)?;
         self.position = batch.next_offset;
         Ok(batch
             .messages

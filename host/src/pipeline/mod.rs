@@ -118,6 +118,16 @@ impl Entry {
     }
 }
 
+/// What a start does when the local source topic was deleted and created again
+/// since the pipeline's position was committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recreated {
+    /// Fail with a reason that says so (resumes after a restart, restarts by PATCH).
+    Fail,
+    /// Read the new topic from its first message (an operator's start).
+    ReadFromStart,
+}
+
 /// The key of the last pipeline id handed out, in [`MetaTable::Counters`].
 pub const LAST_PIPELINE_ID: &str = "last-pipeline-id";
 
@@ -288,7 +298,11 @@ impl PipelineManager {
             .map(|e| (e.record.pipeline_id.clone(), e.record.module_id.clone()))
             .collect();
         for (id, module_id) in ids {
-            if let Err(e) = self.start(&id) {
+            let resumed = self.ops(&id).and_then(|(id, ops)| {
+                let _op = lock(&ops);
+                self.start_locked(&id, Recreated::Fail)
+            });
+            if let Err(e) = resumed {
                 tracing::error!(target: "rustmq::etl::pipeline", pipeline_id = %id, error = %e, "could not resume pipeline");
                 // Shown in its status, so the operator sees why it is not running.
                 self.record_failure(
@@ -314,7 +328,7 @@ impl PipelineManager {
         // "after creation". (A Kafka source's group applies `start_from` itself.)
         let start = match &endpoints.source {
             Endpoint::Local(topic) => {
-                let source = LocalSource::new(self.inner.storage.clone(), topic);
+                let source = LocalSource::new(self.inner.storage.clone(), topic, None);
                 let (first, end) = source
                     .bounds()
                     .map_err(|e| PipelineError::Io(e.to_string()))?;
@@ -362,6 +376,10 @@ impl PipelineManager {
             },
             failure: None,
             created_at_ms: crate::message::now_millis(),
+            source_topic_id: match &endpoints.source {
+                Endpoint::Local(topic) => self.local_topic_id(topic)?,
+                Endpoint::Kafka { .. } => None,
+            },
             spec,
         };
         self.inner
@@ -387,14 +405,23 @@ impl PipelineManager {
     }
 
     /// Starts a pipeline (no-op when it is running). Clears a previous failure.
+    ///
+    /// A pipeline whose local source topic was deleted and created again since its
+    /// position was committed starts reading the new topic from its first message:
+    /// starting it is the operator's answer to the failure that said so.
     pub fn start(&self, id_or_name: &str) -> Result<PipelineStatus, PipelineError> {
         let (id, ops) = self.ops(id_or_name)?;
         let _op = lock(&ops);
-        self.start_locked(&id)
+        self.start_locked(&id, Recreated::ReadFromStart)
     }
 
-    /// [`Self::start`], with the pipeline's operation lock held.
-    fn start_locked(&self, id: &str) -> Result<PipelineStatus, PipelineError> {
+    /// [`Self::start`], with the pipeline's operation lock held; `recreated` says
+    /// what to do when the source topic was created again.
+    fn start_locked(
+        &self,
+        id: &str,
+        recreated: Recreated,
+    ) -> Result<PipelineStatus, PipelineError> {
         if self.inner.shutting_down.load(Ordering::SeqCst) {
             return Err(PipelineError::Io(
                 "the broker is shutting down; the pipeline starts again when it restarts"
@@ -423,6 +450,7 @@ impl PipelineManager {
         if let Some(mut run) = ended {
             run.stop_and_join();
         }
+        let record = self.follow_source_topic(record, recreated)?;
         let module = self
             .inner
             .modules
@@ -462,6 +490,60 @@ impl PipelineManager {
         drop(pipelines);
         self.persist(&record)?;
         self.status(&id)
+    }
+
+    /// The id of local topic `topic`, if it exists and has one.
+    fn local_topic_id(&self, topic: &str) -> Result<Option<u64>, PipelineError> {
+        Ok(self
+            .inner
+            .storage
+            .topic(topic)?
+            .map(|info| info.topic_id)
+            .filter(|&id| id != 0))
+    }
+
+    /// Brings `record`'s source topic id up to date before a start: learns it when
+    /// it was not known, and when the topic was created again either fails (a
+    /// resume, a restart by PATCH) or moves the committed position to the new
+    /// topic's first message (an operator's start). Persists what changed.
+    fn follow_source_topic(
+        &self,
+        mut record: PipelineRecord,
+        recreated: Recreated,
+    ) -> Result<PipelineRecord, PipelineError> {
+        let Endpoint::Local(topic) = Endpoints::of(&record.spec, &self.inner.kafka)?.source else {
+            return Ok(record);
+        };
+        let Some(current) = self.local_topic_id(&topic)? else {
+            return Ok(record);
+        };
+        match (record.source_topic_id, recreated) {
+            (Some(known), _) if known == current => return Ok(record),
+            (None, _) => {}
+            (Some(known), Recreated::Fail) => {
+                return Err(PipelineError::Io(format!(
+                    "the source topic {topic:?} was deleted and created again (topic id {current} is not the {known} this pipeline read): its offsets started over; start the pipeline again to read the new topic from its first message"
+                )))
+            }
+            (Some(known), Recreated::ReadFromStart) => {
+                let start = self
+                    .inner
+                    .storage
+                    .topic(&topic)?
+                    .map_or(0, |info| info.start_offset);
+                self.inner.storage.commit(Commit {
+                    offsets: vec![(record.consumer_id(), start)],
+                    ..Commit::default()
+                })?;
+                tracing::warn!(target: "rustmq::etl::pipeline", pipeline_id = %record.pipeline_id, topic = %topic, old_topic_id = known, topic_id = current, offset = start, "source topic was created again: reading the new topic from its first message");
+            }
+        }
+        record.source_topic_id = Some(current);
+        if let Some(entry) = self.lock().get_mut(&record.pipeline_id) {
+            entry.record.source_topic_id = Some(current);
+        }
+        self.persist(&record)?;
+        Ok(record)
     }
 
     /// The body of a worker thread: connects the pipeline's source and sink (Kafka
@@ -638,7 +720,7 @@ impl PipelineManager {
             // The sink itself changes: restart the worker (it resumes from the
             // committed offset, so nothing is lost or repeated).
             self.stop_locked(&id)?;
-            return self.start_locked(&id);
+            return self.start_locked(&id, Recreated::Fail);
         }
         self.status(&id)
     }

@@ -421,6 +421,10 @@ pub struct PipelineRecord {
     pub failure: Option<String>,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
+    /// The incarnation of the local source topic the committed position belongs to
+    /// (see `TopicInfo::topic_id`); `None` until the topic is first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_topic_id: Option<u64>,
 }
 
 impl PipelineRecord {

@@ -89,6 +89,8 @@ pub struct ReadBatch {
     /// True when the requested offset had already been deleted by retention and the
     /// read started at `start_offset` instead.
     pub skipped_to_start: bool,
+    /// The incarnation of the topic read (see [`TopicInfo::topic_id`]).
+    pub topic_id: u64,
 }
 
 /// One atomic pipeline step: appends to any topics (created when missing) and
@@ -383,6 +385,7 @@ impl Storage {
             start_offset: meta.start_offset,
             end_offset: meta.end_offset,
             skipped_to_start: from < meta.start_offset,
+            topic_id: meta.id,
         };
         if start == meta.end_offset || max_messages == 0 {
             return Ok(batch);

@@ -101,6 +101,29 @@ pub(crate) struct TopicMeta {
     pub config: TopicConfig,
     /// When the topic was created, ms since the epoch.
     pub created_ms: i64,
+    /// This incarnation of the name: a topic deleted and created again gets a new
+    /// one, so that a reader can tell its offsets started over. 0 for topics created
+    /// before ids existed.
+    #[serde(default)]
+    pub id: u64,
+}
+
+/// A topic id never handed out before in this process and, being the creation time
+/// in nanoseconds, none used by an earlier run either.
+fn fresh_topic_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let id = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, id, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return id,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 impl TopicMeta {
@@ -111,6 +134,7 @@ impl TopicMeta {
             size_bytes: 0,
             config,
             created_ms: now_ms,
+            id: fresh_topic_id(),
         }
     }
 
@@ -135,6 +159,7 @@ impl TopicMeta {
             size_bytes: self.size_bytes,
             retention: self.config.effective(default),
             created_ms: self.created_ms,
+            topic_id: self.id,
         }
     }
 }
@@ -156,6 +181,10 @@ pub struct TopicInfo {
     pub retention: Retention,
     /// When the topic was created, ms since the epoch.
     pub created_ms: i64,
+    /// This incarnation of the name (see `TopicMeta::id`); 0 for topics from before
+    /// ids existed.
+    #[serde(default)]
+    pub topic_id: u64,
 }
 
 #[cfg(test)]
