@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::message::HeaderLimits;
+use crate::serve::HttpLimits;
 
 /// 1 MiB.
 const MIB: u64 = 1024 * 1024;
@@ -129,6 +130,23 @@ pub struct ServerConfig {
     pub max_read_bytes: u64,
     /// Cap on a consume's `wait_ms` long-poll (default 30000).
     pub max_wait_ms: u64,
+    /// Connections open at once on the message API (default 4096); past it the port
+    /// stops accepting until one closes.
+    pub max_connections: u32,
+    /// Connections open at once on the admin API (default 256), counted apart from
+    /// the message API's so that a flood of one never starves the other.
+    pub admin_max_connections: u32,
+    /// Requests handled at once on each API (default 64); more wait for a turn.
+    pub max_concurrent_requests: u32,
+    /// Memory the message API's produces and consumes may take at once (default 256
+    /// MiB); each reserves what it may take and waits while the budget is spent.
+    pub max_request_memory_bytes: u64,
+    /// Time a client has to send a request's head, and to start the next request on
+    /// a kept-alive connection, before it is closed (default 10000 ms).
+    pub header_read_timeout_ms: u64,
+    /// Longest pause while a client sends a request body before the request fails
+    /// (default 30000 ms).
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -143,11 +161,36 @@ impl Default for ServerConfig {
             max_read_messages: 1000,
             max_read_bytes: 8 * MIB,
             max_wait_ms: 30_000,
+            max_connections: 4096,
+            admin_max_connections: 256,
+            max_concurrent_requests: 64,
+            max_request_memory_bytes: 256 * MIB,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
         }
     }
 }
 
 impl ServerConfig {
+    /// The bounds of the message API's port.
+    pub fn message_limits(&self) -> HttpLimits {
+        self.http_limits(self.max_connections)
+    }
+
+    /// The bounds of the admin API's port.
+    pub fn admin_limits(&self) -> HttpLimits {
+        self.http_limits(self.admin_max_connections)
+    }
+
+    fn http_limits(&self, max_connections: u32) -> HttpLimits {
+        HttpLimits {
+            max_connections: max_connections as usize,
+            max_concurrent_requests: self.max_concurrent_requests as usize,
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: std::time::Duration::from_millis(self.body_read_timeout_ms),
+        }
+    }
+
     /// The header limits every message coming in is held to.
     pub fn header_limits(&self) -> HeaderLimits {
         HeaderLimits {
@@ -419,6 +462,42 @@ impl BrokerConfig {
             s.max_header_bytes_per_message,
             64,
             16 * MIB,
+        )?;
+        range(
+            "server.max_connections",
+            s.max_connections.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "server.admin_max_connections",
+            s.admin_max_connections.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "server.max_concurrent_requests",
+            s.max_concurrent_requests.into(),
+            1,
+            100_000,
+        )?;
+        range(
+            "server.max_request_memory_bytes",
+            s.max_request_memory_bytes,
+            16 * MIB,
+            64 * 1024 * MIB,
+        )?;
+        range(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "server.body_read_timeout_ms",
+            s.body_read_timeout_ms,
+            100,
+            600_000,
         )?;
         range(
             "server.max_read_messages",

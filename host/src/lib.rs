@@ -7,6 +7,8 @@
 //! - [`storage`]: durable topic logs, consumer offsets and metadata (redb).
 //! - [`api`]: the HTTP APIs: messages (`api::data`) and admin (`api::admin`).
 //! - [`server`]: the shared broker state, listeners and graceful shutdown.
+//! - [`serve`]: serving one HTTP API within its bounds (connections, timeouts,
+//!   concurrent requests).
 //! - [`runtime`]: wasmtime engine, the `rustmq:etl` bindings and the [`runtime::Transform`]
 //!   interface that components and legacy core modules implement.
 //! - [`state`]: a pipeline's durable keyed state as the worker and guests see it.
@@ -24,6 +26,7 @@ pub mod message;
 pub mod modules;
 pub mod pipeline;
 pub mod runtime;
+pub mod serve;
 pub mod server;
 pub mod state;
 pub mod storage;

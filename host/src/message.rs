@@ -37,6 +37,19 @@ impl Message {
         self.headers.push((name.to_string(), value.into()));
     }
 
+    /// What the message takes in memory, roughly: its bytes, plus what the message
+    /// and each header cost beyond them (a header is two strings: their headers and
+    /// the allocator's rounding). Reads and batches are bounded by this, so that a
+    /// message of a thousand tiny headers counts for the ~100 KB it takes, not the
+    /// ~10 KB of its text.
+    pub fn memory_size(&self) -> usize {
+        /// Two `String` headers (24 bytes each) and two allocations' rounding.
+        const HEADER_OVERHEAD: usize = 80;
+        /// The `Message` itself, its key's and value's allocations, a header vector.
+        const MESSAGE_OVERHEAD: usize = 128;
+        self.approx_size() + MESSAGE_OVERHEAD + self.headers.len() * HEADER_OVERHEAD
+    }
+
     /// The number of bytes the message occupies, roughly: used for size caps.
     pub fn approx_size(&self) -> usize {
         self.key.as_ref().map_or(0, String::len)
@@ -127,6 +140,31 @@ impl HeaderLimitError {
     }
 }
 
+/// A JSON object's pairs as serde_json reads them: a repeated name keeps its first
+/// place and its last value. Linear in the number of pairs.
+fn last_wins(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut seen: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::with_capacity(pairs.len());
+    let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+    let repeated = {
+        let mut names = std::collections::HashSet::with_capacity(pairs.len());
+        pairs.iter().any(|(k, _)| !names.insert(k.as_str()))
+    };
+    if !repeated {
+        return pairs;
+    }
+    for (k, v) in pairs.drain(..) {
+        match seen.get(&k) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                seen.insert(k.clone(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
@@ -136,14 +174,110 @@ pub fn now_millis() -> i64 {
 }
 
 /// Headers as they appear in JSON: an object (`{"k": "v"}`, the guide's form) or a
-/// list of pairs (`[["k", "v"]]`, which keeps repeated names).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// list of pairs (`[["k", "v"]]`, which keeps repeated names). Read straight into
+/// pairs, without an intermediate JSON tree: a produce of many headers costs their
+/// strings and no more.
+#[derive(Debug, Clone)]
 pub enum HeadersJson {
-    /// `{"k": "v"}`; object order is kept.
-    Map(serde_json::Map<String, serde_json::Value>),
+    /// `{"k": "v"}`, in object order; a value that is not a string is kept as the
+    /// first such name, to be refused with it.
+    Map(Vec<(String, String)>, Option<String>),
     /// `[["k", "v"], ...]`.
     Pairs(Vec<(String, String)>),
+}
+
+impl<'de> Deserialize<'de> for HeadersJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        /// A header value: a string, or anything else (refused later, by name).
+        enum Value {
+            Text(String),
+            Other,
+        }
+        impl<'de> Deserialize<'de> for Value {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Value;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a header value")
+                    }
+                    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+                        Ok(Value::Text(s.to_string()))
+                    }
+                    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+                        Ok(Value::Text(s))
+                    }
+                    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+                        Ok(Value::Other)
+                    }
+                    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+                        Ok(Value::Other)
+                    }
+                    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+                        Ok(Value::Other)
+                    }
+                    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+                        Ok(Value::Other)
+                    }
+                    fn visit_unit<E>(self) -> Result<Value, E> {
+                        Ok(Value::Other)
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<Value, A::Error> {
+                        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                        Ok(Value::Other)
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Value, A::Error> {
+                        while map
+                            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                            .is_some()
+                        {}
+                        Ok(Value::Other)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = HeadersJson;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of string values, or a list of [name, value] pairs")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HeadersJson, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
+                let mut not_text = None;
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    match value {
+                        Value::Text(text) => pairs.push((name, text)),
+                        Value::Other => {
+                            not_text.get_or_insert(name);
+                        }
+                    }
+                }
+                Ok(HeadersJson::Map(pairs, not_text))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<HeadersJson, A::Error> {
+                let mut pairs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(pair) = seq.next_element::<(String, String)>()? {
+                    pairs.push(pair);
+                }
+                Ok(HeadersJson::Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// A message as a client writes it: in a produce request, a `rustmq-etl run` input
@@ -199,13 +333,10 @@ impl MessageJson {
         let headers = match self.headers {
             None => Vec::new(),
             Some(HeadersJson::Pairs(pairs)) => pairs,
-            Some(HeadersJson::Map(map)) => map
-                .into_iter()
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => Ok((k, s)),
-                    _ => Err(MessageJsonError::HeaderNotString(k)),
-                })
-                .collect::<Result<_, _>>()?,
+            Some(HeadersJson::Map(_, Some(name))) => {
+                return Err(MessageJsonError::HeaderNotString(name))
+            }
+            Some(HeadersJson::Map(pairs, None)) => last_wins(pairs),
         };
         Ok(Message {
             key: self.key,
@@ -264,9 +395,107 @@ impl MessageOut {
     }
 }
 
+/// [`MessageOut`]'s JSON written straight from a borrowed [`Message`], copying
+/// nothing but what base64 needs: what a consume answers with, so that an answer
+/// costs its own bytes and not a tree of copies.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageOutRef<'a> {
+    /// The offset in its topic, when the message was read from one.
+    pub offset: Option<u64>,
+    /// The message.
+    pub message: &'a Message,
+}
+
+impl Serialize for MessageOutRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeStruct};
+        struct Headers<'a>(&'a [(String, String)]);
+        impl Serialize for Headers<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let pairs = last_wins_borrowed(self.0);
+                let mut map = s.serialize_map(Some(pairs.len()))?;
+                for (k, v) in pairs {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+        let m = self.message;
+        let text = std::str::from_utf8(&m.value).ok();
+        let fields = 4 + usize::from(self.offset.is_some());
+        let mut out = serializer.serialize_struct("MessageOut", fields)?;
+        if let Some(offset) = self.offset {
+            out.serialize_field("offset", &offset)?;
+        }
+        out.serialize_field("key", &m.key)?;
+        match text {
+            Some(text) => out.serialize_field("value", text)?,
+            None => out.serialize_field(
+                "value_base64",
+                &base64::engine::general_purpose::STANDARD.encode(&m.value),
+            )?,
+        }
+        out.serialize_field("headers", &Headers(&m.headers))?;
+        out.serialize_field("timestamp", &m.timestamp)?;
+        out.end()
+    }
+}
+
+/// [`last_wins`] over borrowed pairs.
+fn last_wins_borrowed(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    let mut seen: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(pairs.len());
+    let mut out: Vec<(&str, &str)> = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        match seen.get(k.as_str()) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                seen.insert(k, out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_borrowed_answer_is_the_owned_one_to_the_byte() {
+        for m in [
+            parse(r#"{"key":"k","value":"hi","headers":{"a":"1","b":"2","a":"3"}}"#).unwrap(),
+            Message {
+                key: None,
+                value: vec![0xff, 0, 1],
+                headers: vec![("x".into(), "1".into()), ("x".into(), "2".into())],
+                timestamp: -5,
+            },
+        ] {
+            for offset in [None, Some(9)] {
+                assert_eq!(
+                    serde_json::to_string(&MessageOutRef {
+                        offset,
+                        message: &m
+                    })
+                    .unwrap(),
+                    serde_json::to_string(&MessageOut::new(&m, offset)).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_header_names_keep_their_first_place_and_last_value() {
+        let m = parse(r#"{"value":"v","headers":{"a":"1","b":"2","a":"3"}}"#).unwrap();
+        assert_eq!(
+            m.headers,
+            vec![("a".into(), "3".into()), ("b".into(), "2".into())]
+        );
+        let err = parse(r#"{"value":"v","headers":{"a":"1","b":2}}"#).unwrap_err();
+        assert_eq!(err, MessageJsonError::HeaderNotString("b".into()));
+    }
 
     fn parse(json: &str) -> Result<Message, MessageJsonError> {
         serde_json::from_str::<MessageJson>(json)

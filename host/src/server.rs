@@ -38,6 +38,8 @@ pub struct Broker {
     pub started_at: Instant,
     /// Cancelled when shutdown begins.
     pub shutdown: CancellationToken,
+    /// What message API requests may take in memory at once.
+    pub request_memory: crate::api::memory::RequestMemory,
 }
 
 impl Broker {
@@ -84,13 +86,16 @@ impl Broker {
             tracing::warn!(target: "rustmq::etl", "[etl] enabled = false: pipelines will not run");
         }
         Ok(Arc::new(Broker {
-            config,
             storage,
             runtime,
             modules,
             pipelines,
             started_at: Instant::now(),
             shutdown: CancellationToken::new(),
+            request_memory: crate::api::memory::RequestMemory::new(
+                config.server.max_request_memory_bytes,
+            ),
+            config,
         }))
     }
 }
@@ -212,17 +217,30 @@ impl Server {
             "broker listening"
         );
         let token = broker.shutdown.clone();
-        let serve = |api: &'static str, listener: TcpListener, router: axum::Router| {
+        let serve = |api: &'static str,
+                     listener: TcpListener,
+                     router: axum::Router,
+                     limits: crate::serve::HttpLimits| {
             let token = token.clone();
             tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { token.cancelled().await })
+                crate::serve::serve(listener, router, limits, token)
                     .await
                     .map_err(|source| ServerError::Serve { api, source })
             })
         };
-        let mut admin_task = serve("admin", admin, api::admin::router(broker.clone()));
-        let mut messages_task = serve("message", messages, api::data::router(broker.clone()));
+        let server = &broker.config.server;
+        let mut admin_task = serve(
+            "admin",
+            admin,
+            api::admin::router(broker.clone()),
+            server.admin_limits(),
+        );
+        let mut messages_task = serve(
+            "message",
+            messages,
+            api::data::router(broker.clone()),
+            server.message_limits(),
+        );
         let (mut admin_done, mut messages_done) = (None, None);
         tokio::select! {
             () = shutdown => tracing::info!(target: "rustmq::server", "shutdown requested"),

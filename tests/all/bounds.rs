@@ -139,3 +139,145 @@ fn deleting_two_million_missing_keys_in_one_call_holds_no_memory() {
         grown / MIB
     );
 }
+
+/// Open file handles of process `pid`.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Whether the server closed `stream` (end of file or a reset), waiting up to `limit`.
+fn closed_by_server(stream: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            // An error answer (a 408, say) before the close: read on.
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn stalled_clients_cannot_take_the_ports_or_starve_the_admin_api() {
+    use std::io::Write;
+    let b = BrokerProcess::start(
+        "[server]\nmax_connections = 32\nadmin_max_connections = 8\n\
+         header_read_timeout_ms = 1000\nbody_read_timeout_ms = 1000\n",
+    );
+    let pid = b.pid().unwrap();
+    let files_before = open_files(pid);
+    let data = b.data_url.trim_start_matches("http://").to_string();
+    // 150 clients that never finish their request head, and 50 that never finish
+    // their body: far more than the message port takes at once.
+    let mut stalled = Vec::new();
+    for i in 0..200 {
+        let mut s = std::net::TcpStream::connect(&data).unwrap();
+        let head = if i < 150 {
+            "POST /api/v1/topics/t/messages HTTP/1.1\r\nHost: x\r\n".to_string()
+        } else {
+            "POST /api/v1/topics/t/messages HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"va"
+                .to_string()
+        };
+        s.write_all(head.as_bytes()).unwrap();
+        stalled.push(s);
+    }
+    // The admin API answers throughout, on its own connections.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let (status, v) = admin_get(&b, "/api/v1/status");
+        assert_eq!(status, StatusCode::OK, "{v}");
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "admin status took {slowest:?}"
+    );
+    // The broker holds at most the message port's cap of them.
+    let files = open_files(pid);
+    assert!(
+        files <= files_before + 32 + 8,
+        "{files} open files with 200 stalled clients ({files_before} before)"
+    );
+    // Each stalled client is closed once its time is up, freeing its slot...
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, s) in stalled.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            closed_by_server(s, left.max(Duration::from_millis(1))),
+            "client {i} is still open"
+        );
+    }
+    // ...and the port serves again.
+    let (status, v) = produce(&b, "t", &json!({"value": "after"}));
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+#[test]
+fn concurrent_header_heavy_produces_and_consumes_stay_within_the_memory_ceiling() {
+    let b = BrokerProcess::start("");
+    // Messages of 1,000 headers each (under the 1,024 limit), 8 MiB a request.
+    let headers: serde_json::Map<String, Value> = (0..1000)
+        .map(|i| (format!("h{i:03}"), json!("v")))
+        .collect();
+    let message = json!({"value": "x", "headers": headers});
+    let per_request = (8 * MIB as usize) / message.to_string().len();
+    let body = json!({ "messages": vec![message; per_request] }).to_string();
+    let data = b.data_url.clone();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (data, body) = (data.clone(), body.clone());
+            std::thread::spawn(move || {
+                let r = rustmq_etl_tests::http::client()
+                    .post(format!("{data}/api/v1/topics/heavy/messages"))
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .unwrap();
+                r.status()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), StatusCode::OK);
+    }
+    let after_produce = peak_rss(b.pid().unwrap());
+    let threads: Vec<_> = (0..24)
+        .map(|_| {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let r = rustmq_etl_tests::http::client()
+                    .get(format!(
+                        "{data}/api/v1/topics/heavy/messages?offset=0&max_messages=1000"
+                    ))
+                    .send()
+                    .unwrap();
+                let status = r.status();
+                let _ = r.bytes().unwrap();
+                status
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), StatusCode::OK);
+    }
+    let peak = peak_rss(b.pid().unwrap());
+    eprintln!(
+        "peak after produces {} MiB, after consumes {} MiB",
+        after_produce / MIB,
+        peak / MIB
+    );
+    assert!(peak < PEAK_BOUND, "peak RSS {} MiB", peak / MIB);
+}

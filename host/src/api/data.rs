@@ -25,9 +25,10 @@ use axum::{middleware, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::memory::{CONSUME_MEMORY_FACTOR, PRODUCE_MEMORY_FACTOR};
 use super::{blocking, method_not_allowed, no_route, parse_json, ApiError};
 use crate::message::{
-    now_millis, HeaderLimits, Message, MessageJson, MessageJsonError, MessageOut,
+    now_millis, HeaderLimits, Message, MessageJson, MessageJsonError, MessageOutRef,
 };
 use crate::server::Broker;
 use crate::storage::{Storage, TopicConfig};
@@ -48,7 +49,10 @@ pub fn router(state: Arc<Broker>) -> Router {
         )
         .route(
             "/api/v1/topics/{topic}/messages",
-            get(consume).post(produce),
+            get(consume).post(produce.layer(middleware::from_fn_with_state(
+                state.clone(),
+                reserve_produce_memory,
+            ))),
         )
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -87,6 +91,35 @@ fn to_message(
     Ok(message)
 }
 
+/// Reserves what a produce may take in memory (its declared body, or the largest
+/// allowed, times [`PRODUCE_MEMORY_FACTOR`]) before its body is read, for as long as
+/// it runs.
+async fn reserve_produce_memory(
+    State(broker): State<Arc<Broker>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let max = usize::try_from(broker.config.server.max_body_bytes).unwrap_or(usize::MAX);
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .map_or(max, |n| n.min(max));
+    let _memory = broker
+        .request_memory
+        .reserve(declared.saturating_mul(PRODUCE_MEMORY_FACTOR))
+        .await;
+    next.run(request).await
+}
+
+/// Whether a produce body has a `messages` field (the batch form); its other fields
+/// and every value are skipped, not kept.
+#[derive(Deserialize)]
+struct ProduceForm {
+    #[serde(default)]
+    messages: Option<serde::de::IgnoredAny>,
+}
+
 /// The batch form of a produce body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,16 +136,21 @@ async fn produce(
     let topic = topic_from(path)?;
     tracing::Span::current().record("topic", topic.as_str());
     let body = body?;
-    let value: serde_json::Value = parse_json(&body)?;
-    let Some(object) = value.as_object() else {
+    // Which form it is, read without building the body as a JSON tree (that tree
+    // took many times the body's size).
+    if !body.trim_ascii_start().starts_with(b"{") {
+        // Malformed JSON is told as such; well-formed JSON of another kind is not
+        // an object.
+        let _: serde::de::IgnoredAny = parse_json(&body)?;
         return Err(ApiError::bad_request(
             "invalid_json_data",
             "the body must be a JSON object: a message or {\"messages\": [...]}",
         ));
-    };
+    }
+    let probe: ProduceForm = parse_json(&body)?;
     let now = now_millis();
     let limits = broker.config.server.header_limits();
-    if object.contains_key("messages") {
+    if probe.messages.is_some() {
         let batch: Batch = parse_json(&body)?;
         let max = broker.config.server.max_batch_messages as usize;
         if batch.messages.is_empty() {
@@ -192,29 +230,50 @@ async fn consume(
     let read = |storage: Storage, topic: String| {
         blocking(move || storage.read(&topic, q.offset, max_messages, max_bytes))
     };
+    let reserve = || {
+        broker
+            .request_memory
+            .reserve(max_bytes * CONSUME_MEMORY_FACTOR)
+    };
+    let mut memory = reserve().await;
     let mut batch = read(broker.storage.clone(), topic.clone()).await?;
     let wait = Duration::from_millis(q.wait_ms.min(server.max_wait_ms));
     if batch.messages.is_empty() && !wait.is_zero() {
+        // A long poll holds no memory while it waits.
+        drop(memory);
         let arrived = tokio::select! {
             arrived = broker.storage.wait_for(&topic, batch.next_offset, wait) => arrived,
             () = broker.shutdown.cancelled() => false,
         };
+        memory = reserve().await;
         if arrived {
             batch = read(broker.storage.clone(), topic).await?;
         }
     }
-    let messages: Vec<MessageOut> = batch
-        .messages
-        .iter()
-        .map(|(offset, m)| MessageOut::new(m, Some(*offset)))
-        .collect();
-    Ok(Json(json!({
-        "messages": messages,
-        "next_offset": batch.next_offset,
-        "start_offset": batch.start_offset,
-        "end_offset": batch.end_offset,
-    }))
+    let _memory = memory;
+    Ok(Json(ConsumeAnswer {
+        messages: batch
+            .messages
+            .iter()
+            .map(|(offset, message)| MessageOutRef {
+                offset: Some(*offset),
+                message,
+            })
+            .collect(),
+        next_offset: batch.next_offset,
+        start_offset: batch.start_offset,
+        end_offset: batch.end_offset,
+    })
     .into_response())
+}
+
+/// The answer to a consume, written from the messages read without copying them.
+#[derive(serde::Serialize)]
+struct ConsumeAnswer<'a> {
+    messages: Vec<MessageOutRef<'a>>,
+    next_offset: u64,
+    start_offset: u64,
+    end_offset: u64,
 }
 
 /// Body of `POST /api/v1/topics`.

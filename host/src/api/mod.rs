@@ -4,12 +4,15 @@
 //! - [`data`]: the message API (port 9092): produce, consume, topics.
 //! - [`admin`]: the admin API (port 9094): status now; modules and pipelines merge
 //!   their routers into it. An optional bearer token guards all of it.
+//! - [`memory`]: the message API's memory budget, reserved by each produce and
+//!   consume.
 //! - [`ApiError`]: the one error type both answer with. Every error is
 //!   `{"error": {"code": "<stable_snake_case>", "message": "<for a human>"}}` with a 4xx
 //!   or 5xx status; internals are logged once and never sent.
 
 pub mod admin;
 pub mod data;
+pub mod memory;
 pub mod metrics;
 pub mod modules;
 pub mod pipelines;

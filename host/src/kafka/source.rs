@@ -164,7 +164,7 @@ impl Source for KafkaSource {
                 Some(Ok(m)) => {
                     self.progress.clear_error();
                     let message = record::from_kafka(&m);
-                    bytes += message.approx_size();
+                    bytes += message.memory_size();
                     out.push(Fetched {
                         partition: m.partition(),
                         offset: u64::try_from(m.offset()).unwrap_or(0),

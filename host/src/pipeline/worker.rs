@@ -368,8 +368,8 @@ impl Worker {
             match routed {
                 Routed::Outputs(msgs, routed) => {
                     produced += (msgs.len() + routed.len()) as u64;
-                    bytes += msgs.iter().map(Message::approx_size).sum::<usize>()
-                        + routed.iter().map(|(_, m)| m.approx_size()).sum::<usize>();
+                    bytes += msgs.iter().map(Message::memory_size).sum::<usize>()
+                        + routed.iter().map(|(_, m)| m.memory_size()).sum::<usize>();
                     batch.destination.extend(msgs);
                     for (route, m) in routed {
                         if batch.routed.len() <= route {
@@ -379,7 +379,7 @@ impl Worker {
                     }
                 }
                 Routed::Errors(msgs) => {
-                    bytes += msgs.iter().map(Message::approx_size).sum::<usize>();
+                    bytes += msgs.iter().map(Message::memory_size).sum::<usize>();
                     batch.errors.extend(msgs);
                 }
                 Routed::Halt(reason) => {

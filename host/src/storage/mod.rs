@@ -410,7 +410,7 @@ impl Storage {
                     continue;
                 }
                 let (message, _) = codec::decode(entry).map_err(|e| corrupt(offset, e))?;
-                bytes += message.approx_size();
+                bytes += message.memory_size();
                 if bytes > max_bytes && !batch.messages.is_empty() {
                     break 'rows;
                 }
