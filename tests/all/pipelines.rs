@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use rustmq_etl::message::Message;
 use rustmq_etl::modules::ModuleStore;
-use rustmq_etl::pipeline::spec::{
-    Configuration, ConfigurationPatch, PipelinePatch, PipelineSpec, RetryPolicy, StartFrom,
-};
+use rustmq_etl::pipeline::spec::{ConfigurationPatch, PipelinePatch, PipelineSpec, StartFrom};
 use rustmq_etl::pipeline::worker::headers;
 use rustmq_etl::pipeline::{PipelineError, PipelineManager};
 use rustmq_etl::runtime::{Runtime, RuntimeLimits, TransformError};
@@ -135,28 +133,11 @@ impl Rig {
     }
 }
 
+/// A `scripted` pipeline `name` (topics `{name}-in`, `{name}-out`), retrying twice.
 fn spec(name: &str, error_topic: Option<&str>) -> PipelineSpec {
-    PipelineSpec {
-        pipeline_name: name.to_string(),
-        description: String::new(),
-        source_topic: format!("{name}-in"),
-        destination_topic: format!("{name}-out"),
-        error_topic: error_topic.map(str::to_string),
-        module_name: "scripted".to_string(),
-        module_version: "^1".to_string(),
-        configuration: Configuration {
-            batch_size: 10,
-            retry_policy: RetryPolicy {
-                max_retries: 2,
-                backoff_ms: 1,
-            },
-            ..Configuration::default()
-        },
-        enabled: true,
-        start_from: StartFrom::Earliest,
-        consumer_group: None,
-        routes: Vec::new(),
-    }
+    let mut spec = rustmq_etl_tests::pipelines::spec(name, "scripted", 2);
+    spec.error_topic = error_topic.map(str::to_string);
+    spec
 }
 
 fn values(msgs: &[Message]) -> Vec<String> {
