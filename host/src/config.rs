@@ -73,6 +73,11 @@ pub struct EtlConfig {
     /// Most bytes (keys plus values) of durable state one pipeline may hold, in
     /// memory while it runs (default 64 MiB; 1 KiB ..= 16 GiB).
     pub state_quota_bytes: u64,
+    /// Longest one `process-batch` call may run (default 1000 ms; 1 ..= 600000),
+    /// whatever the batch size: what a batch call can take from pipelines waiting
+    /// for an execution slot. A batch that needs longer is processed one message
+    /// per call.
+    pub max_batch_call_ms: u64,
     /// Where compiled modules are cached (default `<modules_path>/compiled`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compiled_cache: Option<PathBuf>,
@@ -90,6 +95,7 @@ impl Default for EtlConfig {
             max_output_messages: 1000,
             max_output_bytes: 16 * MIB,
             state_quota_bytes: crate::state::DEFAULT_STATE_QUOTA_BYTES,
+            max_batch_call_ms: crate::runtime::RuntimeLimits::default().max_batch_call_ms,
             compiled_cache: None,
         }
     }
@@ -418,6 +424,7 @@ impl BrokerConfig {
             1,
             600_000,
         )?;
+        range("etl.max_batch_call_ms", e.max_batch_call_ms, 1, 600_000)?;
         range(
             "etl.max_concurrent_executions",
             e.max_concurrent_executions.into(),

@@ -63,6 +63,7 @@ impl Broker {
             max_concurrent_executions: etl.max_concurrent_executions as usize,
             max_output_messages: etl.max_output_messages as usize,
             max_output_bytes: usize::try_from(etl.max_output_bytes).unwrap_or(usize::MAX),
+            max_batch_call_ms: etl.max_batch_call_ms,
             ..RuntimeLimits::default()
         })?;
         let modules = ModuleStore::open_with_cache(

@@ -506,6 +506,32 @@ fn the_state_listing_pages_and_the_cli_reads_every_page() {
 }
 
 #[test]
+fn a_batch_call_holds_a_slot_no_longer_than_max_batch_call_ms() {
+    // Ten messages of 300 ms each: a 3 s batch call. With the default cap (1 s) the
+    // call is cut and the batch processed one message per call; with a cap above
+    // it, the one call goes through.
+    for (config, replays) in [("", 1), ("max_batch_call_ms = 10000\n", 0)] {
+        let b = BrokerProcess::start(&format!("[etl]\nenabled = true\n{config}"));
+        upload(&b, "counter", "1.0.0", guests::COUNTER);
+        let msgs: Vec<(&str, &str)> = (0..10).map(|_| ("k", "sleep:300")).collect();
+        produce_all(&b, "capped-in", &msgs);
+        let id = pipeline(
+            &b,
+            "capped",
+            "counter",
+            json!({"configuration": {"processing_mode": "batch", "timeout_ms": 1000}}),
+        );
+        let out = wait_for(&b, "capped-out", 10);
+        let counts: Vec<String> = out.iter().map(|m| key_value(m).1).collect();
+        let expected: Vec<String> = (1..=10).map(|n| n.to_string()).collect();
+        assert_eq!(counts, expected, "{config:?}");
+        let m = metrics(&b, &id);
+        assert_eq!(m["batch_replays"], replays, "{config:?}: {m}");
+        assert_eq!(m["messages_failed"], 0, "{config:?}: {m}");
+    }
+}
+
+#[test]
 fn dedup_passes_each_key_once() {
     let b = broker();
     upload(&b, "dedup", "1.0.0", guests::DEDUP);

@@ -127,13 +127,14 @@ impl ComponentTransform {
     }
 
     /// The deadline of a batch call of `n` messages: the per-call deadline for
-    /// each, but never more than the runtime's `execution_timeout_ms` (or the
-    /// per-call deadline, if that is longer).
+    /// each, but never more than the runtime's `max_batch_call_ms` and
+    /// `execution_timeout_ms` (and never less than the per-call deadline), so that
+    /// one batch call holds an execution slot no longer than that.
     fn batch_deadline_ms(&self, n: usize) -> u64 {
-        let cap = self
-            .runtime
-            .limits
-            .execution_timeout_ms
+        let limits = &self.runtime.limits;
+        let cap = limits
+            .max_batch_call_ms
+            .min(limits.execution_timeout_ms)
             .max(self.timeout_ms);
         self.timeout_ms.saturating_mul(n as u64).min(cap)
     }

@@ -60,6 +60,10 @@ pub struct RuntimeLimits {
     pub max_output_messages: usize,
     /// Most bytes (keys, values, headers) one `process` call may return.
     pub max_output_bytes: usize,
+    /// Longest a `process-batch` call may run, in milliseconds, whatever the batch
+    /// size: what one batch call can take from other pipelines waiting for an
+    /// execution slot. A batch that needs longer is processed one message per call.
+    pub max_batch_call_ms: u64,
 }
 
 impl Default for RuntimeLimits {
@@ -72,6 +76,7 @@ impl Default for RuntimeLimits {
             max_instances: 100,
             max_output_messages: 10_000,
             max_output_bytes: 16 * 1024 * 1024,
+            max_batch_call_ms: 1000,
         }
     }
 }
