@@ -46,6 +46,37 @@ pub struct HttpLimits {
     pub body_read_timeout: Duration,
 }
 
+/// File handles the broker needs besides its connections: the database, guest
+/// instances' memory, Kafka clients, logs.
+pub const FILES_BESIDES_CONNECTIONS: u64 = 1024;
+
+/// Raises this process's soft limit on open files towards its hard limit, far
+/// enough for `connections` plus [`FILES_BESIDES_CONNECTIONS`]; returns the soft
+/// limit in force, which is below what is needed when the hard limit is.
+pub fn raise_file_limit(connections: u64) -> io::Result<u64> {
+    let needed = connections.saturating_add(FILES_BESIDES_CONNECTIONS);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable `rlimit` for the call's duration.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur >= needed {
+        return Ok(limit.rlim_cur);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: needed.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: `raised` is a valid `rlimit`; the call only reads it.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(raised.rlim_cur)
+}
+
 /// How long to pause accepting after an accept error (the process is out of file
 /// handles, say), so that the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -117,4 +148,25 @@ pub async fn serve(
     drop(open_rx);
     open_tx.closed().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_limit_is_raised_as_far_as_the_hard_limit_allows() {
+        let mut hard = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `hard` is a valid, writable `rlimit`.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
+            0
+        );
+        let limit = raise_file_limit(100).unwrap();
+        assert!(limit >= (100 + FILES_BESIDES_CONNECTIONS).min(hard.rlim_max));
+        assert!(raise_file_limit(u64::MAX).unwrap() <= hard.rlim_max);
+    }
 }

@@ -151,6 +151,17 @@ impl Server {
     pub async fn bind(config: BrokerConfig) -> Result<Server, ServerError> {
         let admin_addr = config.server.admin_addr;
         let messages_addr = config.server.messages_addr;
+        let connections = u64::from(config.server.max_connections)
+            + u64::from(config.server.admin_max_connections);
+        match crate::serve::raise_file_limit(connections) {
+            Ok(limit) if limit < connections + crate::serve::FILES_BESIDES_CONNECTIONS => {
+                tracing::warn!(target: "rustmq::server", limit, connections, "the open-file limit is below [server] max_connections + admin_max_connections plus the broker's own files: lower them, or raise the hard limit (LimitNOFILE in the systemd unit)");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(target: "rustmq::server", error = %e, "could not read or raise the open-file limit")
+            }
+        }
         if config.admin_is_open() {
             tracing::warn!(target: "rustmq::server", %admin_addr, "the admin API is open beyond loopback with no token ([admin] allow_open_admin = true): anyone who reaches it can upload and run modules");
         }
