@@ -143,16 +143,12 @@ impl HeaderLimitError {
 /// A JSON object's pairs as serde_json reads them: a repeated name keeps its first
 /// place and its last value. Linear in the number of pairs.
 fn last_wins(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    if !has_repeated_names(&pairs) {
+        return pairs;
+    }
     let mut seen: std::collections::HashMap<String, usize> =
         std::collections::HashMap::with_capacity(pairs.len());
     let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-    let repeated = {
-        let mut names = std::collections::HashSet::with_capacity(pairs.len());
-        pairs.iter().any(|(k, _)| !names.insert(k.as_str()))
-    };
-    if !repeated {
-        return pairs;
-    }
     for (k, v) in pairs.drain(..) {
         match seen.get(&k) {
             Some(&i) => out[i].1 = v,
@@ -163,6 +159,21 @@ fn last_wins(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Whether a name occurs twice among `pairs`: the common answer, no, costs no
+/// allocation for a short list (scanned) and one set for a long one (hashed).
+fn has_repeated_names(pairs: &[(String, String)]) -> bool {
+    /// Up to this many, comparing each pair with the later ones beats hashing.
+    const SCAN_UP_TO: usize = 16;
+    if pairs.len() <= SCAN_UP_TO {
+        return pairs
+            .iter()
+            .enumerate()
+            .any(|(i, (k, _))| pairs[i + 1..].iter().any(|(later, _)| later == k));
+    }
+    let mut names = std::collections::HashSet::with_capacity(pairs.len());
+    pairs.iter().any(|(k, _)| !names.insert(k.as_str()))
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -412,6 +423,14 @@ impl Serialize for MessageOutRef<'_> {
         struct Headers<'a>(&'a [(String, String)]);
         impl Serialize for Headers<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                // Written from the message as it is unless a name repeats.
+                if !has_repeated_names(self.0) {
+                    let mut map = s.serialize_map(Some(self.0.len()))?;
+                    for (k, v) in self.0 {
+                        map.serialize_entry(k, v)?;
+                    }
+                    return map.end();
+                }
                 let pairs = last_wins_borrowed(self.0);
                 let mut map = s.serialize_map(Some(pairs.len()))?;
                 for (k, v) in pairs {

@@ -162,7 +162,6 @@ impl LocalSource {
 
 impl Source for LocalSource {
     fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Fetched>, IoError> {
-        self.check_incarnation()?;
         if self.storage.topic(&self.topic)?.is_none()
             || self.storage.end_offset(&self.topic)? <= self.position
         {
