@@ -224,6 +224,11 @@ pub struct StorageConfig {
     /// Memory the database may use to cache pages, in bytes (default 128 MiB;
     /// 1 MiB ..= 64 GiB). The broker's resident memory is mostly this cache.
     pub cache_bytes: u64,
+    /// Writes that would leave less than this many bytes free on the data
+    /// directory's filesystem are refused with `507 storage_full`, and resume by
+    /// themselves once space is freed (default 128 MiB; 0 refuses only when the
+    /// disk is really full).
+    pub min_free_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -235,6 +240,7 @@ impl Default for StorageConfig {
             auto_create_topics: true,
             retention_check_interval_ms: 60_000,
             cache_bytes: 128 * MIB,
+            min_free_bytes: crate::storage::DEFAULT_MIN_FREE_BYTES,
         }
     }
 }

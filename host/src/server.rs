@@ -54,6 +54,7 @@ impl Broker {
             auto_create_topics: s.auto_create_topics,
             retention_check_interval: Some(Duration::from_millis(s.retention_check_interval_ms)),
             cache_bytes: Some(usize::try_from(s.cache_bytes).unwrap_or(usize::MAX)),
+            min_free_bytes: s.min_free_bytes,
         };
         let storage = Storage::open(&s.data_dir, options)?;
         let etl = &config.etl;

@@ -42,6 +42,7 @@ fn status_router() -> Router<AdminState> {
 async fn status(State(broker): State<AdminState>) -> Response {
     let etl = &broker.config.etl;
     let topics = broker.storage.list_topics().map(|t| t.len()).unwrap_or(0);
+    let health = broker.storage.health();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": broker.started_at.elapsed().as_secs(),
@@ -49,6 +50,10 @@ async fn status(State(broker): State<AdminState>) -> Response {
             "path": broker.storage.path(),
             "size_bytes": broker.storage.size_bytes(),
             "topics": topics,
+            "writable": health.writable,
+            "free_bytes": health.free_bytes,
+            "min_free_bytes": health.min_free_bytes,
+            "fault": health.fault,
         },
         "etl": {
             "enabled": etl.enabled,

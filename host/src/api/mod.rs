@@ -94,6 +94,14 @@ impl From<StorageError> for ApiError {
             StorageError::Encode(_) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "message_too_large", message)
             }
+            StorageError::Full { .. } => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, "storage_full", message)
+            }
+            StorageError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                message,
+            ),
             StorageError::Closed => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -29,6 +29,13 @@ pub fn router() -> Router<AdminState> {
 
 impl From<ModuleError> for ApiError {
     fn from(e: ModuleError) -> Self {
+        let e = match e {
+            ModuleError::Storage(
+                e @ (crate::storage::StorageError::Full { .. }
+                | crate::storage::StorageError::Unavailable(_)),
+            ) => return e.into(),
+            e => e,
+        };
         let (status, code) = match &e {
             ModuleError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_module_name"),
             ModuleError::InvalidVersion { .. } => {
@@ -49,6 +56,17 @@ impl From<ModuleError> for ApiError {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "module_corrupted",
                     format!("{e}; upload the module again with the same name, version and bytes to repair it"),
+                );
+            }
+            ModuleError::Blob(BlobError::Io { source, .. })
+                if crate::storage::is_out_of_space(source) =>
+            {
+                return ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    format!(
+                        "{e}: nothing was stored. Free space on that filesystem and upload again"
+                    ),
                 );
             }
             ModuleError::Blob(_) | ModuleError::Storage(_) | ModuleError::CorruptRecord { .. } => {

@@ -60,6 +60,10 @@ impl From<PipelineError> for ApiError {
             PipelineError::Running(_) => {
                 ApiError::new(StatusCode::CONFLICT, "pipeline_running", e.to_string())
             }
+            PipelineError::Storage(
+                e @ (crate::storage::StorageError::Full { .. }
+                | crate::storage::StorageError::Unavailable(_)),
+            ) => e.into(),
             PipelineError::Storage(_) | PipelineError::Io(_) => ApiError::internal(&e),
         }
     }

@@ -62,19 +62,34 @@ pub struct CommitBatch {
 
 /// A source or sink failure (the storage is unavailable, a disk is full ...).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct IoError(String);
+#[error("{reason}")]
+pub struct IoError {
+    reason: String,
+    storage_blocked: bool,
+}
 
 impl IoError {
     /// An error with this explanation.
     pub fn new(reason: String) -> Self {
-        IoError(reason)
+        IoError {
+            reason,
+            storage_blocked: false,
+        }
+    }
+
+    /// True when the broker's storage refuses writes for now (its disk is full, or
+    /// its database is being reopened): the pipeline waits for it, it has not failed.
+    pub fn storage_blocked(&self) -> bool {
+        self.storage_blocked
     }
 }
 
 impl From<StorageError> for IoError {
     fn from(e: StorageError) -> Self {
-        IoError(e.to_string())
+        IoError {
+            storage_blocked: matches!(e, StorageError::Full { .. } | StorageError::Unavailable(_)),
+            reason: e.to_string(),
+        }
     }
 }
 
@@ -147,7 +162,7 @@ impl LocalSource {
             return Ok(());
         }
         match self.topic_id {
-            Some(id) if id != found => Err(IoError(format!(
+            Some(id) if id != found => Err(IoError::new(format!(
                 "the source topic {:?} was deleted and created again (topic id {} is not the {id} this pipeline read): its offsets started over, and this pipeline's position {} belongs to the old topic; start the pipeline again to read the new topic from its first message",
                 self.topic, found, self.position
             ))),
@@ -268,7 +283,7 @@ impl Sink for LocalSink {
                 continue;
             }
             let topic = self.routes.get(i).ok_or_else(|| {
-                IoError(format!(
+                IoError::new(format!(
                     "a message was routed to route {i}, which the pipeline does not declare"
                 ))
             })?;
@@ -276,7 +291,9 @@ impl Sink for LocalSink {
         }
         if !batch.errors.is_empty() {
             let topic = self.error_topic.clone().ok_or_else(|| {
-                IoError("a message was routed to the error topic but the pipeline has none".into())
+                IoError::new(
+                    "a message was routed to the error topic but the pipeline has none".into(),
+                )
             })?;
             appends.push((topic, batch.errors));
         }
@@ -301,7 +318,7 @@ impl Sink for LocalSink {
 pub fn local_position(positions: &Positions) -> Result<u64, IoError> {
     match positions.iter().next() {
         Some((&LOCAL_PARTITION, &offset)) if positions.len() == 1 => Ok(offset),
-        _ => Err(IoError(format!(
+        _ => Err(IoError::new(format!(
             "a local source has one partition, but the batch has positions {positions:?}"
         ))),
     }

@@ -128,6 +128,42 @@ enum Recreated {
     ReadFromStart,
 }
 
+/// How often a stalled pipeline asks whether the storage takes writes again.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A worker's connected endpoints and loaded state, waiting for its module.
+struct WorkerParts {
+    record: PipelineRecord,
+    connected: connect::Connected,
+    metrics: Arc<PipelineMetrics>,
+    control: Arc<Control>,
+    state: SharedState,
+    header_limits: crate::message::HeaderLimits,
+}
+
+impl WorkerParts {
+    fn with(self, loaded: Loaded) -> Worker {
+        let record = self.record;
+        Worker {
+            pipeline_id: record.pipeline_id.clone(),
+            source_topic: record.spec.source_topic.clone(),
+            has_error_topic: record.spec.error_topic.is_some(),
+            configuration: record.spec.configuration.clone(),
+            loaded,
+            sink: self.connected.sink,
+            source: self.connected.source,
+            metrics: self.metrics,
+            control: self.control,
+            recycle_base: 0,
+            destination_topic: record.spec.destination_topic.clone(),
+            routes: record.spec.routes.clone(),
+            state: self.state,
+            header_limits: self.header_limits,
+            carried: Vec::new(),
+        }
+    }
+}
+
 /// The key of the last pipeline id handed out, in [`MetaTable::Counters`].
 pub const LAST_PIPELINE_ID: &str = "last-pipeline-id";
 
@@ -273,11 +309,7 @@ impl PipelineManager {
                 .ok_or_else(|| PipelineError::NotFound(id.clone()))?;
             // A stop in progress holds the operation lock until its worker's last
             // commit is done, so a worker seen here is running or has ended.
-            if entry
-                .run
-                .as_ref()
-                .is_some_and(|r| r.state() == RunState::Running)
-            {
+            if entry.run.as_ref().is_some_and(|r| r.state().is_live()) {
                 return Err(PipelineError::Running(format!(
                     "pipeline {:?} is running; stop it (POST /api/v1/etl/pipelines/{id}/stop), reset its state, then start it again",
                     entry.record.spec.pipeline_name
@@ -435,7 +467,7 @@ impl PipelineManager {
                 .get_mut(&id)
                 .ok_or_else(|| PipelineError::NotFound(id.clone()))?;
             if let Some(run) = &entry.run {
-                if run.state() == RunState::Running {
+                if run.state().is_live() {
                     drop(pipelines);
                     return self.status(&id);
                 }
@@ -467,7 +499,7 @@ impl PipelineManager {
             std::thread::Builder::new()
                 .name(worker_thread_name(&id))
                 .spawn(move || {
-                    let end = manager.run_worker(&record, loaded, metrics, control);
+                    let end = manager.run_worker(&record, loaded, metrics, control, &state);
                     if let RunState::Failed(reason) = &end {
                         manager.record_failure(&id, reason);
                     }
@@ -546,34 +578,83 @@ impl PipelineManager {
         Ok(record)
     }
 
-    /// The body of a worker thread: connects the pipeline's source and sink (Kafka
-    /// clients wait for their cluster here, not in the request that started the
-    /// pipeline), then runs the worker.
+    /// The body of a worker thread: runs the pipeline's worker, and while the
+    /// storage refuses writes (a full disk) shows the pipeline as stalled, waits for
+    /// it, and runs a new worker from the committed offset and state.
     fn run_worker(
         &self,
         record: &PipelineRecord,
-        loaded: Loaded,
+        mut loaded: Loaded,
         metrics: Arc<PipelineMetrics>,
         control: Arc<Control>,
+        state: &Mutex<RunState>,
     ) -> RunState {
+        let set = |s: RunState| *state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+        loop {
+            let end = match self.worker(record, &metrics, &control) {
+                Ok(parts) => {
+                    let mut worker = parts.with(loaded);
+                    let end = worker.run();
+                    loaded = worker.loaded;
+                    // The sink first: see `Worker::sink`.
+                    drop(worker.sink);
+                    drop(worker.source);
+                    end
+                }
+                Err(end) => end,
+            };
+            let RunState::Stalled(reason) = &end else {
+                return end;
+            };
+            tracing::warn!(target: "rustmq::etl::pipeline", pipeline_id = %record.pipeline_id, reason = %reason, "pipeline stalled");
+            set(end.clone());
+            if !self.wait_until_writable(&control) {
+                return RunState::Stopped;
+            }
+            set(RunState::Running);
+            tracing::info!(target: "rustmq::etl::pipeline", pipeline_id = %record.pipeline_id, "storage takes writes again: pipeline resumes from its committed offset");
+        }
+    }
+
+    /// Waits until the storage takes writes; false if a stop came first. The free
+    /// space of a filesystem has no notification to wait on, so it is asked every
+    /// [`STALL_CHECK`].
+    fn wait_until_writable(&self, control: &Control) -> bool {
+        while !self.inner.storage.health().writable {
+            if !control.sleep(STALL_CHECK) {
+                return false;
+            }
+        }
+        !control.stop_requested()
+    }
+
+    /// Connects the pipeline's source and sink (Kafka clients wait for their
+    /// cluster here, not in the request that started the pipeline) and loads its
+    /// state: a worker but for its module.
+    fn worker(
+        &self,
+        record: &PipelineRecord,
+        metrics: &Arc<PipelineMetrics>,
+        control: &Arc<Control>,
+    ) -> Result<WorkerParts, RunState> {
         let connected = match connect::connect(
             record,
             &self.inner.storage,
             &self.inner.kafka,
-            &control,
-            &metrics,
+            control,
+            metrics,
         ) {
             Ok(c) => c,
-            Err(_) if control.stop_requested() => return RunState::Stopped,
+            Err(_) if control.stop_requested() => return Err(RunState::Stopped),
             Err(reason) => {
                 tracing::warn!(target: "rustmq::etl::pipeline", pipeline_id = %record.pipeline_id, reason = %reason, "pipeline could not connect");
-                return RunState::Failed(reason);
+                return Err(RunState::Failed(reason));
             }
         };
-        metrics.set_kafka(connected.kafka);
+        metrics.set_kafka(connected.kafka.clone());
         let endpoints = match Endpoints::of(&record.spec, &self.inner.kafka) {
             Ok(e) => e,
-            Err(e) => return RunState::Failed(e.to_string()),
+            Err(e) => return Err(RunState::Failed(e.to_string())),
         };
         let state = if endpoints.all_local() {
             match self.inner.storage.pipeline_state(&record.pipeline_id) {
@@ -581,37 +662,33 @@ impl PipelineManager {
                     entries,
                     self.inner.state_quota.load(Ordering::Relaxed),
                 )),
+                Err(e @ StorageError::Unavailable(_)) => {
+                    return Err(RunState::Stalled(format!(
+                        "could not load the pipeline's state: {e}"
+                    )))
+                }
                 Err(e) => {
-                    return RunState::Failed(format!("could not load the pipeline's state: {e}"))
+                    return Err(RunState::Failed(format!(
+                        "could not load the pipeline's state: {e}"
+                    )))
                 }
             }
         } else {
             SharedState::unavailable("this pipeline uses a Kafka topic: durable state needs a pipeline between this broker's own topics, where one transaction holds outputs, state and offsets")
         };
-        // Read first: a guard in the literal below would live as long as `run`.
         let header_limits = *self
             .inner
             .header_limits
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        Worker {
-            pipeline_id: record.pipeline_id.clone(),
-            source_topic: record.spec.source_topic.clone(),
-            has_error_topic: record.spec.error_topic.is_some(),
-            configuration: record.spec.configuration.clone(),
-            loaded,
-            sink: connected.sink,
-            source: connected.source,
-            metrics,
-            control,
-            recycle_base: 0,
-            destination_topic: record.spec.destination_topic.clone(),
-            routes: record.spec.routes.clone(),
+        Ok(WorkerParts {
+            record: record.clone(),
+            connected,
+            metrics: metrics.clone(),
+            control: control.clone(),
             state,
             header_limits,
-            carried: Vec::new(),
-        }
-        .run()
+        })
     }
 
     /// Checks a definition, its topics included.
@@ -710,7 +787,7 @@ impl PipelineManager {
                     });
                     false
                 }
-                Some(run) => run.state() == RunState::Running,
+                Some(run) => run.state().is_live(),
                 None => false,
             }
         };

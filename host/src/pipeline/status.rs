@@ -16,9 +16,10 @@ pub struct PipelineStatus {
     pub pipeline_id: String,
     /// The unique name.
     pub pipeline_name: String,
-    /// `running`, `stopped` or `failed`.
+    /// `running`, `stopped`, `failed`, or `stalled` (waiting for the storage to
+    /// take writes again; it goes on by itself).
     pub status: &'static str,
-    /// Why it failed, when it did.
+    /// Why it failed or stalled, when it did.
     pub failure: Option<String>,
     /// Free text.
     pub description: String,
@@ -72,6 +73,7 @@ impl PipelineStatus {
         let (status, failure) = match run_state {
             Some(RunState::Running) => ("running", None),
             Some(RunState::Failed(reason)) => ("failed", Some(reason)),
+            Some(RunState::Stalled(reason)) => ("stalled", Some(reason)),
             _ if r.failure.is_some() => ("failed", r.failure.clone()),
             _ => ("stopped", None),
         };

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, info_span, warn};
 
 use super::endpoint::KAFKA_SCHEME;
-use super::io::{CommitBatch, Fetched, PendingCommit, Positions, Sink, Source, LOCAL_PARTITION};
+use super::io::{
+    CommitBatch, Fetched, IoError, PendingCommit, Positions, Sink, Source, LOCAL_PARTITION,
+};
 use super::metrics::PipelineMetrics;
 use super::spec::{Configuration, ProcessingMode};
 use crate::message::{HeaderLimits, Message};
@@ -88,6 +90,41 @@ pub enum RunState {
     Stopped,
     /// Stopped by a failure it cannot get past.
     Failed(String),
+    /// Waiting for the broker's storage to take writes again (its disk is full);
+    /// the pipeline goes on from its committed offset once it does.
+    Stalled(String),
+}
+
+impl RunState {
+    /// Running, or stalled and about to run again by itself.
+    pub fn is_live(&self) -> bool {
+        matches!(self, RunState::Running | RunState::Stalled(_))
+    }
+}
+
+/// Why a worker cannot go on.
+pub(crate) struct Fault {
+    reason: String,
+    /// The storage refuses writes for now: the pipeline stalls instead of failing.
+    storage_blocked: bool,
+}
+
+impl Fault {
+    fn io(context: &str, e: &IoError) -> Fault {
+        Fault {
+            reason: format!("{context}: {e}"),
+            storage_blocked: e.storage_blocked(),
+        }
+    }
+}
+
+impl From<String> for Fault {
+    fn from(reason: String) -> Fault {
+        Fault {
+            reason,
+            storage_blocked: false,
+        }
+    }
 }
 
 /// Shared between the worker and its manager.
@@ -121,7 +158,7 @@ impl Control {
     }
 
     /// Sleeps `d` unless a stop is requested first; true if it slept through.
-    fn sleep(&self, d: Duration) -> bool {
+    pub(crate) fn sleep(&self, d: Duration) -> bool {
         let deadline = Instant::now() + d;
         let mut guard = self.bell.0.lock().unwrap_or_else(|p| p.into_inner());
         while !self.stopping() {
@@ -208,8 +245,8 @@ enum Routed {
 }
 
 impl Worker {
-    /// Runs until stopped or failed; returns how it ended.
-    pub fn run(mut self) -> RunState {
+    /// Runs until stopped, failed or stalled; returns how it ended.
+    pub fn run(&mut self) -> RunState {
         let span = info_span!(target: "rustmq::etl::pipeline", "pipeline", pipeline_id = %self.pipeline_id, module_id = %self.loaded.module_id);
         let _enter = span.enter();
         // A local source resumes from the offset committed with the outputs; a Kafka
@@ -254,8 +291,8 @@ impl Worker {
             let fetched = match fetched {
                 Ok(f) => f,
                 Err(e) => {
-                    let reason = format!("reading the source failed: {e}");
-                    return self.fail(self.settle(&mut in_flight).err().unwrap_or(reason));
+                    let fault = Fault::io("reading the source failed", &e);
+                    return self.fail(self.settle(&mut in_flight).err().unwrap_or(fault));
                 }
             };
             if fetched.is_empty() {
@@ -274,13 +311,13 @@ impl Worker {
     }
 
     /// Waits for the commit in flight, if any, and publishes what it covered.
-    fn settle(&self, in_flight: &mut Option<InFlight>) -> Result<(), String> {
+    fn settle(&self, in_flight: &mut Option<InFlight>) -> Result<(), Fault> {
         let Some(done) = in_flight.take() else {
             return Ok(());
         };
         done.pending
             .wait()
-            .map_err(|e| format!("committing the batch failed: {e}"))?;
+            .map_err(|e| Fault::io("committing the batch failed", &e))?;
         self.metrics
             .outputs
             .fetch_add(done.produced, Ordering::Relaxed);
@@ -429,19 +466,23 @@ impl Worker {
                         messages: handled,
                     })
                 }
-                Err(e) => return Some(self.fail(format!("committing the batch failed: {e}"))),
+                Err(e) => return Some(self.fail(Fault::io("committing the batch failed", &e))),
             }
         }
         if let Some(reason) = end {
             // What was handled before the halt is kept; the failed message is not.
-            return Some(self.fail(self.settle(in_flight).err().unwrap_or(reason)));
+            return Some(self.fail(self.settle(in_flight).err().unwrap_or(reason.into())));
         }
         // A stop (or an interrupted retry) leaves the rest of the batch uncommitted;
         // the next start reads it again from the committed offset.
         None
     }
 
-    fn fail(&self, reason: String) -> RunState {
+    fn fail(&self, fault: impl Into<Fault>) -> RunState {
+        let Fault {
+            reason,
+            storage_blocked,
+        } = fault.into();
         if self.control.stopping() {
             // A sink may give up on a commit once a stop is asked for (a Kafka
             // cluster that is down): what was not committed is read again on the
@@ -449,6 +490,12 @@ impl Worker {
             // that would keep the pipeline from resuming after a restart.
             warn!(target: "rustmq::etl::pipeline", reason = %reason, "stopped with the last batch uncommitted");
             return RunState::Stopped;
+        }
+        if storage_blocked {
+            // Nothing after the last durable commit is kept: the worker that takes
+            // over reads on from the committed offset, with the committed state.
+            warn!(target: "rustmq::etl::pipeline", reason = %reason, "pipeline stalled until the storage takes writes again");
+            return RunState::Stalled(reason);
         }
         warn!(target: "rustmq::etl::pipeline", reason = %reason, "pipeline failed");
         RunState::Failed(reason)
@@ -747,6 +794,7 @@ mod tests {
     use crate::pipeline::fakes::Numbered;
     use crate::pipeline::io::IoError;
     use crate::runtime::ProcessOutput;
+    use crate::storage::StorageError;
 
     /// Hands back every message unchanged.
     struct Echo;
@@ -784,20 +832,21 @@ mod tests {
     struct Flaky {
         log: Arc<Mutex<Log>>,
         fail_at: usize,
+        failure: fn() -> IoError,
     }
 
     struct Pending {
         log: Arc<Mutex<Log>>,
-        fails: bool,
+        fails: Option<fn() -> IoError>,
     }
 
     impl PendingCommit for Pending {
         fn wait(self: Box<Self>) -> Result<(), IoError> {
             self.log.lock().unwrap().unconfirmed -= 1;
-            if self.fails {
-                return Err(IoError::new("disk full".into()));
+            match self.fails {
+                Some(failure) => Err(failure()),
+                None => Ok(()),
             }
-            Ok(())
         }
     }
 
@@ -807,7 +856,7 @@ mod tests {
             log.overlapped |= log.unconfirmed > 0;
             log.unconfirmed += 1;
             log.started.push(batch.positions[&LOCAL_PARTITION]);
-            let fails = log.started.len() - 1 == self.fail_at;
+            let fails = (log.started.len() - 1 == self.fail_at).then_some(self.failure);
             Ok(Box::new(Pending {
                 log: Arc::clone(&self.log),
                 fails,
@@ -818,14 +867,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failed_commit_stops_the_pipeline_before_a_later_batch_is_committed() {
+    /// Runs 40 messages in batches of 10 through a sink whose third commit fails
+    /// with `failure`.
+    fn run_until_commit_fails(
+        failure: fn() -> IoError,
+    ) -> (RunState, Arc<Mutex<Log>>, Arc<PipelineMetrics>) {
         let log = Arc::new(Mutex::new(Log::default()));
         let metrics = Arc::new(PipelineMetrics::default());
         let control = Arc::new(Control::default());
         let mut source = Numbered::new(100);
         source.stop_at_end = Some(Arc::clone(&control));
-        let worker = Worker {
+        let mut worker = Worker {
             pipeline_id: "pipeline-1".into(),
             source_topic: "in".into(),
             has_error_topic: false,
@@ -842,6 +894,7 @@ mod tests {
             sink: Box::new(Flaky {
                 log: Arc::clone(&log),
                 fail_at: 2,
+                failure,
             }),
             metrics: Arc::clone(&metrics),
             control,
@@ -852,9 +905,15 @@ mod tests {
             header_limits: HeaderLimits::default(),
             carried: Vec::new(),
         };
-        let end = worker.run();
+        (worker.run(), log, metrics)
+    }
+
+    #[test]
+    fn a_failed_commit_stops_the_pipeline_before_a_later_batch_is_committed() {
+        let (end, log, metrics) =
+            run_until_commit_fails(|| IoError::new("the disk is on fire".into()));
         assert!(
-            matches!(&end, RunState::Failed(why) if why.contains("disk full")),
+            matches!(&end, RunState::Failed(why) if why.contains("on fire")),
             "{end:?}"
         );
         let log = log.lock().unwrap();
@@ -864,6 +923,26 @@ mod tests {
             !log.overlapped,
             "a commit started before the previous one was confirmed"
         );
+        assert_eq!(metrics.committed_offset.load(Ordering::Acquire), 20);
+    }
+
+    #[test]
+    fn a_commit_refused_for_a_full_disk_stalls_the_pipeline_instead_of_failing_it() {
+        let (end, log, metrics) = run_until_commit_fails(|| {
+            StorageError::Full {
+                dir: "data".into(),
+                available: 10,
+                reserve: 100,
+            }
+            .into()
+        });
+        assert!(
+            matches!(&end, RunState::Stalled(why) if why.contains("min_free_bytes")),
+            "{end:?}"
+        );
+        assert!(end.is_live());
+        // As with a failure, nothing after the refused commit was started.
+        assert_eq!(log.lock().unwrap().started, [10, 20, 30]);
         assert_eq!(metrics.committed_offset.load(Ordering::Acquire), 20);
     }
 

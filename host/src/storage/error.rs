@@ -75,6 +75,22 @@ pub enum StorageError {
     /// The transaction carrying this write failed; nothing of it was stored.
     #[error("write failed, nothing was stored: {0}")]
     WriteFailed(String),
+    /// The write would leave less free space on the data directory's filesystem
+    /// than the reserve (or the filesystem ran out); nothing of it was stored.
+    #[error("the filesystem of the data directory {dir} is full ({available} bytes free, {reserve} kept in reserve by storage.min_free_bytes): nothing was stored. Free space on that filesystem (or move the data directory to a larger one); writes resume by themselves, with no restart")]
+    Full {
+        /// The data directory.
+        dir: PathBuf,
+        /// Bytes free when the write was refused.
+        available: u64,
+        /// `[storage] min_free_bytes`.
+        reserve: u64,
+    },
+    /// The database is closed after a failed write and is being reopened.
+    #[error(
+        "storage is unavailable: {0}; the broker reopens it by itself once the cause is fixed"
+    )]
+    Unavailable(String),
     /// The store has been closed.
     #[error("storage is closed")]
     Closed,

@@ -3,7 +3,7 @@
 //! These tables never touch topic data, so they bypass the group-commit writer
 //! (redb still serialises them with it).
 
-use redb::{Durability, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use super::{Storage, StorageError};
 
@@ -31,16 +31,17 @@ impl MetaTable {
 impl Storage {
     /// Stores `value` under `key`, replacing any earlier value.
     pub fn meta_put(&self, table: MetaTable, key: &str, value: &[u8]) -> Result<(), StorageError> {
-        let mut txn = self.db().begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        txn.open_table(table.definition())?.insert(key, value)?;
-        txn.commit()?;
-        Ok(())
+        let grows = (key.len() + value.len()) as u64;
+        self.write_txn(grows, |txn| {
+            txn.open_table(table.definition())?.insert(key, value)?;
+            Ok(())
+        })
     }
 
     /// The value under `key`.
     pub fn meta_get(&self, table: MetaTable, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.db().begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         match txn.open_table(table.definition()) {
             Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -50,7 +51,8 @@ impl Storage {
 
     /// Every `(key, value)`, in key order.
     pub fn meta_list(&self, table: MetaTable) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
-        let txn = self.db().begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let t = match txn.open_table(table.definition()) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -66,10 +68,8 @@ impl Storage {
 
     /// Deletes `key`; true if it existed.
     pub fn meta_delete(&self, table: MetaTable, key: &str) -> Result<bool, StorageError> {
-        let mut txn = self.db().begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        let existed = txn.open_table(table.definition())?.remove(key)?.is_some();
-        txn.commit()?;
-        Ok(existed)
+        self.write_txn(0, |txn| {
+            Ok(txn.open_table(table.definition())?.remove(key)?.is_some())
+        })
     }
 }

@@ -15,12 +15,15 @@
 //! - `offsets`: consumer (pipeline) offsets.
 //! - `state`: pipelines' durable keyed state, written inside pipeline commits.
 //! - `meta`: the key/value tables the module store and pipelines keep JSON in.
+//! - `health`: the free-space reserve, and reopening the database after a failed
+//!   write, so a full disk is refused cleanly and recovers without a restart.
 //!
 //! Reads use redb read transactions directly: they see a consistent snapshot and
 //! never wait for the writer.
 
 mod codec;
 mod error;
+mod health;
 mod meta;
 mod offsets;
 mod retention;
@@ -36,10 +39,13 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable, TableDefinition};
 
+use health::{DbGuard, Slot};
+
 use crate::message::Message;
 
 pub use codec::{DecodeError, EncodeError};
 pub use error::StorageError;
+pub use health::is_out_of_space;
 pub use meta::MetaTable;
 pub use state::{StatePage, StateWrites};
 pub use topic::{validate_topic_name, Retention, TopicConfig, TopicInfo, MAX_TOPIC_NAME_LEN};
@@ -62,7 +68,13 @@ pub struct StorageOptions {
     pub retention_check_interval: Option<Duration>,
     /// The database's page cache in bytes; `None` keeps redb's default (1 GiB).
     pub cache_bytes: Option<usize>,
+    /// Writes that would leave less than this many bytes free on the data
+    /// directory's filesystem are refused with [`StorageError::Full`].
+    pub min_free_bytes: u64,
 }
+
+/// The default of [`StorageOptions::min_free_bytes`] (`[storage] min_free_bytes`).
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 128 * 1024 * 1024;
 
 impl Default for StorageOptions {
     fn default() -> Self {
@@ -71,6 +83,7 @@ impl Default for StorageOptions {
             auto_create_topics: true,
             retention_check_interval: None,
             cache_bytes: None,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -109,6 +122,20 @@ pub struct Commit {
     pub state: Option<StateWrites>,
 }
 
+/// Whether the store accepts writes (`GET /api/v1/status` shows it as `storage`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StorageHealth {
+    /// False while the filesystem is below the reserve or the database is being
+    /// reopened after a failed write.
+    pub writable: bool,
+    /// Bytes free on the data directory's filesystem (when it could be asked).
+    pub free_bytes: Option<u64>,
+    /// `[storage] min_free_bytes`.
+    pub min_free_bytes: u64,
+    /// Why writes are refused, while they are.
+    pub fault: Option<String>,
+}
+
 /// A request handed to the writer whose answer has not been waited for yet.
 #[must_use = "a write is only known to be durable once waited for"]
 pub struct Pending<T> {
@@ -134,7 +161,7 @@ pub struct Storage {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     dir: PathBuf,
     file: PathBuf,
     options: StorageOptions,
@@ -179,31 +206,32 @@ impl Storage {
             source,
         })?;
         let file = dir.join(DATABASE_FILE);
-        let mut builder = redb::Builder::new();
-        if let Some(bytes) = options.cache_bytes {
-            builder.set_cache_size(bytes);
-        }
-        let db = builder.create(&file).map_err(|e| StorageError::Open {
-            path: file.clone(),
-            reason: e.to_string(),
-        })?;
-        let topics = load_topics(&db)?;
+        let slot = Arc::new(Slot::open(file.clone(), options.cache_bytes)?);
+        let topics = load_topics(&*slot.get()?)?;
         tracing::info!(target: "rustmq::storage", path = %file.display(), topics = topics.len(), "storage opened");
-        let db = Arc::new(db);
         let shared = Arc::new(Shared {
             topics: RwLock::new(topics),
             generation: Mutex::new(0),
             changed: Condvar::new(),
             changed_async: tokio::sync::Notify::new(),
         });
-        let writer = Writer::spawn(db.clone(), shared.clone(), options.auto_create_topics)
-            .map_err(|source| StorageError::DataDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let space = writer::Space {
+            dir: dir.to_path_buf(),
+            reserve: options.min_free_bytes,
+        };
+        let writer = Writer::spawn(
+            slot.clone(),
+            shared.clone(),
+            options.auto_create_topics,
+            space,
+        )
+        .map_err(|source| StorageError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let storage = Storage {
             inner: Arc::new(Inner {
-                db,
+                slot,
                 dir: dir.to_path_buf(),
                 file,
                 options,
@@ -364,7 +392,8 @@ impl Storage {
         max_bytes: usize,
     ) -> Result<ReadBatch, StorageError> {
         validate_topic_name(topic)?;
-        let txn = self.inner.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let topics = txn.open_table(TOPICS)?;
         let meta = match topics.get(topic)? {
             Some(row) => TopicMeta::decode(topic, row.value())?,
@@ -530,8 +559,55 @@ impl Storage {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn db(&self) -> &Database {
-        &self.inner.db
+    /// The open database, held for as long as the guard lives (a transaction must
+    /// not outlive it); `Unavailable` while it is being reopened after a failure.
+    pub(crate) fn db(&self) -> Result<DbGuard<'_>, StorageError> {
+        self.inner.slot.get()
+    }
+
+    /// Runs one write transaction outside the writer (metadata, deletes): refused
+    /// while the filesystem is below the reserve when it `grows` the file, and an
+    /// I/O failure hands the database to the writer to reopen.
+    pub(crate) fn write_txn<T>(
+        &self,
+        grows: u64,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if grows > 0 {
+            self.inner.writer.space().check(grows)?;
+        }
+        let result = (|| {
+            let db = self.db()?;
+            let mut txn = db.begin_write()?;
+            txn.set_durability(redb::Durability::Immediate);
+            let value = f(&txn)?;
+            txn.commit()?;
+            Ok(value)
+        })();
+        if let Err(e) = &result {
+            if matches!(e, StorageError::Database(_)) && health::io_failure(e).is_some() {
+                // Best effort: a closed writer means the broker is stopping.
+                let _ = self
+                    .inner
+                    .writer
+                    .send(Request::Reopen { why: e.to_string() });
+            }
+        }
+        result.map_err(|e| self.inner.writer.space().explain(e))
+    }
+
+    /// Whether writes are accepted now, and why not when they are not.
+    pub fn health(&self) -> StorageHealth {
+        let space = self.inner.writer.space();
+        let free_bytes = health::free_bytes(&space.dir).ok();
+        let fault = self.inner.slot.fault();
+        let full = free_bytes.is_some_and(|free| free < space.reserve);
+        StorageHealth {
+            writable: fault.is_none() && !full,
+            free_bytes,
+            min_free_bytes: space.reserve,
+            fault: fault.or_else(|| full.then(|| space.full(free_bytes.unwrap_or(0)).to_string())),
+        }
     }
 }
 

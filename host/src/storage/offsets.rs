@@ -2,7 +2,7 @@
 //! read. They are written only inside a pipeline [`super::Commit`], in the same
 //! transaction as that step's output, so output and progress never disagree.
 
-use redb::{Durability, TableDefinition};
+use redb::TableDefinition;
 
 use super::{Storage, StorageError};
 
@@ -13,7 +13,8 @@ pub(crate) const CONSUMER_OFFSETS: TableDefinition<&str, u64> =
 impl Storage {
     /// The stored offset of `consumer`, if it ever committed one.
     pub fn consumer_offset(&self, consumer: &str) -> Result<Option<u64>, StorageError> {
-        let txn = self.db().begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let table = match txn.open_table(CONSUMER_OFFSETS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -24,10 +25,9 @@ impl Storage {
 
     /// Forgets `consumer`'s offset (when its pipeline is deleted).
     pub fn delete_consumer_offset(&self, consumer: &str) -> Result<(), StorageError> {
-        let mut txn = self.db().begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        txn.open_table(CONSUMER_OFFSETS)?.remove(consumer)?;
-        txn.commit()?;
-        Ok(())
+        self.write_txn(0, |txn| {
+            txn.open_table(CONSUMER_OFFSETS)?.remove(consumer)?;
+            Ok(())
+        })
     }
 }

@@ -3,7 +3,7 @@
 //! source offset, so the state always matches the committed outputs; read whole when
 //! a pipeline starts, and by the admin API.
 
-use redb::{Durability, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use super::{Storage, StorageError};
 
@@ -45,7 +45,8 @@ impl Storage {
         limit: usize,
         max_bytes: usize,
     ) -> Result<StatePage, StorageError> {
-        let txn = self.db().begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let table = match txn.open_table(PIPELINE_STATE) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(StatePage::default()),
@@ -83,7 +84,8 @@ impl Storage {
         &self,
         pipeline_id: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
-        let txn = self.db().begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let table = match txn.open_table(PIPELINE_STATE) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -104,9 +106,7 @@ impl Storage {
     /// Deletes all of `pipeline_id`'s state (a reset, or its pipeline was deleted);
     /// returns how many keys there were.
     pub fn delete_pipeline_state(&self, pipeline_id: &str) -> Result<usize, StorageError> {
-        let mut txn = self.db().begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        let deleted = {
+        self.write_txn(0, |txn| {
             let mut table = txn.open_table(PIPELINE_STATE)?;
             // Only the keys are held, never the values.
             let mut keys = Vec::new();
@@ -121,10 +121,8 @@ impl Storage {
             for key in &keys {
                 table.remove((pipeline_id, key.as_str()))?;
             }
-            keys.len()
-        };
-        txn.commit()?;
-        Ok(deleted)
+            Ok(keys.len())
+        })
     }
 }
 

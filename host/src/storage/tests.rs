@@ -379,7 +379,8 @@ fn retention_cuts_inside_a_chunk_and_frees_the_row_once_it_is_past() {
         values(&s.read("t", 0, 10, usize::MAX).unwrap()),
         ["f", "g", "h"]
     );
-    let txn = s.db().begin_read().unwrap();
+    let db = s.db().unwrap();
+    let txn = db.begin_read().unwrap();
     let log = txn
         .open_table(TableDefinition::<u64, &[u8]>::new(&topic::log_table_name(
             "t",
@@ -398,7 +399,8 @@ fn rows_holding_one_bare_entry_each_still_read() {
         s.create_topic("t", TopicConfig::default()).unwrap();
         s.close();
         // The layout of builds that stored one entry per row.
-        let txn = s.db().begin_write().unwrap();
+        let db = s.db().unwrap();
+        let txn = db.begin_write().unwrap();
         {
             let mut log = txn
                 .open_table(TableDefinition::<u64, &[u8]>::new(&topic::log_table_name(
@@ -424,4 +426,77 @@ fn rows_holding_one_bare_entry_each_still_read() {
         values(&s.read("t", 0, 10, usize::MAX).unwrap()),
         ["a", "b", "c", "d"]
     );
+}
+
+#[test]
+fn writes_below_the_free_space_reserve_are_refused_and_reads_deletes_and_trims_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.append_blocking("kept", vec![msg("a")]).unwrap();
+    s.create_topic("doomed", TopicConfig::default()).unwrap();
+    s.close();
+    drop(s);
+    let free = health::free_bytes(dir.path()).unwrap();
+    // A reserve larger than the whole filesystem's free space: every write that adds
+    // data is below it.
+    let s = Storage::open(
+        dir.path(),
+        StorageOptions {
+            min_free_bytes: free + (1 << 40),
+            ..StorageOptions::default()
+        },
+    )
+    .unwrap();
+    let refused = s.append_blocking("kept", vec![msg("b")]).unwrap_err();
+    assert!(
+        matches!(refused, StorageError::Full { reserve, .. } if reserve == free + (1 << 40)),
+        "{refused:?}"
+    );
+    let text = refused.to_string();
+    assert!(
+        text.contains("storage.min_free_bytes") && text.contains("Free space"),
+        "{text}"
+    );
+    let commit = s.commit(Commit {
+        offsets: vec![("c".into(), 1)],
+        ..Commit::default()
+    });
+    assert!(
+        matches!(commit, Err(StorageError::Full { .. })),
+        "{commit:?}"
+    );
+    assert!(matches!(
+        s.create_topic("new", TopicConfig::default()),
+        Err(StorageError::Full { .. })
+    ));
+    assert!(matches!(
+        s.meta_put(MetaTable::Modules, "k", b"v"),
+        Err(StorageError::Full { .. })
+    ));
+    // Nothing of the refused writes is stored; reads, deletes and trims go on.
+    assert_eq!(values(&s.read("kept", 0, 10, usize::MAX).unwrap()), ["a"]);
+    assert_eq!(s.consumer_offset("c").unwrap(), None);
+    s.delete_topic("doomed").unwrap();
+    s.enforce_retention(0).unwrap();
+    let health = s.health();
+    assert!(!health.writable);
+    assert!(health.fault.unwrap().contains("storage.min_free_bytes"));
+}
+
+#[test]
+fn a_reserve_the_filesystem_can_keep_takes_writes_and_reports_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(
+        dir.path(),
+        StorageOptions {
+            min_free_bytes: 1,
+            ..StorageOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.append_blocking("t", vec![msg("a")]).unwrap(), 0..1);
+    let health = s.health();
+    assert!(health.writable, "{health:?}");
+    assert!(health.free_bytes.unwrap() > 0);
+    assert_eq!(health.fault, None);
 }

@@ -11,17 +11,22 @@
 //!
 //! A request that is wrong on its own (a missing topic with auto-creation off, a
 //! duplicate create) is detected before it writes anything, so it fails alone; a
-//! database failure fails the whole group.
+//! database failure fails the whole group. Before a group is written, the requests
+//! that add data are held to the free-space reserve ([`Space`]); after an I/O
+//! failure the writer reopens the database and reloads the topic table from it
+//! (see `health`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Durability, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::codec::{self, Chunk};
+use super::health::{self, Slot};
 use super::offsets::CONSUMER_OFFSETS;
 use super::state::StateWrites;
 use super::topic::{log_table_name, Retention, TopicConfig, TopicMeta, TOPICS};
@@ -80,7 +85,14 @@ pub(crate) enum Request {
         default: Retention,
         reply: Reply<u64>,
     },
+    /// A write outside the writer failed with an I/O error: reopen the database.
+    Reopen {
+        why: String,
+    },
 }
+
+/// The bytes a create adds to the file at most (its table and metadata rows).
+const CREATE_BYTES: u64 = 64 * 1024;
 
 impl Request {
     fn weight(&self) -> usize {
@@ -91,15 +103,127 @@ impl Request {
         }
     }
 
-    fn fail(self, why: &str) {
-        let err = || StorageError::WriteFailed(why.to_string());
+    /// About how many bytes the request adds to the database file; 0 for those
+    /// that only remove (and are never refused for space).
+    fn grows(&self) -> u64 {
+        let chunks = |c: &[Chunk]| c.iter().map(|c| c.bytes.len() as u64).sum::<u64>();
         match self {
-            Request::Append { reply, .. } => reply.send(Err(err())),
-            Request::Commit { reply, .. } => reply.send(Err(err())),
-            Request::CreateTopic { reply, .. } | Request::DeleteTopic { reply, .. } => {
-                reply.send(Err(err()))
+            Request::Append { chunks: c, .. } => chunks(c).max(1),
+            Request::Commit {
+                appends,
+                offsets,
+                state,
+                ..
+            } => {
+                let appended: u64 = appends.iter().map(|(_, c)| chunks(c)).sum();
+                let offsets: u64 = offsets.iter().map(|(k, _)| k.len() as u64 + 8).sum();
+                let state: u64 = state.as_ref().map_or(0, |s| {
+                    s.changes
+                        .iter()
+                        .map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
+                        .sum()
+                });
+                (appended + offsets + state).max(1)
             }
-            Request::Trim { reply, .. } => reply.send(Err(err())),
+            Request::CreateTopic { .. } => CREATE_BYTES,
+            Request::DeleteTopic { .. } | Request::Trim { .. } | Request::Reopen { .. } => 0,
+        }
+    }
+
+    fn fail(self, failure: &Failure) {
+        match self {
+            Request::Append { reply, .. } => reply.send(Err(failure.error())),
+            Request::Commit { reply, .. } => reply.send(Err(failure.error())),
+            Request::CreateTopic { reply, .. } | Request::DeleteTopic { reply, .. } => {
+                reply.send(Err(failure.error()))
+            }
+            Request::Trim { reply, .. } => reply.send(Err(failure.error())),
+            Request::Reopen { .. } => {}
+        }
+    }
+}
+
+/// Why a group's requests failed, for each of them to be answered with.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// The transaction failed; nothing of it was stored.
+    Write(String),
+    /// Refused for space, or the disk filled up during the write.
+    Full {
+        dir: PathBuf,
+        available: u64,
+        reserve: u64,
+    },
+    /// The database is closed until it can be reopened.
+    Unavailable(String),
+}
+
+impl Failure {
+    fn error(&self) -> StorageError {
+        match self {
+            Failure::Write(why) => StorageError::WriteFailed(why.clone()),
+            Failure::Full {
+                dir,
+                available,
+                reserve,
+            } => StorageError::Full {
+                dir: dir.clone(),
+                available: *available,
+                reserve: *reserve,
+            },
+            Failure::Unavailable(why) => StorageError::Unavailable(why.clone()),
+        }
+    }
+}
+
+/// The free-space rule: the data directory, and the bytes always kept free on its
+/// filesystem (`[storage] min_free_bytes`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Space {
+    pub(crate) dir: PathBuf,
+    pub(crate) reserve: u64,
+}
+
+impl Space {
+    /// The error for a write refused with `available` bytes free.
+    pub(crate) fn full(&self, available: u64) -> StorageError {
+        self.full_failure(available).error()
+    }
+
+    fn full_failure(&self, available: u64) -> Failure {
+        Failure::Full {
+            dir: self.dir.clone(),
+            available,
+            reserve: self.reserve,
+        }
+    }
+
+    /// Bytes free now; `None` (and a warning) when the filesystem cannot be asked,
+    /// in which case writes are not held back.
+    fn free(&self) -> Option<u64> {
+        match health::free_bytes(&self.dir) {
+            Ok(free) => Some(free),
+            Err(e) => {
+                tracing::warn!(target: "rustmq::storage", dir = %self.dir.display(), error = %e, "cannot ask the filesystem for free space");
+                None
+            }
+        }
+    }
+
+    /// Refuses a write of about `bytes` that would leave less than the reserve.
+    pub(crate) fn check(&self, bytes: u64) -> Result<(), StorageError> {
+        match self.free() {
+            Some(free) if free < self.reserve.saturating_add(bytes) => Err(self.full(free)),
+            _ => Ok(()),
+        }
+    }
+
+    /// `e`, or [`StorageError::Full`] when it is the filesystem running out.
+    pub(crate) fn explain(&self, e: StorageError) -> StorageError {
+        if matches!(e, StorageError::Database(_)) && health::io_failure(&e) == Some(true) {
+            self.full(self.free().unwrap_or(0))
+        } else {
+            e
         }
     }
 }
@@ -108,22 +232,41 @@ impl Request {
 pub(crate) struct Writer {
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    space: Space,
 }
 
 impl Writer {
     pub(crate) fn spawn(
-        db: Arc<Database>,
+        slot: Arc<Slot>,
         shared: Arc<Shared>,
         auto_create: bool,
+        space: Space,
     ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("rustmq-storage-writer".into())
-            .spawn(move || run(&db, &shared, auto_create, rx))?;
+        let thread = {
+            let space = space.clone();
+            std::thread::Builder::new()
+                .name("rustmq-storage-writer".into())
+                .spawn(move || {
+                    let ctx = Env {
+                        slot: &slot,
+                        shared: &shared,
+                        auto_create,
+                        space: &space,
+                    };
+                    run(&ctx, rx)
+                })?
+        };
         Ok(Writer {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            space,
         })
+    }
+
+    /// The free-space rule writes are held to.
+    pub(crate) fn space(&self) -> &Space {
+        &self.space
     }
 
     pub(crate) fn send(&self, request: Request) -> Result<(), StorageError> {
@@ -151,10 +294,64 @@ impl Drop for Writer {
     }
 }
 
-fn run(db: &Database, shared: &Shared, auto_create: bool, rx: mpsc::Receiver<Request>) {
+/// What the writer thread works with.
+struct Env<'a> {
+    slot: &'a Slot,
+    shared: &'a Shared,
+    auto_create: bool,
+    space: &'a Space,
+}
+
+impl Env<'_> {
+    /// Reopens the database after `why` and reloads the topic table from it: a
+    /// commit whose answer was lost to the failure may have landed after all, and
+    /// the next offsets must follow what is stored, not what was cached.
+    fn reopen(&self, why: &str) {
+        if self.slot.reopen(why).is_err() {
+            return;
+        }
+        let loaded = self.slot.get().and_then(|db| super::load_topics(&db));
+        match loaded {
+            Ok(topics) => {
+                *self
+                    .shared
+                    .topics
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = topics;
+                self.shared.notify();
+            }
+            Err(e) => {
+                tracing::error!(target: "rustmq::storage", error = %e, "reading topics after reopening failed");
+                // Closed again: the next request or tick retries.
+                let _ = self.slot.reopen(&format!("{why}; {e}"));
+            }
+        }
+    }
+}
+
+fn run(env: &Env<'_>, rx: mpsc::Receiver<Request>) {
     // `recv` keeps returning queued requests after every sender is gone, so closing
     // drains the queue before the thread exits.
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = if env.slot.is_closed() {
+            match rx.recv_timeout(health::RETRY_REOPEN) {
+                Ok(first) => Some(first),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(first) => Some(first),
+                Err(_) => break,
+            }
+        };
+        if env.slot.is_closed() {
+            let why = env.slot.fault().unwrap_or_default();
+            env.reopen(&why);
+        }
+        let Some(first) = first else {
+            continue;
+        };
         let mut weight = first.weight();
         let mut group = vec![first];
         while weight < GROUP_MAX_ENTRIES {
@@ -166,22 +363,67 @@ fn run(db: &Database, shared: &Shared, auto_create: bool, rx: mpsc::Receiver<Req
                 Err(_) => break,
             }
         }
-        commit_group(db, shared, auto_create, group);
+        commit_group(env, group);
     }
 }
 
 /// A request's answer, held until the transaction's fate is known.
-type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
+type Pending = Box<dyn FnOnce(Option<&Failure>) + Send>;
 
 /// The group's view of topic metadata: `None` marks a deletion.
 type Staged = BTreeMap<String, Option<TopicMeta>>;
 
-fn commit_group(db: &Database, shared: &Shared, auto_create: bool, group: Vec<Request>) {
+/// Answers the requests of `group` that the database cannot take now (closed, or
+/// adding data past the reserve) and returns the others.
+fn admit(env: &Env<'_>, group: Vec<Request>) -> Vec<Request> {
+    let mut reopen = None;
+    let group: Vec<Request> = group
+        .into_iter()
+        .filter_map(|r| match r {
+            Request::Reopen { why } => {
+                reopen = Some(why);
+                None
+            }
+            r => Some(r),
+        })
+        .collect();
+    if let Some(why) = reopen {
+        env.reopen(&why);
+    }
+    if env.slot.is_closed() {
+        let failure = Failure::Unavailable(env.slot.fault().unwrap_or_default());
+        group.into_iter().for_each(|r| r.fail(&failure));
+        return Vec::new();
+    }
+    let adds: u64 = group.iter().map(Request::grows).sum();
+    if adds == 0 {
+        return group;
+    }
+    match env.space.free() {
+        Some(free) if free < env.space.reserve.saturating_add(adds) => {
+            let failure = env.space.full_failure(free);
+            let (refused, admitted): (Vec<_>, Vec<_>) =
+                group.into_iter().partition(|r| r.grows() > 0);
+            tracing::warn!(target: "rustmq::storage", free, reserve = env.space.reserve, refused = refused.len(), "writes refused: the data directory's filesystem is below its free-space reserve");
+            refused.into_iter().for_each(|r| r.fail(&failure));
+            admitted
+        }
+        _ => group,
+    }
+}
+
+fn commit_group(env: &Env<'_>, group: Vec<Request>) {
+    let group = admit(env, group);
+    if group.is_empty() {
+        return;
+    }
+    let shared = env.shared;
     let messages = group.iter().map(Request::weight).sum::<usize>();
     let requests = group.len();
     let mut staged = Staged::new();
     let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
     let result = (|| {
+        let db = env.slot.get()?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate);
         let mut group = group.into_iter();
@@ -189,11 +431,11 @@ fn commit_group(db: &Database, shared: &Shared, auto_create: bool, group: Vec<Re
             let ctx = Ctx {
                 txn: &txn,
                 shared,
-                auto_create,
+                auto_create: env.auto_create,
             };
             if let Err(e) = apply(&ctx, &mut staged, request, &mut pending) {
-                let why = e.to_string();
-                group.for_each(|r| r.fail(&why));
+                let failure = failure_of(env, &e);
+                group.for_each(|r| r.fail(&failure));
                 return Err(e);
             }
         }
@@ -226,9 +468,21 @@ fn commit_group(db: &Database, shared: &Shared, auto_create: bool, group: Vec<Re
         }
         Err(e) => {
             tracing::error!(target: "rustmq::storage", error = %e, requests, "write transaction failed");
-            let why = e.to_string();
-            pending.into_iter().for_each(|p| p(Some(&why)));
+            let failure = failure_of(env, &e);
+            pending.into_iter().for_each(|p| p(Some(&failure)));
+            if health::io_failure(&e).is_some() && !matches!(failure, Failure::Unavailable(_)) {
+                env.reopen(&format!("a write failed: {e}"));
+            }
         }
+    }
+}
+
+/// How the requests of a group that failed with `e` are answered.
+fn failure_of(env: &Env<'_>, e: &StorageError) -> Failure {
+    match (e, health::io_failure(e)) {
+        (StorageError::Unavailable(why), _) => Failure::Unavailable(why.clone()),
+        (_, Some(true)) => env.space.full_failure(env.space.free().unwrap_or(0)),
+        _ => Failure::Write(e.to_string()),
     }
 }
 
@@ -438,6 +692,8 @@ fn apply(
             let result = ctx.trim(staged, now_ms, default).map(Ok);
             settle(result, reply, pending)
         }
+        // Taken out of the group before it is applied (see `admit`).
+        Request::Reopen { .. } => Ok(()),
     }
 }
 
@@ -455,14 +711,16 @@ where
         Ok(answer) => {
             pending.push(Box::new(move |failure| match failure {
                 None => reply.send(answer),
-                Some(why) => reply.send(Err(StorageError::WriteFailed(why.to_string()))),
+                Some(failure) => reply.send(Err(failure.error())),
             }));
             Ok(())
         }
         Err(e) => {
             let why = e.to_string();
-            pending.push(Box::new(move |_| {
-                reply.send(Err(StorageError::WriteFailed(why)))
+            pending.push(Box::new(move |failure| {
+                reply.send(Err(
+                    failure.map_or_else(|| StorageError::WriteFailed(why), Failure::error)
+                ))
             }));
             Err(e)
         }
