@@ -5,6 +5,7 @@ mod broker;
 mod cli;
 mod contract_1_1;
 mod deadlines;
+mod disk_full;
 mod e2e_modules;
 mod e2e_pipelines;
 mod faults;

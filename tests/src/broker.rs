@@ -83,6 +83,8 @@ pub struct BrokerProcess {
     home: tempfile::TempDir,
     config_path: PathBuf,
     env: Vec<(String, String)>,
+    /// A command the broker runs under (program and arguments), if any.
+    wrapper: Vec<String>,
     child: Option<Child>,
     // Kept open so the broker never writes to a closed pipe.
     _stdout: Option<BufReader<ChildStdout>>,
@@ -109,11 +111,77 @@ impl BrokerProcess {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             home,
+            wrapper: Vec::new(),
             child: None,
             _stdout: None,
         };
         broker.spawn();
         broker
+    }
+
+    /// Starts a broker whose data directory is a tmpfs of `size_bytes`, mounted in a
+    /// mount namespace of its own (`unshare`), so the test can fill its disk without
+    /// touching the machine's. `None`, said loudly on stderr, where this machine
+    /// does not let a test mount one. See [`BrokerProcess::data_view`].
+    pub fn start_on_tmpfs(config_toml: &str, size_bytes: u64) -> Option<BrokerProcess> {
+        // SAFETY: `geteuid` has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let unshare = if root { "-m" } else { "-rm" };
+        let mount = format!("mount -t tmpfs -o size={size_bytes} tmpfs \"$0\"");
+        let probe = tempfile::tempdir().expect("create temp dir");
+        let permitted = Command::new("unshare")
+            .args([unshare, "--propagation", "private", "sh", "-c", &mount])
+            .arg(probe.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !permitted {
+            eprintln!("SKIPPED: this machine does not let a test mount a tmpfs in a mount namespace of its own (`unshare {unshare}` and `mount -t tmpfs` failed)");
+            return None;
+        }
+        let home = tempfile::tempdir().expect("create temp dir");
+        let config_path = home.path().join("broker.toml");
+        std::fs::write(&config_path, config_toml).expect("write config");
+        let data_dir = home.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("create the mount point");
+        let mut broker = BrokerProcess {
+            admin_url: String::new(),
+            data_url: String::new(),
+            data_dir,
+            config_path,
+            env: Vec::new(),
+            home,
+            wrapper: [
+                "unshare",
+                unshare,
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "mount -t tmpfs -o size=$RUSTMQ_TEST_TMPFS_BYTES tmpfs \"$RUSTMQ_STORAGE_DATA_DIR\" && exec \"$@\"",
+                "sh",
+            ]
+            .map(String::from)
+            .to_vec(),
+            child: None,
+            _stdout: None,
+        };
+        broker
+            .env
+            .push(("RUSTMQ_TEST_TMPFS_BYTES".into(), size_bytes.to_string()));
+        broker.spawn();
+        Some(broker)
+    }
+
+    /// The data directory as the broker sees it: for a broker on its own tmpfs, the
+    /// view into its mount namespace (`/proc/<pid>/root/...`), where the test can
+    /// write and delete files on that filesystem.
+    pub fn data_view(&self) -> PathBuf {
+        match (self.wrapper.is_empty(), self.pid()) {
+            (false, Some(pid)) => Path::new(&format!("/proc/{pid}/root"))
+                .join(self.data_dir.strip_prefix("/").unwrap_or(&self.data_dir)),
+            _ => self.data_dir.clone(),
+        }
     }
 
     /// Runs the broker with `config_toml` expecting it to exit by itself (a config
@@ -157,7 +225,14 @@ impl BrokerProcess {
             .append(true)
             .open(self.home.path().join("broker.log"))
             .expect("open broker.log");
-        let mut cmd = Command::new(broker_binary());
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(broker_binary());
+                cmd
+            }
+            None => Command::new(broker_binary()),
+        };
         cmd.arg("--config")
             .arg(&self.config_path)
             .stdin(Stdio::null())

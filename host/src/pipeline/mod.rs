@@ -616,16 +616,18 @@ impl PipelineManager {
         }
     }
 
-    /// Waits until the storage takes writes; false if a stop came first. The free
-    /// space of a filesystem has no notification to wait on, so it is asked every
-    /// [`STALL_CHECK`].
+    /// Waits until the storage takes writes (as large as the last one it refused);
+    /// false if a stop came first. The free space of a filesystem has no
+    /// notification to wait on, so it is asked every [`STALL_CHECK`].
     fn wait_until_writable(&self, control: &Control) -> bool {
-        while !self.inner.storage.health().writable {
+        loop {
             if !control.sleep(STALL_CHECK) {
                 return false;
             }
+            if self.inner.storage.health().writable {
+                return true;
+            }
         }
-        !control.stop_requested()
     }
 
     /// Connects the pipeline's source and sink (Kafka clients wait for their

@@ -161,3 +161,40 @@ fn open_database(file: &Path, cache_bytes: Option<usize>) -> Result<Database, St
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(e: io::Error) -> StorageError {
+        StorageError::Database(Box::new(redb::Error::Io(e)))
+    }
+
+    #[test]
+    fn a_full_disk_or_quota_reads_as_out_of_space_and_other_io_failures_do_not() {
+        assert_eq!(
+            io_failure(&io(io::Error::from_raw_os_error(libc::ENOSPC))),
+            Some(true)
+        );
+        assert_eq!(
+            io_failure(&io(io::Error::from_raw_os_error(libc::EDQUOT))),
+            Some(true)
+        );
+        assert_eq!(
+            io_failure(&io(io::Error::from_raw_os_error(libc::EIO))),
+            Some(false)
+        );
+        assert_eq!(
+            io_failure(&StorageError::Database(Box::new(redb::Error::PreviousIo))),
+            Some(false)
+        );
+        assert_eq!(io_failure(&StorageError::TopicNotFound("t".into())), None);
+    }
+
+    #[test]
+    fn free_space_is_read_from_the_filesystem_and_a_missing_path_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(dir.path()).unwrap() > 0);
+        assert!(free_bytes(&dir.path().join("missing")).is_err());
+    }
+}

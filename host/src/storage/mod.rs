@@ -125,8 +125,9 @@ pub struct Commit {
 /// Whether the store accepts writes (`GET /api/v1/status` shows it as `storage`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StorageHealth {
-    /// False while the filesystem is below the reserve or the database is being
-    /// reopened after a failed write.
+    /// False while the filesystem is below the reserve (plus the smallest write
+    /// refused since data was last added: it must fit too) or the database is
+    /// being reopened after a failed write.
     pub writable: bool,
     /// Bytes free on the data directory's filesystem (when it could be asked).
     pub free_bytes: Option<u64>,
@@ -218,6 +219,7 @@ impl Storage {
         let space = writer::Space {
             dir: dir.to_path_buf(),
             reserve: options.min_free_bytes,
+            refused: Default::default(),
         };
         let writer = Writer::spawn(
             slot.clone(),
@@ -601,7 +603,7 @@ impl Storage {
         let space = self.inner.writer.space();
         let free_bytes = health::free_bytes(&space.dir).ok();
         let fault = self.inner.slot.fault();
-        let full = free_bytes.is_some_and(|free| free < space.reserve);
+        let full = free_bytes.is_some_and(|free| free < space.needed());
         StorageHealth {
             writable: fault.is_none() && !full,
             free_bytes,

@@ -182,6 +182,9 @@ impl Failure {
 pub(crate) struct Space {
     pub(crate) dir: PathBuf,
     pub(crate) reserve: u64,
+    /// The size of the smallest write refused since the last one that added data:
+    /// the store is writable again once that much fits above the reserve.
+    pub(crate) refused: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Space {
@@ -213,9 +216,32 @@ impl Space {
     /// Refuses a write of about `bytes` that would leave less than the reserve.
     pub(crate) fn check(&self, bytes: u64) -> Result<(), StorageError> {
         match self.free() {
-            Some(free) if free < self.reserve.saturating_add(bytes) => Err(self.full(free)),
+            Some(free) if free < self.reserve.saturating_add(bytes) => {
+                self.note_refused(bytes);
+                Err(self.full(free))
+            }
             _ => Ok(()),
         }
+    }
+
+    fn note_refused(&self, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .refused
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                Some(if r == 0 { bytes } else { r.min(bytes) })
+            });
+    }
+
+    fn note_written(&self) {
+        self.refused.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The free space writes need now: the reserve, plus the smallest write refused
+    /// since data was last added.
+    pub(crate) fn needed(&self) -> u64 {
+        self.reserve
+            .saturating_add(self.refused.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// `e`, or [`StorageError::Full`] when it is the filesystem running out.
@@ -404,6 +430,9 @@ fn admit(env: &Env<'_>, group: Vec<Request>) -> Vec<Request> {
             let failure = env.space.full_failure(free);
             let (refused, admitted): (Vec<_>, Vec<_>) =
                 group.into_iter().partition(|r| r.grows() > 0);
+            if let Some(smallest) = refused.iter().map(Request::grows).min() {
+                env.space.note_refused(smallest);
+            }
             tracing::warn!(target: "rustmq::storage", free, reserve = env.space.reserve, refused = refused.len(), "writes refused: the data directory's filesystem is below its free-space reserve");
             refused.into_iter().for_each(|r| r.fail(&failure));
             admitted
@@ -420,6 +449,7 @@ fn commit_group(env: &Env<'_>, group: Vec<Request>) {
     let shared = env.shared;
     let messages = group.iter().map(Request::weight).sum::<usize>();
     let requests = group.len();
+    let adds = group.iter().any(|r| r.grows() > 0);
     let mut staged = Staged::new();
     let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
     let result = (|| {
@@ -463,6 +493,9 @@ fn commit_group(env: &Env<'_>, group: Vec<Request>) {
                 }
             }
             shared.notify();
+            if adds {
+                env.space.note_written();
+            }
             tracing::trace!(target: "rustmq::storage", requests, messages, "group committed");
             pending.into_iter().for_each(|p| p(None));
         }
@@ -482,6 +515,8 @@ fn failure_of(env: &Env<'_>, e: &StorageError) -> Failure {
     match (e, health::io_failure(e)) {
         (StorageError::Unavailable(why), _) => Failure::Unavailable(why.clone()),
         (_, Some(true)) => env.space.full_failure(env.space.free().unwrap_or(0)),
+        // Any other I/O failure: the database is reopened, the caller may retry.
+        (_, Some(false)) => Failure::Unavailable(format!("a write failed: {e}")),
         _ => Failure::Write(e.to_string()),
     }
 }
