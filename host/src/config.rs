@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::message::HeaderLimits;
+use crate::runtime::RuntimeLimits;
 use crate::serve::HttpLimits;
 
 /// 1 MiB.
@@ -84,18 +85,22 @@ pub struct EtlConfig {
 }
 
 impl Default for EtlConfig {
+    /// The guest limits' defaults are [`RuntimeLimits::default`]'s, the one place
+    /// they are set.
     fn default() -> Self {
+        let limits = RuntimeLimits::default();
         EtlConfig {
             enabled: true,
-            memory_limit_bytes: 64 * MIB,
-            execution_timeout_ms: 5000,
-            max_concurrent_executions: 100,
+            memory_limit_bytes: limits.memory_limit_bytes,
+            execution_timeout_ms: limits.execution_timeout_ms,
+            max_concurrent_executions: u32::try_from(limits.max_concurrent_executions)
+                .unwrap_or(u32::MAX),
             modules_path: PathBuf::new(),
             max_module_size_bytes: 50 * MIB,
-            max_output_messages: 1000,
-            max_output_bytes: 16 * MIB,
+            max_output_messages: u32::try_from(limits.max_output_messages).unwrap_or(u32::MAX),
+            max_output_bytes: limits.max_output_bytes as u64,
             state_quota_bytes: crate::state::DEFAULT_STATE_QUOTA_BYTES,
-            max_batch_call_ms: crate::runtime::RuntimeLimits::default().max_batch_call_ms,
+            max_batch_call_ms: limits.max_batch_call_ms,
             compiled_cache: None,
         }
     }

@@ -297,3 +297,82 @@ fn new_scaffolds_a_project_that_builds_for_wasm32_wasip2_and_runs() {
         serde_json::from_str(result["messages"][0]["value"].as_str().unwrap()).unwrap();
     assert_eq!(value["temperature_fahrenheit"], 77.0);
 }
+
+#[test]
+fn the_local_runner_and_a_default_broker_give_a_module_the_same_verdict_on_its_limits() {
+    use rustmq_etl_tests::http::{
+        admin_get, admin_post, produce, read_all, upload_module, wait_until,
+    };
+    use serde_json::json;
+    use std::io::Write as _;
+    use std::time::Duration;
+
+    let max = rustmq_etl::runtime::RuntimeLimits::default().max_output_messages;
+    let inputs = [format!("fanout:{max}"), format!("fanout:{}", max + 1)];
+
+    // Locally.
+    let mut run = Command::new(cli_binary())
+        .arg("run")
+        .arg("--module")
+        .arg(guests::SCRIPTED)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = run.stdin.take().unwrap();
+        for value in &inputs {
+            writeln!(stdin, "{}", json!({"key": "k", "value": value})).unwrap();
+        }
+    }
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["messages"].as_array().unwrap().len(), max);
+    let local_cause = lines[1]["failure"]["cause"].as_str().unwrap().to_string();
+
+    // On a broker with the default config.
+    let b = BrokerProcess::start("");
+    let (_, status) = admin_get(&b, "/api/v1/status");
+    assert_eq!(status["etl"]["max_output_messages"], max, "{status}");
+    let (code, v) = upload_module(
+        &b,
+        "scripted",
+        "1.0.0",
+        std::fs::read(guests::SCRIPTED).unwrap(),
+    );
+    assert_eq!(code, reqwest::StatusCode::CREATED, "{v}");
+    let (code, v) = admin_post(
+        &b,
+        "/api/v1/etl/pipelines",
+        &json!({
+            "pipeline_name": "limits",
+            "source_topic": "limits-in",
+            "destination_topic": "limits-out",
+            "error_topic": "limits-err",
+            "module_name": "scripted",
+            "module_version": "^1",
+            "configuration": {"retry_policy": {"max_retries": 0, "backoff_ms": 1}}
+        }),
+    );
+    assert_eq!(code, reqwest::StatusCode::CREATED, "{v}");
+    for value in &inputs {
+        let (code, v) = produce(&b, "limits-in", &json!({"key": "k", "value": value}));
+        assert_eq!(code, reqwest::StatusCode::OK, "{v}");
+    }
+    let errors = wait_until(
+        "the second message in the error topic",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            let errors = read_all(&b, "limits-err");
+            (!errors.is_empty()).then_some(errors).ok_or_else(String::new)
+        },
+    );
+    assert_eq!(read_all(&b, "limits-out").len(), max, "the first passes");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["headers"]["x-rustmq-error-cause"], local_cause.as_str());
+}

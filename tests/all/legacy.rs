@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use rustmq_etl::message::Message;
 use rustmq_etl::runtime::legacy::LegacyTransform;
-use rustmq_etl::runtime::{ProcessContext, ProcessOutput, Transform, TransformError};
+use rustmq_etl::runtime::{
+    ProcessContext, ProcessOutput, RuntimeLimits, Transform, TransformError,
+};
 use rustmq_etl_legacy::wasi::locked_down_factory;
 use rustmq_etl_legacy::{LegacyLimits, LegacyModule, LoadError, ProcessAbi};
 use rustmq_etl_tests::guests;
@@ -35,8 +37,18 @@ fn engine() -> &'static wasmtime::Engine {
     ENGINE.get_or_init(|| ticking_engine(TICK))
 }
 
+/// The broker's default limits for a legacy instance, with this memory limit and
+/// call deadline.
+fn limits_with(memory_limit_bytes: u64, timeout_ms: u64) -> LegacyLimits {
+    RuntimeLimits {
+        memory_limit_bytes,
+        ..RuntimeLimits::default()
+    }
+    .legacy(timeout_ms, TICK.as_millis() as u64)
+}
+
 fn limits(memory_limit_bytes: u64) -> LegacyLimits {
-    LegacyLimits::new(memory_limit_bytes, 500, TICK.as_millis() as u64)
+    limits_with(memory_limit_bytes, 500)
 }
 
 /// The guide's Step 2.3 module built for wasm32-wasip1, compiled once.
@@ -237,7 +249,7 @@ fn load_wat(wat: &str) -> LegacyModule {
 }
 
 fn adversarial_limits() -> LegacyLimits {
-    let mut l = LegacyLimits::new(1 << 20, 200, TICK.as_millis() as u64);
+    let mut l = limits_with(1 << 20, 200);
     l.max_output_bytes = 4096;
     l
 }
@@ -468,10 +480,7 @@ fn sleep_through(
         Duration::from_secs(60),
         "a sleeping legacy call",
         move || {
-            let mut t = transform(
-                &module,
-                LegacyLimits::new(1 << 20, timeout_ms, TICK.as_millis() as u64),
-            );
+            let mut t = transform(&module, limits_with(1 << 20, timeout_ms));
             let started = Instant::now();
             let answer = run(&mut t, &message("k", "x", &[])).map(|out| out.messages.len());
             (answer, started.elapsed())

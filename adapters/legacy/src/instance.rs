@@ -28,12 +28,6 @@ use crate::wasi::{GuestClock, WasiFactory};
 /// guest-grown table is host memory outside the linear-memory limit.
 pub const MAX_TABLE_ELEMENTS: usize = 1 << 17;
 
-/// Default cap on one result's JSON, in bytes.
-pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 << 20;
-
-/// Default cap on messages in one result.
-pub const DEFAULT_MAX_OUTPUT_MESSAGES: usize = 1024;
-
 /// Most header pairs one result may hold, across its messages. Header pairs of empty
 /// strings cost nothing against the byte cap yet take host memory (48 bytes each), so
 /// they are counted on their own. 256 Ki pairs is 26 per message at the broker's
@@ -41,7 +35,9 @@ pub const DEFAULT_MAX_OUTPUT_MESSAGES: usize = 1024;
 /// get the same cap.
 pub const MAX_OUTPUT_HEADERS: usize = 256 * 1024;
 
-/// The limits one instance runs under.
+/// The limits one instance runs under. The adapter has no defaults of its own: the
+/// broker's runtime fills these in from its limits (`RuntimeLimits::legacy`), so a
+/// legacy module gets the caps a component gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyLimits {
     /// Linear memory an instance may grow to; a grow past it fails inside the guest.
@@ -62,20 +58,6 @@ pub struct LegacyLimits {
 }
 
 impl LegacyLimits {
-    /// Limits with the recycle watermark at half the memory limit and default output
-    /// caps.
-    pub fn new(memory_limit_bytes: u64, execution_timeout_ms: u64, epoch_tick_ms: u64) -> Self {
-        LegacyLimits {
-            memory_limit_bytes,
-            recycle_watermark_bytes: memory_limit_bytes / 2,
-            execution_timeout_ms,
-            epoch_tick_ms,
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-            max_output_messages: DEFAULT_MAX_OUTPUT_MESSAGES,
-            max_output_headers: MAX_OUTPUT_HEADERS,
-        }
-    }
-
     /// The timeout in epoch ticks, rounded up, at least one.
     fn deadline_ticks(&self) -> u64 {
         self.execution_timeout_ms

@@ -13,6 +13,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime::component::Linker;
 
 use super::bindings::{self, HostState};
+use super::limits::RuntimeLimits;
 use super::loader::{self, CompiledModule, LoadError, ModuleInfo, ModuleKind};
 
 /// How often the epoch advances. A deadline is enforced to within one tick; a shorter
@@ -42,44 +43,6 @@ const MEMORY_KEEP_RESIDENT_SCANNED: usize = 16 * 1024 * 1024;
 /// The same without `PAGEMAP_SCAN`: then the whole prefix is `memset` on every drop,
 /// so only a small one pays off.
 const MEMORY_KEEP_RESIDENT_MEMSET: usize = 64 * 1024;
-
-/// Resource limits for every guest run by a [`Runtime`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeLimits {
-    /// Largest linear memory one guest instance may grow to, in bytes.
-    pub memory_limit_bytes: u64,
-    /// Deadline for one call (`init` or `process`), in milliseconds.
-    pub execution_timeout_ms: u64,
-    /// How many guest calls may run at the same time across the runtime; further calls
-    /// wait for a slot.
-    pub max_concurrent_executions: usize,
-    /// How many guest instances may be alive at once (the pooling allocator's size).
-    /// Every live transform holds one.
-    pub max_instances: u32,
-    /// Most messages one `process` call may return (fan-out cap).
-    pub max_output_messages: usize,
-    /// Most bytes (keys, values, headers) one `process` call may return.
-    pub max_output_bytes: usize,
-    /// Longest a `process-batch` call may run, in milliseconds, whatever the batch
-    /// size: what one batch call can take from other pipelines waiting for an
-    /// execution slot. A batch that needs longer is processed one message per call.
-    pub max_batch_call_ms: u64,
-}
-
-impl Default for RuntimeLimits {
-    /// The deployment guide's defaults: 64 MiB, 5 s, 100 concurrent executions.
-    fn default() -> Self {
-        RuntimeLimits {
-            memory_limit_bytes: 64 * 1024 * 1024,
-            execution_timeout_ms: 5000,
-            max_concurrent_executions: 100,
-            max_instances: 100,
-            max_output_messages: 10_000,
-            max_output_bytes: 16 * 1024 * 1024,
-            max_batch_call_ms: 1000,
-        }
-    }
-}
 
 /// Why a [`Runtime`] could not be created.
 #[derive(Debug, thiserror::Error)]

@@ -83,14 +83,10 @@ impl loader::LegacyModule for CompiledLegacy {
         _params: &BTreeMap<String, String>,
         timeout_ms: u64,
     ) -> Result<Box<dyn Transform>, TransformError> {
-        let limits = &self.runtime.limits;
-        let mut legacy_limits = LegacyLimits::new(
-            limits.memory_limit_bytes,
-            timeout_ms,
-            EPOCH_TICK.as_millis() as u64,
-        );
-        legacy_limits.max_output_bytes = limits.max_output_bytes;
-        legacy_limits.max_output_messages = limits.max_output_messages;
+        let legacy_limits = self
+            .runtime
+            .limits
+            .legacy(timeout_ms, EPOCH_TICK.as_millis() as u64);
         let module_id: Arc<str> = Arc::from(module_id);
         let budget = LogBudget::default();
         let wasi: WasiFactory = Arc::new(move || locked_down_builder(&module_id, &budget));

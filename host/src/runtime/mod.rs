@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`Transform`]: the one interface the pipeline calls. Components and legacy core
 //!   modules both sit behind it.
-//! - `engine`: the shared wasmtime `Engine` (pooling allocator, epoch ticker, limits).
+//! - `limits`: [`RuntimeLimits`], every guest limit and its one default.
+//! - `engine`: the shared wasmtime `Engine` (pooling allocator, epoch ticker).
 //! - `bindings`: the single `bindgen!` site for the `rustmq:etl` world.
 //! - `component`: the component implementation of [`Transform`].
 //! - `legacy`: the legacy core-module implementation (wraps `rustmq-etl-legacy`).
@@ -21,6 +22,7 @@ use crate::state::SharedState;
 mod bindings;
 mod component;
 mod engine;
+mod limits;
 mod loader;
 mod output;
 mod timers;
@@ -28,7 +30,8 @@ pub mod wasi;
 
 pub use bindings::{WORLD, WORLD_1_1, WORLD_1_1_BATCH};
 pub use component::{ComponentTransform, MAX_ERROR_TEXT_BYTES};
-pub use engine::{Runtime, RuntimeError, RuntimeLimits, EPOCH_TICK};
+pub use engine::{Runtime, RuntimeError, EPOCH_TICK};
+pub use limits::RuntimeLimits;
 pub use loader::{
     compile_legacy, deserialize_legacy, detect_kind, CompiledModule, LegacyModule, LoadError,
     ModuleInfo, ModuleKind, MAX_LISTED_NAMES, REQUIRED_EXPORTS,
