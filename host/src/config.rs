@@ -107,6 +107,19 @@ impl Default for EtlConfig {
 }
 
 impl EtlConfig {
+    /// The limits guests run under with this config.
+    pub fn runtime_limits(&self) -> RuntimeLimits {
+        RuntimeLimits {
+            memory_limit_bytes: self.memory_limit_bytes,
+            execution_timeout_ms: self.execution_timeout_ms,
+            max_concurrent_executions: self.max_concurrent_executions as usize,
+            max_output_messages: self.max_output_messages as usize,
+            max_output_bytes: usize::try_from(self.max_output_bytes).unwrap_or(usize::MAX),
+            max_batch_call_ms: self.max_batch_call_ms,
+            ..RuntimeLimits::default()
+        }
+    }
+
     /// The compiled-module cache directory.
     pub fn compiled_cache_dir(&self) -> PathBuf {
         self.compiled_cache

@@ -6,7 +6,9 @@
 //! - [`config`]: the broker's TOML configuration, environment overrides, validation.
 //! - [`storage`]: durable topic logs, consumer offsets and metadata (redb).
 //! - [`api`]: the HTTP APIs: messages (`api::data`) and admin (`api::admin`).
-//! - [`server`]: the shared broker state, listeners and graceful shutdown.
+//! - [`broker`]: the state every handler and background task shares, opened from a
+//!   config.
+//! - [`server`]: the two listeners and graceful shutdown.
 //! - [`serve`]: serving one HTTP API within its bounds (connections, timeouts,
 //!   concurrent requests).
 //! - [`runtime`]: wasmtime engine, the `rustmq:etl` bindings and the [`runtime::Transform`]
@@ -19,6 +21,7 @@
 //! call into this library.
 
 pub mod api;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod kafka;

@@ -1,5 +1,5 @@
-//! Running the broker: the shared [`Broker`] state, the two listeners and graceful
-//! shutdown.
+//! Running the broker: its two listeners and graceful shutdown, around the shared
+//! [`Broker`] state.
 //!
 //! Shutdown order: the `shutdown` future resolves → [`Broker::shutdown`] is cancelled
 //! (long-polls return, later parts such as pipelines stop at a message boundary) →
@@ -9,117 +9,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::api;
+use crate::broker::{Broker, OpenError};
 use crate::config::BrokerConfig;
-use crate::kafka::{Clusters, KafkaError};
-use crate::modules::{ModuleError, ModuleStore};
-use crate::pipeline::{PipelineError, PipelineManager};
-use crate::runtime::{Runtime, RuntimeError, RuntimeLimits};
-use crate::storage::{Retention, Storage, StorageError, StorageOptions};
-
-/// Everything a request handler or background task needs.
-pub struct Broker {
-    /// The configuration in force.
-    pub config: BrokerConfig,
-    /// Topic logs, offsets and metadata.
-    pub storage: Storage,
-    /// The WebAssembly runtime (engine, limits).
-    pub runtime: Runtime,
-    /// Uploaded modules.
-    pub modules: ModuleStore,
-    /// Pipelines.
-    pub pipelines: PipelineManager,
-    /// When the broker started (for uptime).
-    pub started_at: Instant,
-    /// Cancelled when shutdown begins.
-    pub shutdown: CancellationToken,
-    /// What message API requests may take in memory at once.
-    pub request_memory: crate::api::memory::RequestMemory,
-}
-
-impl Broker {
-    /// Opens storage and builds the broker state.
-    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, ServerError> {
-        let s = &config.storage;
-        let options = StorageOptions {
-            default_retention: Retention {
-                retention_ms: s.retention_ms,
-                retention_bytes: s.retention_bytes,
-            },
-            auto_create_topics: s.auto_create_topics,
-            retention_check_interval: Some(Duration::from_millis(s.retention_check_interval_ms)),
-            cache_bytes: Some(usize::try_from(s.cache_bytes).unwrap_or(usize::MAX)),
-            min_free_bytes: s.min_free_bytes,
-        };
-        let storage = Storage::open(&s.data_dir, options)?;
-        let etl = &config.etl;
-        let runtime = Runtime::new(RuntimeLimits {
-            memory_limit_bytes: etl.memory_limit_bytes,
-            execution_timeout_ms: etl.execution_timeout_ms,
-            max_concurrent_executions: etl.max_concurrent_executions as usize,
-            max_output_messages: etl.max_output_messages as usize,
-            max_output_bytes: usize::try_from(etl.max_output_bytes).unwrap_or(usize::MAX),
-            max_batch_call_ms: etl.max_batch_call_ms,
-            ..RuntimeLimits::default()
-        })?;
-        let modules = ModuleStore::open_with_cache(
-            &etl.modules_path,
-            &etl.compiled_cache_dir(),
-            storage.clone(),
-            runtime.clone(),
-        )?;
-        let kafka = Clusters::new(&config.kafka, &s.data_dir)?;
-        if !config.kafka.clusters.is_empty() {
-            tracing::info!(target: "rustmq::etl::kafka", worker_id = kafka.worker_id(), clusters = ?config.kafka.clusters.keys().collect::<Vec<_>>(), "Kafka clusters declared");
-        }
-        let pipelines = PipelineManager::open_with_kafka(storage.clone(), modules.clone(), kafka)?;
-        pipelines.set_state_quota(etl.state_quota_bytes);
-        pipelines.set_header_limits(config.server.header_limits());
-        let ready = modules.warm()?;
-        tracing::info!(target: "rustmq::etl", modules = ready, stats = ?modules.stats(), "modules loaded");
-        if etl.enabled {
-            pipelines.resume();
-        } else {
-            tracing::warn!(target: "rustmq::etl", "[etl] enabled = false: pipelines will not run");
-        }
-        Ok(Arc::new(Broker {
-            storage,
-            runtime,
-            modules,
-            pipelines,
-            started_at: Instant::now(),
-            shutdown: CancellationToken::new(),
-            request_memory: crate::api::memory::RequestMemory::new(
-                config.server.max_request_memory_bytes,
-            ),
-            config,
-        }))
-    }
-}
 
 /// Why the broker could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// Storage could not be opened.
+    /// The broker's state could not be opened.
     #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// The WebAssembly engine could not be created.
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// The module store could not be opened.
-    #[error("cannot open the module store (etl.modules_path): {0}")]
-    Modules(#[from] ModuleError),
-    /// A Kafka cluster's client settings are refused.
-    #[error(transparent)]
-    Kafka(#[from] KafkaError),
-    /// Pipelines could not be loaded.
-    #[error("cannot load pipelines: {0}")]
-    Pipelines(#[from] PipelineError),
+    Open(#[from] OpenError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} for the {api} API: {source}")]
     Bind {

@@ -369,10 +369,15 @@ fn the_local_runner_and_a_default_broker_give_a_module_the_same_verdict_on_its_l
         Duration::from_millis(50),
         || {
             let errors = read_all(&b, "limits-err");
-            (!errors.is_empty()).then_some(errors).ok_or_else(String::new)
+            (!errors.is_empty())
+                .then_some(errors)
+                .ok_or_else(String::new)
         },
     );
     assert_eq!(read_all(&b, "limits-out").len(), max, "the first passes");
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0]["headers"]["x-rustmq-error-cause"], local_cause.as_str());
+    assert_eq!(
+        errors[0]["headers"]["x-rustmq-error-cause"],
+        local_cause.as_str()
+    );
 }

@@ -141,7 +141,7 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 struct Api {
     _dir: tempfile::TempDir,
-    broker: std::sync::Arc<rustmq_etl::server::Broker>,
+    broker: std::sync::Arc<rustmq_etl::broker::Broker>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -152,7 +152,7 @@ fn api() -> &'static Api {
         let path = dir.path().join("broker.toml");
         std::fs::write(&path, "[etl]\nenabled = false\n").unwrap();
         let config = rustmq_etl::config::BrokerConfig::load(&path).unwrap();
-        let broker = rustmq_etl::server::Broker::open(config).unwrap();
+        let broker = rustmq_etl::broker::Broker::open(config).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

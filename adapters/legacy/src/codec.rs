@@ -8,13 +8,13 @@
 //! `ProcessResult` (whitespace allowed, keys in any order) and gives up, returning
 //! `None`, on anything else: escapes in strings, unknown or repeated fields, numbers
 //! that are not plain integers, the end of the input. The serde reader in
-//! [`crate::abi`] then reads the answer again and words the error, if there is one; so
+//! `abi` then reads the answer again and words the error, if there is one; so
 //! an answer read here is one serde would have read to the same value.
 //!
 //! Nothing here allocates in proportion to anything but the answer's own contents, and
 //! nothing recurses: the shape has a fixed depth.
 
-use crate::abi::{last_of_each_name, LegacyInput, RawMessage, RawResult};
+use crate::shapes::{last_of_each_name, LegacyInput, RawMessage, RawResult};
 
 /// Each byte as a JSON array element: its digits and a comma, padded to four bytes so
 /// that one fixed-size copy writes it, and how many of the four count.

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use wasmtime::{Memory, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
 use crate::limiter::GuestLimiter;
-use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::abi::{read_packed_result, read_pointer_result, LegacyInput, LegacyOutput};
 use crate::error::{AbiFault, CallError};
 use crate::inspect::{ProcessAbi, INITIALIZE_EXPORT};
 use crate::module::LegacyModule;
+pub use crate::state::LegacyState;
 use crate::wasi::{GuestClock, WasiFactory};
 
 /// Table elements an instance may hold; Rust modules need a few hundred at most, and a
@@ -69,16 +69,6 @@ impl LegacyLimits {
     fn deadline(&self) -> Instant {
         Instant::now() + Duration::from_millis(self.execution_timeout_ms)
     }
-}
-
-/// Store data of a legacy instance.
-pub struct LegacyState {
-    pub(crate) wasi: WasiP1Ctx,
-    limiter: GuestLimiter,
-    /// The guest's monotonic clock (its WASI context reads the same one).
-    pub(crate) clock: GuestClock,
-    /// When the current call must end; no WASI sleep lasts past it.
-    pub(crate) deadline: Instant,
 }
 
 enum ProcessFn {

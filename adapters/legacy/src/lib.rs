@@ -16,8 +16,8 @@
 //!   message and recycles the guest after faults or when leaked memory piles up.
 //! - [`limiter`]: [`limiter::GuestLimiter`], store limits that remember a refused grow
 //!   (shared with the host's component runtime).
-//! - [`abi`]: the JSON shapes on both sides and the bounded reader for the guest's
-//!   answer.
+//! - `shapes`: the JSON shapes on both sides, defined with serde.
+//! - [`abi`]: encoding the input and the bounded reader for the guest's answer.
 //! - `codec`: the hand-written encoder and reader the per-message path uses, held to
 //!   serde's behaviour.
 //! - [`wasi`]: the default locked-down WASI preview 1 context, and [`GuestClock`], the
@@ -35,6 +35,8 @@ pub mod instance;
 pub mod limiter;
 pub mod module;
 mod poll;
+mod shapes;
+mod state;
 pub mod wasi;
 
 pub use abi::{LegacyInput, LegacyMessage, LegacyOutput};

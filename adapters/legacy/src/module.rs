@@ -4,7 +4,7 @@ use wasmtime::{Engine, InstancePre, Linker, Module};
 
 use crate::error::LoadError;
 use crate::inspect::LegacyInfo;
-use crate::instance::LegacyState;
+use crate::state::LegacyState;
 
 /// A core module that passed the ABI and import checks, compiled for one engine.
 /// Cloning is cheap (the compiled code is shared).

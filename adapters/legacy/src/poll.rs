@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::{Caller, Extern, Linker, Trap};
 
-use crate::instance::LegacyState;
+use crate::state::LegacyState;
 use crate::wasi::bounded_wake;
 
 const SUBSCRIPTION_SIZE: usize = 48;

@@ -3,7 +3,7 @@
 //! The host hands its own policy in as a [`WasiFactory`] so components and legacy
 //! modules share one; [`locked_down_wasi`] is this crate's default and the tests'.
 //! Every instance's context is built with a [`GuestClock`], whose origin the instance
-//! keeps, so that `poll_oneoff` (see [`crate::poll`]) can turn a guest's absolute
+//! keeps, so that `poll_oneoff` (see `poll`) can turn a guest's absolute
 //! monotonic time into an [`Instant`] and bound its sleep by the call's deadline.
 
 use std::sync::Arc;

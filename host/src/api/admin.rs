@@ -4,8 +4,6 @@
 //! When `[admin] token` is set, every admin route (status included) needs
 //! `Authorization: Bearer <token>` and answers 401 otherwise.
 
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -14,11 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{method_not_allowed, no_route, ApiError};
-use crate::server::Broker;
-
-/// What admin handlers get as state.
-pub type AdminState = Arc<Broker>;
+use super::{method_not_allowed, no_route, AdminState, ApiError};
 
 /// The admin API: every sub-router merged, then the token check over all of it.
 pub fn router(state: AdminState) -> Router {

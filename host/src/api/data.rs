@@ -25,12 +25,12 @@ use axum::{middleware, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::memory::{CONSUME_MEMORY_FACTOR, PRODUCE_MEMORY_FACTOR};
 use super::{blocking, method_not_allowed, no_route, parse_json, ApiError};
+use crate::broker::Broker;
 use crate::message::{
     now_millis, HeaderLimits, Message, MessageJson, MessageJsonError, MessageOutRef,
 };
-use crate::server::Broker;
+use crate::serve::memory::{CONSUME_MEMORY_FACTOR, PRODUCE_MEMORY_FACTOR};
 use crate::storage::{Storage, TopicConfig};
 
 /// The message API's routes, limits included.

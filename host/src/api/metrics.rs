@@ -13,8 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use super::admin::AdminState;
-use super::ApiError;
+use super::AdminState;
+use super::{blocking, ApiError};
 use crate::pipeline::metrics::MetricsSnapshot;
 
 /// The metrics routes.
@@ -26,18 +26,14 @@ pub fn router() -> Router<AdminState> {
 
 async fn snapshots(state: &AdminState) -> Result<Vec<(String, MetricsSnapshot)>, ApiError> {
     let manager = state.pipelines.clone();
-    tokio::task::spawn_blocking(move || manager.all_metrics())
-        .await
-        .map_err(|e| ApiError::internal(&e))
+    blocking(move || Ok::<_, ApiError>(manager.all_metrics())).await
 }
 
 async fn json_metrics(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let pipelines = snapshots(&state).await?;
     let statuses = {
         let manager = state.pipelines.clone();
-        tokio::task::spawn_blocking(move || manager.list())
-            .await
-            .map_err(|e| ApiError::internal(&e))?
+        blocking(move || Ok::<_, ApiError>(manager.list())).await?
     };
     let sum = |f: fn(&MetricsSnapshot) -> u64| pipelines.iter().map(|(_, s)| f(s)).sum::<u64>();
     let modules = state.modules.list().map(|l| l.len()).unwrap_or(0);

@@ -11,9 +11,9 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::AdminState;
-use super::ApiError;
-use crate::modules::{BlobError, ModuleError, ModuleRecord, Upload};
+use super::AdminState;
+use super::{blocking, ApiError};
+use crate::modules::{ModuleError, ModuleRecord, Upload};
 use crate::runtime::LoadError;
 
 /// The module routes, under `/api/v1/etl/modules`.
@@ -25,56 +25,6 @@ pub fn router() -> Router<AdminState> {
             get(get_one).delete(delete),
         )
         .route("/api/v1/etl/modules/{module_id}/wasm", get(download))
-}
-
-impl From<ModuleError> for ApiError {
-    fn from(e: ModuleError) -> Self {
-        let e = match e {
-            ModuleError::Storage(
-                e @ (crate::storage::StorageError::Full { .. }
-                | crate::storage::StorageError::Unavailable(_)),
-            ) => return e.into(),
-            e => e,
-        };
-        let (status, code) = match &e {
-            ModuleError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_module_name"),
-            ModuleError::InvalidVersion { .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_module_version")
-            }
-            ModuleError::InvalidRequirement { .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_version_requirement")
-            }
-            ModuleError::Load(LoadError::NotWasm { .. }) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_webassembly")
-            }
-            ModuleError::Load(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_module"),
-            ModuleError::Conflict { .. } => (StatusCode::CONFLICT, "module_version_exists"),
-            ModuleError::NotFound(_) => (StatusCode::NOT_FOUND, "module_not_found"),
-            ModuleError::NoMatch { .. } => (StatusCode::NOT_FOUND, "no_matching_version"),
-            ModuleError::Blob(BlobError::Corrupted { .. }) => {
-                return ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "module_corrupted",
-                    format!("{e}; upload the module again with the same name, version and bytes to repair it"),
-                );
-            }
-            ModuleError::Blob(BlobError::Io { source, .. })
-                if crate::storage::is_out_of_space(source) =>
-            {
-                return ApiError::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    "storage_full",
-                    format!(
-                        "{e}: nothing was stored. Free space on that filesystem and upload again"
-                    ),
-                );
-            }
-            ModuleError::Blob(_) | ModuleError::Storage(_) | ModuleError::CorruptRecord { .. } => {
-                return ApiError::internal(&e);
-            }
-        };
-        ApiError::new(status, code, e.to_string())
-    }
 }
 
 /// `{"status": "uploaded", "module_id", "size_bytes", "hash", "kind", "warnings", ...}`.
@@ -158,15 +108,15 @@ async fn upload(
     }
     let received = describe_received(&bytes);
     let store = state.modules.clone();
-    let outcome = tokio::task::spawn_blocking(move || store.upload(&name, &version, &bytes))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| match e {
+    let outcome = blocking(move || {
+        store.upload(&name, &version, &bytes).map_err(|e| match e {
             ModuleError::Load(LoadError::NotWasm(why)) => {
                 ModuleError::Load(LoadError::NotWasm(format!("{why}; received {received}")))
             }
             other => other,
-        })?;
+        })
+    })
+    .await?;
     let (status, word) = match &outcome {
         Upload::Created(_) => (StatusCode::CREATED, "uploaded"),
         Upload::Unchanged(_) => (StatusCode::OK, "unchanged"),
@@ -241,9 +191,7 @@ async fn list(
     match (query.name, query.version) {
         (Some(name), version) => {
             let req = version.unwrap_or_else(|| "*".to_string());
-            let record = tokio::task::spawn_blocking(move || store.resolve(&name, &req))
-                .await
-                .map_err(|e| ApiError::internal(&e))??;
+            let record = blocking(move || store.resolve(&name, &req)).await?;
             Ok(Json(describe(&record, "resolved")).into_response())
         }
         (None, Some(_)) => Err(ApiError::new(
@@ -252,9 +200,7 @@ async fn list(
             "version= needs name= too (e.g. ?name=message-processor&version=^1)",
         )),
         (None, None) => {
-            let records = tokio::task::spawn_blocking(move || store.list())
-                .await
-                .map_err(|e| ApiError::internal(&e))??;
+            let records = blocking(move || store.list()).await?;
             let pins = state.pipelines.clone();
             let modules: Vec<serde_json::Value> = records
                 .iter()
@@ -287,9 +233,7 @@ async fn download(
     Path(module_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let store = state.modules.clone();
-    let bytes = tokio::task::spawn_blocking(move || store.bytes(&module_id))
-        .await
-        .map_err(|e| ApiError::internal(&e))??;
+    let bytes = blocking(move || store.bytes(&module_id)).await?;
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 
@@ -298,8 +242,6 @@ async fn delete(
     Path(module_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let manager = state.pipelines.clone();
-    let record = tokio::task::spawn_blocking(move || manager.delete_module(&module_id))
-        .await
-        .map_err(|e| ApiError::internal(&e))??;
+    let record = blocking(move || manager.delete_module(&module_id)).await?;
     Ok(Json(describe(&record, "deleted")).into_response())
 }

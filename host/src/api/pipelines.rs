@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::admin::AdminState;
+use super::AdminState;
 use super::{parse_json, ApiError};
 use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
 use crate::pipeline::{PipelineError, PipelineManager};
@@ -36,39 +36,6 @@ pub fn router() -> Router<AdminState> {
         )
 }
 
-impl From<PipelineError> for ApiError {
-    fn from(e: PipelineError) -> Self {
-        match e {
-            PipelineError::Module(m) => m.into(),
-            PipelineError::NotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "pipeline_not_found", e.to_string())
-            }
-            PipelineError::Spec(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_pipeline", e.to_string())
-            }
-            PipelineError::ModuleInUse { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "module_in_use", e.to_string())
-            }
-            PipelineError::DuplicateName(_) => {
-                ApiError::new(StatusCode::CONFLICT, "pipeline_exists", e.to_string())
-            }
-            PipelineError::Start(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "module_start_failed",
-                e.to_string(),
-            ),
-            PipelineError::Running(_) => {
-                ApiError::new(StatusCode::CONFLICT, "pipeline_running", e.to_string())
-            }
-            PipelineError::Storage(
-                e @ (crate::storage::StorageError::Full { .. }
-                | crate::storage::StorageError::Unavailable(_)),
-            ) => e.into(),
-            PipelineError::Storage(_) | PipelineError::Io(_) => ApiError::internal(&e),
-        }
-    }
-}
-
 /// Pipelines only run with `[etl] enabled = true`.
 fn require_enabled(state: &AdminState) -> Result<(), ApiError> {
     if state.config.etl.enabled {
@@ -88,10 +55,7 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&PipelineManager) -> Result<T, PipelineError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let manager = manager.clone();
-    tokio::task::spawn_blocking(move || f(&manager))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(ApiError::from)
+    super::blocking(move || f(&manager)).await
 }
 
 async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response, ApiError> {

@@ -180,13 +180,13 @@ impl state_v1_1::Host for HostState {
     }
 }
 
-/// Adds WASI 0.2 and the `rustmq:etl` host interfaces of every version to `linker`.
+/// Adds WASI 0.2 and the `rustmq:etl` host interfaces of every version to `linker`
+/// (the engine then links `timers` over WASI's).
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<HostState>,
 ) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
-    super::timers::add_to_linker(linker)?;
     generated::v1_0::Etl::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     generated::v1_1::EtlBatch::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
 }

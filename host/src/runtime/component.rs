@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{ComponentExportIndex, InstancePre, TypedFunc};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFunc};
 use wasmtime::{AsContextMut, Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::{
@@ -18,7 +18,6 @@ use super::bindings::{
     ProcessParams, ProcessReturn, ProcessReturnV11,
 };
 use super::engine::{RuntimeInner, EPOCH_TICK};
-use super::loader::ComponentModule;
 use super::output::{BudgetGuard, OutputBudget, MAX_BATCH_OUTPUT_BYTES};
 use super::wasi::{self, LogBudget};
 use super::{BatchContext, ProcessContext, ProcessOutput, Transform, TransformError};
@@ -30,6 +29,13 @@ use rustmq_etl_legacy::GuestClock;
 /// carry a wasm backtrace and refusals are guest-chosen strings; both end up in logs,
 /// HTTP answers and error-topic headers.
 pub const MAX_ERROR_TEXT_BYTES: usize = 2048;
+
+/// A compiled component: the code plus its pre-linked instance template.
+pub(crate) struct ComponentModule {
+    pub(crate) runtime: Arc<RuntimeInner>,
+    pub(crate) component: Component,
+    pub(crate) pre: InstancePre<HostState>,
+}
 
 /// A component transform bound to one pipeline.
 pub struct ComponentTransform {

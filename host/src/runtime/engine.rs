@@ -14,7 +14,7 @@ use wasmtime::component::Linker;
 
 use super::bindings::{self, HostState};
 use super::limits::RuntimeLimits;
-use super::loader::{self, CompiledModule, LoadError, ModuleInfo, ModuleKind};
+use super::timers;
 
 /// How often the epoch advances. A deadline is enforced to within one tick; a shorter
 /// tick costs a wake-up per tick on an otherwise idle broker.
@@ -84,7 +84,9 @@ impl Runtime {
         validate(&limits)?;
         let engine = build_engine(&limits)?;
         let mut linker = Linker::new(&engine);
-        bindings::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        bindings::add_to_linker(&mut linker)
+            .and_then(|()| timers::add_to_linker(&mut linker))
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let ticker_engine = engine.clone();
         std::thread::Builder::new()
@@ -115,39 +117,6 @@ impl Runtime {
     /// The limits every guest runs under.
     pub fn limits(&self) -> &RuntimeLimits {
         &self.inner.limits
-    }
-
-    /// Describes a module without compiling it: its kind, world or ABI, imports and
-    /// exports. Fails when the bytes are not WebAssembly or cannot be parsed.
-    pub fn inspect(&self, bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
-        loader::inspect(bytes)
-    }
-
-    /// Checks a module's imports and exports and compiles it, ready to instantiate.
-    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledModule, LoadError> {
-        loader::compile(self, bytes)
-    }
-
-    /// Serializes a compiled module for the on-disk cache. Only
-    /// [`Runtime::deserialize`] on an engine with the same
-    /// [`Runtime::compatibility_fingerprint`] can read it back.
-    pub fn serialize(&self, module: &CompiledModule) -> Result<Vec<u8>, LoadError> {
-        loader::serialize(module)
-    }
-
-    /// Loads a module serialized by [`Runtime::serialize`].
-    ///
-    /// # Safety
-    /// `bytes` must come from [`Runtime::serialize`] on a runtime with the same
-    /// compatibility fingerprint, unmodified: wasmtime runs the machine code inside
-    /// without re-validating it.
-    pub unsafe fn deserialize(
-        &self,
-        kind: ModuleKind,
-        bytes: &[u8],
-    ) -> Result<CompiledModule, LoadError> {
-        // SAFETY: forwarded to the caller.
-        unsafe { loader::deserialize(self, kind, bytes) }
     }
 
     /// A hex fingerprint of everything that makes compiled code compatible (wasmtime

@@ -14,7 +14,8 @@ use rustmq_etl_legacy::{
 };
 
 use super::engine::{Runtime, RuntimeInner, EPOCH_TICK};
-use super::loader::{self, LoadError};
+use super::error::LoadError;
+use super::module::LegacyCompiledModule;
 use super::wasi::{locked_down_builder, LogBudget};
 use crate::message::Message;
 use crate::runtime::{ProcessContext, ProcessOutput, Transform, TransformError};
@@ -37,7 +38,7 @@ struct CompiledLegacy {
 pub(crate) fn compile(
     runtime: &Runtime,
     bytes: &[u8],
-) -> Result<Box<dyn loader::LegacyModule>, LoadError> {
+) -> Result<Box<dyn LegacyCompiledModule>, LoadError> {
     let module = LegacyModule::new(runtime.engine(), bytes).map_err(LoadError::Legacy)?;
     Ok(Box::new(CompiledLegacy {
         module,
@@ -48,11 +49,11 @@ pub(crate) fn compile(
 /// Reads back a compiled legacy module from the cache.
 ///
 /// # Safety
-/// `bytes` must come from [`loader::LegacyModule::serialize`] on a compatible engine.
+/// `bytes` must come from [`LegacyCompiledModule::serialize`] on a compatible engine.
 pub(crate) unsafe fn deserialize(
     runtime: &Runtime,
     bytes: &[u8],
-) -> Result<Box<dyn loader::LegacyModule>, LoadError> {
+) -> Result<Box<dyn LegacyCompiledModule>, LoadError> {
     // SAFETY: forwarded to the caller.
     let module =
         unsafe { LegacyModule::deserialize(runtime.engine(), bytes) }.map_err(LoadError::Legacy)?;
@@ -75,7 +76,7 @@ pub(crate) fn describe_abi(bytes: &[u8]) -> Result<String, rustmq_etl_legacy::Lo
     })
 }
 
-impl loader::LegacyModule for CompiledLegacy {
+impl LegacyCompiledModule for CompiledLegacy {
     fn instantiate(
         &self,
         module_id: &str,

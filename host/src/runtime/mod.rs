@@ -12,7 +12,15 @@
 //! - `wasi`: the locked-down WASI context every guest gets.
 //! - `timers`: WASI 0.2 timers that end at the call's deadline.
 //! - `output`: lifts a guest's answer under the output caps, before copying it.
-//! - `loader`: recognises a module's kind, checks its imports and exports, compiles it.
+//! - `inspect`: reads a module without compiling it: kind, names, world, imports.
+//! - `compile`: checks and compiles a module once ([`Runtime::compile`]), and the
+//!   compiled-code cache's two ends.
+//! - `module`: [`CompiledModule`], either kind, instantiated per pipeline.
+//! - `error`: [`LoadError`].
+//!
+//! Dependencies run one way: `compile` → `inspect` → `legacy` → `module` →
+//! `component` → `engine` → `bindings`, `timers` → `output`, `wasi`; `limits` and
+//! `error` are leaves.
 
 pub mod legacy;
 
@@ -20,10 +28,13 @@ use crate::message::Message;
 use crate::state::SharedState;
 
 mod bindings;
+mod compile;
 mod component;
 mod engine;
+mod error;
+mod inspect;
 mod limits;
-mod loader;
+mod module;
 mod output;
 mod timers;
 pub mod wasi;
@@ -31,11 +42,10 @@ pub mod wasi;
 pub use bindings::{WORLD, WORLD_1_1, WORLD_1_1_BATCH};
 pub use component::{ComponentTransform, MAX_ERROR_TEXT_BYTES};
 pub use engine::{Runtime, RuntimeError, EPOCH_TICK};
+pub use error::LoadError;
+pub use inspect::{ModuleInfo, MAX_LISTED_NAMES, REQUIRED_EXPORTS};
 pub use limits::RuntimeLimits;
-pub use loader::{
-    compile_legacy, deserialize_legacy, detect_kind, CompiledModule, LegacyModule, LoadError,
-    ModuleInfo, ModuleKind, MAX_LISTED_NAMES, REQUIRED_EXPORTS,
-};
+pub use module::{CompiledModule, ModuleKind};
 pub use output::{MAX_BATCH_OUTPUT_BYTES, MAX_OUTPUT_HEADERS};
 
 /// Where the message being processed comes from; passed with every call.

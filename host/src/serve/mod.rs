@@ -18,6 +18,7 @@
 //! finishes the request it is serving and closes, and [`serve`] returns once all
 //! have.
 
+pub mod memory;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,24 +1,14 @@
-//! Turns a module's bytes into something runnable: recognises its kind (component or
-//! legacy core module), describes it without compiling ([`inspect`]), checks its
-//! imports and exports against the contract, and compiles and links it once
-//! ([`compile`]) into a [`CompiledModule`] that instantiates many times.
-//!
-//! Legacy core modules go through [`compile_legacy`] / [`deserialize_legacy`], the one
-//! seam where the legacy adapter plugs in.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! Reading a module without compiling it: its kind (component or legacy core
+//! module), its import and export names (bounded by [`MAX_LISTED_NAMES`]), the world
+//! a component implements, and whether its imports are ones the broker provides.
 
 use serde::Serialize;
 use wasmparser::{Parser, Payload};
-use wasmtime::component::Component;
 
-use wasmtime::component::InstancePre;
-
-use super::bindings::{HostState, HOST_PACKAGE, WORLD, WORLD_1_1, WORLD_1_1_BATCH};
-use super::component::ComponentTransform;
-use super::engine::{Runtime, RuntimeInner};
-use super::{Transform, TransformError};
+use super::bindings::{HOST_PACKAGE, WORLD, WORLD_1_1, WORLD_1_1_BATCH};
+use super::engine::Runtime;
+use super::error::LoadError;
+use super::module::ModuleKind;
 
 /// Most import or export names [`inspect`] reports; a module with more is refused.
 /// Real transforms have a few dozen; the cap bounds what an upload can make us list.
@@ -38,16 +28,6 @@ const LINKED_WASI_PACKAGES: [&str; 6] = [
     "wasi:sockets",
 ];
 
-/// What kind of WebAssembly binary a module is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModuleKind {
-    /// A component targeting the `rustmq:etl/etl` world.
-    Component,
-    /// A core module using the deployment guide's raw `process_message` ABI.
-    LegacyCore,
-}
-
 /// A description of a module, produced without compiling it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModuleInfo {
@@ -66,142 +46,8 @@ pub struct ModuleInfo {
     pub warnings: Vec<String>,
 }
 
-/// Why a module could not be loaded. Every message says what to change.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum LoadError {
-    /// The bytes are not a WebAssembly binary at all.
-    #[error("not a WebAssembly binary ({0}); upload the .wasm file the build produced")]
-    NotWasm(String),
-    /// The binary is malformed or fails validation.
-    #[error("invalid WebAssembly: {0}")]
-    Invalid(String),
-    /// The module imports things the runtime does not provide.
-    #[error("the module imports {} that the broker does not provide: {}; {hint}", if imports.len() == 1 { "an interface" } else { "interfaces" }, imports.join(", "))]
-    UnsupportedImports {
-        /// The offending import names.
-        imports: Vec<String>,
-        /// What the runtime does provide and how to get rid of the imports.
-        hint: String,
-    },
-    /// Required exports are missing (or have the wrong type).
-    #[error("the module does not export {}; a transform must implement the {WORLD_1_1} world (export `init` and `process`) or {WORLD_1_1_BATCH}, or the older {WORLD}", .0.join(", "))]
-    MissingExports(Vec<String>),
-    /// Compilation failed.
-    #[error("could not compile the module: {0}")]
-    Compile(String),
-    /// The module compiled but could not be linked against the broker's imports.
-    #[error("could not link the module: {0}")]
-    Link(String),
-    /// A module kind this build cannot run.
-    #[error("unsupported module: {0}")]
-    Unsupported(String),
-    /// Serializing or deserializing a compiled module failed.
-    #[error("compiled module cache: {0}")]
-    Cache(String),
-    /// A legacy core module was refused by the legacy adapter.
-    #[error("legacy module refused: {0}")]
-    Legacy(#[from] rustmq_etl_legacy::LoadError),
-}
-
-/// A compiled, linked module; instantiate it once per pipeline worker. Cheap to
-/// clone.
-#[derive(Clone)]
-pub struct CompiledModule {
-    inner: Arc<CompiledInner>,
-}
-
-enum CompiledInner {
-    Component(ComponentModule),
-    LegacyCore(Box<dyn LegacyModule>),
-}
-
-/// A compiled component: the code plus its pre-linked instance template.
-pub(crate) struct ComponentModule {
-    pub(crate) runtime: Arc<RuntimeInner>,
-    pub(crate) component: Component,
-    pub(crate) pre: InstancePre<HostState>,
-}
-
-/// What the legacy adapter provides for a compiled core module.
-pub trait LegacyModule: Send + Sync {
-    /// Creates a transform for one pipeline whose calls, the first instance's start
-    /// included, each get `timeout_ms` (see [`CompiledModule::instantiate_with_timeout`]).
-    fn instantiate(
-        &self,
-        module_id: &str,
-        pipeline_id: &str,
-        params: &BTreeMap<String, String>,
-        timeout_ms: u64,
-    ) -> Result<Box<dyn Transform>, TransformError>;
-
-    /// The runtime's deadline per call, in milliseconds.
-    fn execution_timeout_ms(&self) -> u64;
-
-    /// Serialized compiled code for the on-disk cache.
-    fn serialize(&self) -> Result<Vec<u8>, LoadError>;
-}
-
-impl CompiledModule {
-    /// Component or legacy core module.
-    pub fn kind(&self) -> ModuleKind {
-        match &*self.inner {
-            CompiledInner::Component(_) => ModuleKind::Component,
-            CompiledInner::LegacyCore(_) => ModuleKind::LegacyCore,
-        }
-    }
-
-    /// Creates a transform bound to one pipeline's parameters, each call under the
-    /// runtime's `execution_timeout_ms`. The first instance is created and its `init`
-    /// run here, so refused parameters surface at once as
-    /// [`TransformError::InitRefused`].
-    pub fn instantiate(
-        &self,
-        module_id: &str,
-        pipeline_id: &str,
-        params: &BTreeMap<String, String>,
-    ) -> Result<Box<dyn Transform>, TransformError> {
-        let timeout_ms = match &*self.inner {
-            CompiledInner::Component(module) => module.runtime.limits.execution_timeout_ms,
-            CompiledInner::LegacyCore(module) => module.execution_timeout_ms(),
-        };
-        self.instantiate_with_timeout(module_id, pipeline_id, params, timeout_ms)
-    }
-
-    /// [`Self::instantiate`] for a pipeline whose calls each get `timeout_ms` (its own
-    /// `timeout_ms`, at most the runtime's): the first instance's start (a
-    /// component's instantiation and `init`, a legacy module's `_initialize` or
-    /// `_start`) runs under it too, so a guest that sleeps or loops there fails as a
-    /// [`TransformError::Timeout`] of that length.
-    pub fn instantiate_with_timeout(
-        &self,
-        module_id: &str,
-        pipeline_id: &str,
-        params: &BTreeMap<String, String>,
-        timeout_ms: u64,
-    ) -> Result<Box<dyn Transform>, TransformError> {
-        let timeout_ms = timeout_ms.max(1);
-        match &*self.inner {
-            CompiledInner::Component(module) => {
-                let transform =
-                    ComponentTransform::new(module, module_id, pipeline_id, params, timeout_ms)?;
-                Ok(Box::new(transform))
-            }
-            CompiledInner::LegacyCore(module) => {
-                module.instantiate(module_id, pipeline_id, params, timeout_ms)
-            }
-        }
-    }
-
-    /// Wraps a compiled legacy module (used by the legacy adapter).
-    pub fn from_legacy(module: Box<dyn LegacyModule>) -> CompiledModule {
-        CompiledModule {
-            inner: Arc::new(CompiledInner::LegacyCore(module)),
-        }
-    }
-}
-
 /// Recognises the kind of a binary from its header.
-pub fn detect_kind(bytes: &[u8]) -> Result<ModuleKind, LoadError> {
+pub(crate) fn detect_kind(bytes: &[u8]) -> Result<ModuleKind, LoadError> {
     if Parser::is_component(bytes) {
         Ok(ModuleKind::Component)
     } else if Parser::is_core_wasm(bytes) {
@@ -214,6 +60,14 @@ pub fn detect_kind(bytes: &[u8]) -> Result<ModuleKind, LoadError> {
         Err(LoadError::NotWasm(
             "the file does not start with the `\\0asm` magic number".into(),
         ))
+    }
+}
+
+impl Runtime {
+    /// Describes a module without compiling it: its kind, world or ABI, imports and
+    /// exports. Fails when the bytes are not WebAssembly or cannot be parsed.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
+        inspect(bytes)
     }
 }
 
@@ -262,93 +116,10 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
     Ok(info)
 }
 
-/// See [`Runtime::compile`].
-pub(crate) fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<CompiledModule, LoadError> {
-    if detect_kind(bytes)? == ModuleKind::LegacyCore {
-        return compile_legacy(runtime, bytes).map(CompiledModule::from_legacy);
-    }
-    let (imports, exports) = top_level_names(bytes)?;
-    check_imports(&imports)?;
-    let missing = missing_exports(&exports);
-    if !missing.is_empty() {
-        return Err(LoadError::MissingExports(missing));
-    }
-    let component = Component::new(runtime.engine(), bytes)
-        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-    link(runtime, component)
-}
-
-/// Legacy core modules are checked and compiled by the legacy adapter.
-pub fn compile_legacy(runtime: &Runtime, bytes: &[u8]) -> Result<Box<dyn LegacyModule>, LoadError> {
-    super::legacy::compile(runtime, bytes)
-}
-
-/// Cached legacy core modules are read back by the legacy adapter.
-///
-/// # Safety
-/// As for [`Runtime::deserialize`].
-pub unsafe fn deserialize_legacy(
-    runtime: &Runtime,
-    bytes: &[u8],
-) -> Result<Box<dyn LegacyModule>, LoadError> {
-    // SAFETY: forwarded to the caller.
-    unsafe { super::legacy::deserialize(runtime, bytes) }
-}
-
-/// See [`Runtime::serialize`].
-pub(crate) fn serialize(module: &CompiledModule) -> Result<Vec<u8>, LoadError> {
-    match &*module.inner {
-        CompiledInner::Component(c) => c
-            .component
-            .serialize()
-            .map_err(|e| LoadError::Cache(format!("{e:#}"))),
-        CompiledInner::LegacyCore(l) => l.serialize(),
-    }
-}
-
-/// See [`Runtime::deserialize`].
-///
-/// # Safety
-/// As for [`Runtime::deserialize`].
-pub(crate) unsafe fn deserialize(
-    runtime: &Runtime,
-    kind: ModuleKind,
-    bytes: &[u8],
-) -> Result<CompiledModule, LoadError> {
-    match kind {
-        ModuleKind::Component => {
-            // SAFETY: the caller guarantees the bytes came from `serialize` on a
-            // compatible engine.
-            let component = unsafe { Component::deserialize(runtime.engine(), bytes) }
-                .map_err(|e| LoadError::Cache(format!("{e:#}")))?;
-            link(runtime, component)
-        }
-        // SAFETY: forwarded to the caller.
-        ModuleKind::LegacyCore => {
-            unsafe { deserialize_legacy(runtime, bytes) }.map(CompiledModule::from_legacy)
-        }
-    }
-}
-
-fn link(runtime: &Runtime, component: Component) -> Result<CompiledModule, LoadError> {
-    let instance_pre = runtime
-        .inner
-        .linker
-        .instantiate_pre(&component)
-        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-    Ok(CompiledModule {
-        inner: Arc::new(CompiledInner::Component(ComponentModule {
-            runtime: Arc::clone(&runtime.inner),
-            component,
-            pre: instance_pre,
-        })),
-    })
-}
-
 /// The top-level import and export names of a component or core module (nested
 /// modules and components are skipped); refuses a module with more than
 /// [`MAX_LISTED_NAMES`] of them.
-fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), LoadError> {
+pub(crate) fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), LoadError> {
     match listed_names(bytes)? {
         (imports, exports, 0) => Ok((imports, exports)),
         _ => Err(too_many_names()),
@@ -444,7 +215,7 @@ fn world_of(imports: &[String], exports: &[String]) -> &'static str {
     }
 }
 
-fn missing_exports(exports: &[String]) -> Vec<String> {
+pub(crate) fn missing_exports(exports: &[String]) -> Vec<String> {
     REQUIRED_EXPORTS
         .iter()
         .filter(|want| !exports.iter().any(|e| e == *want))
@@ -467,7 +238,7 @@ fn is_provided(import: &str) -> bool {
     package == HOST_PACKAGE && version.starts_with("1.")
 }
 
-fn check_imports(imports: &[String]) -> Result<(), LoadError> {
+pub(crate) fn check_imports(imports: &[String]) -> Result<(), LoadError> {
     let unsupported: Vec<String> = imports
         .iter()
         .filter(|i| !is_provided(i))
