@@ -16,6 +16,7 @@
 //! - [`state`]: a pipeline's durable keyed state as the worker and guests see it.
 //! - [`kafka`]: external Kafka clusters as pipeline sources and sinks (rdkafka).
 //! - [`cli`]: the `rustmq-etl` command line (`run`).
+//! - [`wire`]: the HTTP APIs' bodies, defined once for the server and the CLI.
 //!
 //! The binaries (`rustmq-broker`, `rustmq-etl`) only parse flags, set up tracing and
 //! call into this library.
@@ -33,3 +34,4 @@ pub mod serve;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod wire;

@@ -97,7 +97,7 @@ impl Rig {
                 return;
             }
             assert!(
-                status.status == "running",
+                status.status == rustmq_etl::pipeline::RunStatus::Running,
                 "pipeline stopped before draining: {status:?}"
             );
             assert!(

@@ -809,7 +809,7 @@ fn pipeline_sample(brokers: &[Broker], name: &str, n: u64) -> Result<Sample, Str
     let mut assigned = false;
     for b in brokers {
         let status = b.status(name);
-        if status.status != "running" {
+        if status.status != rustmq_etl::pipeline::RunStatus::Running {
             return Err(describe(brokers, name));
         }
         if let Some(k) = &status.kafka {

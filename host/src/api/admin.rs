@@ -10,9 +10,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 
 use super::{method_not_allowed, no_route, AdminState, ApiError};
+use crate::wire::{BrokerStatus, EtlSettings, StorageStatus};
 
 /// The admin API: every sub-router merged, then the token check over all of it.
 pub fn router(state: AdminState) -> Router {
@@ -37,29 +37,26 @@ async fn status(State(broker): State<AdminState>) -> Response {
     let etl = &broker.config.etl;
     let topics = broker.storage.list_topics().map(|t| t.len()).unwrap_or(0);
     let health = broker.storage.health();
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": broker.started_at.elapsed().as_secs(),
-        "storage": {
-            "path": broker.storage.path(),
-            "size_bytes": broker.storage.size_bytes(),
-            "topics": topics,
-            "writable": health.writable,
-            "free_bytes": health.free_bytes,
-            "min_free_bytes": health.min_free_bytes,
-            "fault": health.fault,
+    Json(BrokerStatus {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_secs: broker.started_at.elapsed().as_secs(),
+        storage: StorageStatus {
+            path: broker.storage.path().to_path_buf(),
+            size_bytes: broker.storage.size_bytes(),
+            topics,
+            health,
         },
-        "etl": {
-            "enabled": etl.enabled,
-            "memory_limit_bytes": etl.memory_limit_bytes,
-            "execution_timeout_ms": etl.execution_timeout_ms,
-            "max_concurrent_executions": etl.max_concurrent_executions,
-            "modules_path": etl.modules_path,
-            "max_module_size_bytes": etl.max_module_size_bytes,
-            "max_output_messages": etl.max_output_messages,
-            "max_output_bytes": etl.max_output_bytes,
+        etl: EtlSettings {
+            enabled: etl.enabled,
+            memory_limit_bytes: etl.memory_limit_bytes,
+            execution_timeout_ms: etl.execution_timeout_ms,
+            max_concurrent_executions: etl.max_concurrent_executions,
+            modules_path: etl.modules_path.clone(),
+            max_module_size_bytes: etl.max_module_size_bytes,
+            max_output_messages: etl.max_output_messages,
+            max_output_bytes: etl.max_output_bytes,
         },
-    }))
+    })
     .into_response()
 }
 

@@ -23,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{blocking, method_not_allowed, no_route, parse_json, ApiError};
 use crate::broker::Broker;
@@ -32,6 +31,7 @@ use crate::message::{
 };
 use crate::serve::memory::{CONSUME_MEMORY_FACTOR, PRODUCE_MEMORY_FACTOR};
 use crate::storage::{Storage, TopicConfig};
+use crate::wire::{Consumed, Produced, ProducedBatch, TopicList};
 
 /// The message API's routes, limits included.
 pub fn router(state: Arc<Broker>) -> Router {
@@ -177,12 +177,16 @@ async fn produce(
             .collect::<Result<Vec<_>, _>>()?;
         let range = broker.storage.append(&topic, messages).await?;
         let offsets: Vec<u64> = range.collect();
-        Ok(Json(json!({ "topic": topic, "offsets": offsets })).into_response())
+        Ok(Json(ProducedBatch { topic, offsets }).into_response())
     } else {
         let message = to_message(parse_json::<MessageJson>(&body)?, now, None, &limits)?;
         let range = broker.storage.append(&topic, vec![message]).await?;
         tracing::debug!(target: "rustmq::api", offset = range.start, "produced");
-        Ok(Json(json!({ "topic": topic, "offset": range.start })).into_response())
+        Ok(Json(Produced {
+            topic,
+            offset: range.start,
+        })
+        .into_response())
     }
 }
 
@@ -251,7 +255,7 @@ async fn consume(
         }
     }
     let _memory = memory;
-    Ok(Json(ConsumeAnswer {
+    Ok(Json(Consumed {
         messages: batch
             .messages
             .iter()
@@ -265,15 +269,6 @@ async fn consume(
         end_offset: batch.end_offset,
     })
     .into_response())
-}
-
-/// The answer to a consume, written from the messages read without copying them.
-#[derive(serde::Serialize)]
-struct ConsumeAnswer<'a> {
-    messages: Vec<MessageOutRef<'a>>,
-    next_offset: u64,
-    start_offset: u64,
-    end_offset: u64,
 }
 
 /// Body of `POST /api/v1/topics`.
@@ -305,7 +300,7 @@ async fn create_topic(
 
 async fn list_topics(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
     let topics = broker.storage.list_topics()?;
-    Ok(Json(json!({ "topics": topics })).into_response())
+    Ok(Json(TopicList { topics }).into_response())
 }
 
 async fn get_topic(

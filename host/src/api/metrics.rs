@@ -11,11 +11,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde_json::json;
 
 use super::AdminState;
 use super::{blocking, ApiError};
 use crate::pipeline::metrics::MetricsSnapshot;
+use crate::wire::{BrokerMetrics, EtlTotals, RunStatus};
 
 /// The metrics routes.
 pub fn router() -> Router<AdminState> {
@@ -38,27 +38,28 @@ async fn json_metrics(State(state): State<AdminState>) -> Result<Response, ApiEr
     let sum = |f: fn(&MetricsSnapshot) -> u64| pipelines.iter().map(|(_, s)| f(s)).sum::<u64>();
     let modules = state.modules.list().map(|l| l.len()).unwrap_or(0);
     let store = state.modules.stats();
-    let body = json!({
-        "etl": {
-            "enabled": state.config.etl.enabled,
-            "memory_usage_bytes": sum(|s| s.memory_usage_bytes),
-            "pipelines_total": statuses.len(),
-            "pipelines_running": statuses.iter().filter(|s| s.status == "running").count(),
-            "pipelines_failed": statuses.iter().filter(|s| s.status == "failed").count(),
-            "modules": modules,
-            "modules_compiled": store.compilations,
-            "modules_loaded_from_cache": store.cache_loads,
-            "compiled_cache_rejects": store.cache_rejects,
-            "messages_processed": sum(|s| s.messages_processed),
-            "messages_filtered": sum(|s| s.messages_filtered),
-            "messages_failed": sum(|s| s.messages_failed),
-            "messages_produced": sum(|s| s.messages_produced),
-            "retries": sum(|s| s.retries),
-            "batch_replays": sum(|s| s.batch_replays),
-            "instance_recycles": sum(|s| s.instance_recycles),
+    let count = |status: RunStatus| statuses.iter().filter(|s| s.status == status).count();
+    let body = BrokerMetrics {
+        etl: EtlTotals {
+            enabled: state.config.etl.enabled,
+            memory_usage_bytes: sum(|s| s.memory_usage_bytes),
+            pipelines_total: statuses.len(),
+            pipelines_running: count(RunStatus::Running),
+            pipelines_failed: count(RunStatus::Failed),
+            modules,
+            modules_compiled: store.compilations,
+            modules_loaded_from_cache: store.cache_loads,
+            compiled_cache_rejects: store.cache_rejects,
+            messages_processed: sum(|s| s.messages_processed),
+            messages_filtered: sum(|s| s.messages_filtered),
+            messages_failed: sum(|s| s.messages_failed),
+            messages_produced: sum(|s| s.messages_produced),
+            retries: sum(|s| s.retries),
+            batch_replays: sum(|s| s.batch_replays),
+            instance_recycles: sum(|s| s.instance_recycles),
         },
-        "pipelines": pipelines.iter().map(|(id, s)| (id.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
-    });
+        pipelines: pipelines.into_iter().collect(),
+    };
     Ok(Json(body).into_response())
 }
 

@@ -9,12 +9,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::AdminState;
 use super::{blocking, ApiError};
 use crate::modules::{ModuleError, ModuleRecord, Upload};
 use crate::runtime::LoadError;
+use crate::wire::{ModuleList, ModuleView};
 
 /// The module routes, under `/api/v1/etl/modules`.
 pub fn router() -> Router<AdminState> {
@@ -27,13 +27,13 @@ pub fn router() -> Router<AdminState> {
         .route("/api/v1/etl/modules/{module_id}/wasm", get(download))
 }
 
-/// `{"status": "uploaded", "module_id", "size_bytes", "hash", "kind", "warnings", ...}`.
-fn describe(record: &ModuleRecord, status: &str) -> serde_json::Value {
-    let mut v = serde_json::to_value(record).expect("records serialise");
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("status".into(), json!(status));
+/// A module and what the request did with it (`uploaded`, `resolved`, ...).
+fn describe(record: &ModuleRecord, status: &str) -> ModuleView {
+    ModuleView {
+        record: record.clone(),
+        status: Some(status.to_string()),
+        pinned_by: None,
     }
-    v
 }
 
 /// The trimmed text of header `name` (looked up case-insensitively; named in errors
@@ -202,15 +202,19 @@ async fn list(
         (None, None) => {
             let records = blocking(move || store.list()).await?;
             let pins = state.pipelines.clone();
-            let modules: Vec<serde_json::Value> = records
-                .iter()
-                .map(|r| {
-                    let mut v = serde_json::to_value(r).expect("records serialise");
-                    v["pinned_by"] = json!(pins.pinned_to(&r.module_id));
-                    v
+            let modules: Vec<ModuleView> = records
+                .into_iter()
+                .map(|record| ModuleView {
+                    pinned_by: Some(pins.pinned_to(&record.module_id)),
+                    record,
+                    status: None,
                 })
                 .collect();
-            Ok(Json(json!({ "modules": modules, "count": modules.len() })).into_response())
+            Ok(Json(ModuleList {
+                count: modules.len(),
+                modules,
+            })
+            .into_response())
         }
     }
 }
@@ -223,9 +227,12 @@ async fn get_one(
         .modules
         .get(&module_id)?
         .ok_or_else(|| ModuleError::NotFound(module_id.clone()))?;
-    let mut v = serde_json::to_value(&record).expect("records serialise");
-    v["pinned_by"] = json!(state.pipelines.pinned_to(&module_id));
-    Ok(Json(v).into_response())
+    Ok(Json(ModuleView {
+        pinned_by: Some(state.pipelines.pinned_to(&module_id)),
+        record,
+        status: None,
+    })
+    .into_response())
 }
 
 async fn download(

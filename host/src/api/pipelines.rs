@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 
 use super::AdminState;
 use super::{parse_json, ApiError};
@@ -17,6 +16,7 @@ use crate::pipeline::{PipelineError, PipelineManager};
 use crate::state::{
     StateReset, StateView, DEFAULT_STATE_PAGE_KEYS, MAX_STATE_PAGE_BYTES, MAX_STATE_PAGE_KEYS,
 };
+use crate::wire::{PipelineCreated, PipelineDeleted, PipelineList};
 
 /// The pipeline routes, under `/api/v1/etl/pipelines`.
 pub fn router() -> Router<AdminState> {
@@ -64,20 +64,24 @@ async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response
     let status = blocking(&state.pipelines, move |m| m.create(spec)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "pipeline_id": status.pipeline_id,
-            "status": "created",
-            "state": status.status,
-            "module_id": status.module_id,
-            "module_version": status.module_version,
-        })),
+        Json(PipelineCreated {
+            pipeline_id: status.pipeline_id,
+            status: "created".to_string(),
+            state: status.status,
+            module_id: status.module_id,
+            module_version: status.module_version,
+        }),
     )
         .into_response())
 }
 
 async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
-    let all = blocking(&state.pipelines, |m| Ok(m.list())).await?;
-    Ok(Json(json!({ "pipelines": all, "count": all.len() })).into_response())
+    let pipelines = blocking(&state.pipelines, |m| Ok(m.list())).await?;
+    Ok(Json(PipelineList {
+        count: pipelines.len(),
+        pipelines,
+    })
+    .into_response())
 }
 
 async fn status(
@@ -121,7 +125,11 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let shown = id.clone();
     blocking(&state.pipelines, move |m| m.delete(&id)).await?;
-    Ok(Json(json!({ "pipeline_id": shown, "status": "deleted" })).into_response())
+    Ok(Json(PipelineDeleted {
+        pipeline_id: shown,
+        status: "deleted".to_string(),
+    })
+    .into_response())
 }
 
 /// The pipeline's committed durable state.

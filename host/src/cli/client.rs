@@ -202,14 +202,9 @@ impl Client {
 fn api_error(response: Response) -> ClientError {
     let status = response.status();
     let text = response.text().unwrap_or_default();
-    let parsed: Option<(String, String)> =
-        serde_json::from_str::<Value>(&text).ok().and_then(|v| {
-            let e = v.get("error")?;
-            Some((
-                e.get("code")?.as_str()?.to_string(),
-                e.get("message")?.as_str()?.to_string(),
-            ))
-        });
+    let parsed: Option<(String, String)> = serde_json::from_str::<crate::wire::ErrorBody>(&text)
+        .ok()
+        .map(|body| (body.error.code, body.error.message));
     let (code, message) = parsed.unwrap_or_else(|| {
         let reason = status.canonical_reason().unwrap_or("error");
         (

@@ -12,10 +12,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::Value;
 
 use super::client::{segment, Api, Client, ClientArgs, ClientError};
 use super::{output, CliError};
+use crate::wire::{Consumed, MessageOut};
 
 /// The long-poll wait asked of the broker per request while following (under the
 /// broker's default `server.max_wait_ms` of 30 s, so the answer is never cut short).
@@ -108,44 +108,40 @@ pub fn run(consume: &ConsumeArgs, args: &ClientArgs, out: &mut dyn Write) -> Res
             }
             Err(e) => return Err(e.into()),
         };
-        let messages = answer["messages"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for message in messages {
+        let consumed: Consumed<MessageOut> = output::decode(&answer)?;
+        for message in &consumed.messages {
             print_message(out, message, args.json)?;
             printed += 1;
         }
         out.flush()?;
-        offset = answer["next_offset"].as_u64().unwrap_or(offset);
-        let end = answer["end_offset"].as_u64().unwrap_or(offset);
-        if !consume.follow && (messages.is_empty() || offset >= end) {
+        offset = consumed.next_offset;
+        if !consume.follow && (consumed.messages.is_empty() || offset >= consumed.end_offset) {
             return Ok(());
         }
     }
 }
 
 /// One message: a JSON line, or a header line, the headers and the value for people.
-fn print_message(out: &mut dyn Write, message: &Value, json: bool) -> std::io::Result<()> {
+fn print_message(out: &mut dyn Write, message: &MessageOut, json: bool) -> std::io::Result<()> {
     if json {
         serde_json::to_writer(&mut *out, message).map_err(std::io::Error::from)?;
         return out.write_all(b"\n");
     }
+    let offset = message
+        .offset
+        .map_or_else(|| "-".to_string(), |o| o.to_string());
+    let key = message.key.as_deref().unwrap_or("-");
     writeln!(
         out,
-        "offset {}  key {}  timestamp {}",
-        output::text(message, "offset"),
-        output::text(message, "key"),
-        output::text(message, "timestamp"),
+        "offset {offset}  key {key}  timestamp {}",
+        message.timestamp
     )?;
-    if let Some(headers) = message["headers"].as_object() {
-        for (name, value) in headers {
-            writeln!(out, "  {name}: {}", output::show(value))?;
-        }
+    for (name, value) in &message.headers {
+        writeln!(out, "  {name}: {}", output::show(value))?;
     }
-    match (&message["value"], &message["value_base64"]) {
-        (Value::String(v), _) => writeln!(out, "  {v}"),
-        (_, Value::String(b)) => writeln!(out, "  (binary, base64) {b}"),
-        _ => writeln!(out, "  -"),
+    match (&message.value, &message.value_base64) {
+        (Some(v), _) => writeln!(out, "  {v}"),
+        (None, Some(b)) => writeln!(out, "  (binary, base64) {b}"),
+        (None, None) => writeln!(out, "  -"),
     }
 }

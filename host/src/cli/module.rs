@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::Value;
 
 use super::client::{segment, Api, Client, ClientArgs};
 use super::{output, CliError};
+use crate::wire::{ModuleList, ModuleRecord, ModuleView};
 
 /// `rustmq-etl module`: the broker options and one subcommand.
 #[derive(Debug, Args)]
@@ -94,35 +94,40 @@ pub fn run(
             if args.json {
                 return Ok(output::json(out, &answer)?);
             }
+            let uploaded: ModuleView = output::decode(&answer)?;
+            let r = &uploaded.record;
             writeln!(
                 out,
                 "{} {} ({}, {}, blake3 {})",
-                output::text(&answer, "status"),
-                output::text(&answer, "module_id"),
-                output::text(&answer, "kind"),
-                output::bytes(answer["size_bytes"].as_u64().unwrap_or(0)),
-                short_hash(&output::text(&answer, "hash")),
+                uploaded.status.as_deref().unwrap_or("uploaded"),
+                r.module_id,
+                kind(r),
+                output::bytes(r.size_bytes),
+                short_hash(&r.hash),
             )?;
-            print_warnings(&answer);
+            // Warnings go to stderr so stdout stays one line per module.
+            for warning in &r.warnings {
+                eprintln!("warning: {warning}");
+            }
         }
         ModuleCommand::List => {
             let answer = client.get(Api::Admin, "/api/v1/etl/modules")?;
             if args.json {
                 return Ok(output::json(out, &answer)?);
             }
-            let rows: Vec<Vec<String>> = answer["modules"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let list: ModuleList = output::decode(&answer)?;
+            let rows: Vec<Vec<String>> = list
+                .modules
                 .iter()
                 .map(|m| {
+                    let r = &m.record;
                     vec![
-                        output::text(m, "module_id"),
-                        output::text(m, "name"),
-                        output::text(m, "version"),
-                        output::text(m, "kind"),
-                        output::bytes(m["size_bytes"].as_u64().unwrap_or(0)),
-                        output::text(m, "pinned_by"),
+                        r.module_id.clone(),
+                        r.name.clone(),
+                        r.version.to_string(),
+                        kind(r),
+                        output::bytes(r.size_bytes),
+                        output::list(m.pinned_by.as_deref().unwrap_or_default()),
                     ]
                 })
                 .collect();
@@ -140,27 +145,26 @@ pub fn run(
             if args.json {
                 return Ok(output::json(out, &answer)?);
             }
-            let world_or_abi = match answer.get("world") {
-                Some(Value::String(w)) => w.clone(),
-                _ => output::text(&answer, "abi"),
-            };
+            let module: ModuleView = output::decode(&answer)?;
+            let r = &module.record;
+            let world_or_abi = r.world.clone().or_else(|| r.abi.clone());
             output::fields(
                 out,
                 &[
-                    ("module id", output::text(&answer, "module_id")),
-                    ("name", output::text(&answer, "name")),
-                    ("version", output::text(&answer, "version")),
-                    ("kind", output::text(&answer, "kind")),
-                    ("world/abi", world_or_abi),
+                    ("module id", r.module_id.clone()),
+                    ("name", r.name.clone()),
+                    ("version", r.version.to_string()),
+                    ("kind", kind(r)),
+                    ("world/abi", world_or_abi.unwrap_or_else(|| "-".to_string())),
+                    ("size", output::bytes(r.size_bytes)),
+                    ("blake3", r.hash.clone()),
+                    ("imports", output::list(&r.imports)),
+                    ("exports", output::list(&r.exports)),
                     (
-                        "size",
-                        output::bytes(answer["size_bytes"].as_u64().unwrap_or(0)),
+                        "pinned by",
+                        output::list(module.pinned_by.as_deref().unwrap_or_default()),
                     ),
-                    ("blake3", output::text(&answer, "hash")),
-                    ("imports", output::text(&answer, "imports")),
-                    ("exports", output::text(&answer, "exports")),
-                    ("pinned by", output::text(&answer, "pinned_by")),
-                    ("warnings", output::text(&answer, "warnings")),
+                    ("warnings", output::list(&r.warnings)),
                 ],
             )?;
         }
@@ -173,7 +177,8 @@ pub fn run(
             if args.json {
                 return Ok(output::json(out, &answer)?);
             }
-            writeln!(out, "deleted {}", output::text(&answer, "module_id"))?;
+            let deleted: ModuleView = output::decode(&answer)?;
+            writeln!(out, "deleted {}", deleted.record.module_id)?;
         }
     }
     Ok(())
@@ -202,15 +207,9 @@ fn short_hash(hash: &str) -> String {
         .collect()
 }
 
-/// Upload warnings go to stderr so stdout stays one line per module.
-fn print_warnings(answer: &Value) {
-    for warning in answer["warnings"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        eprintln!("warning: {}", output::show(warning));
-    }
+/// `component` or `legacy_core`, as the broker spells it.
+fn kind(record: &ModuleRecord) -> String {
+    output::show(&serde_json::json!(record.kind))
 }
 
 #[cfg(test)]

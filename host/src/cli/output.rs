@@ -46,9 +46,31 @@ pub fn fields(out: &mut dyn Write, pairs: &[(&str, String)]) -> io::Result<()> {
     Ok(())
 }
 
-/// A JSON field as display text: strings bare, null as `-`, the rest as JSON.
-pub fn text(value: &Value, key: &str) -> String {
-    show(value.get(key).unwrap_or(&Value::Null))
+/// Reads a broker answer as its typed body (see `crate::wire`).
+pub fn decode<T: serde::de::DeserializeOwned>(answer: &Value) -> Result<T, super::CliError> {
+    T::deserialize(answer).map_err(|e| {
+        super::CliError::Usage(format!(
+            "unexpected answer from the broker (is it the same version as this command?): {e}"
+        ))
+    })
+}
+
+/// Text for people: `-` when empty.
+pub fn or_dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+/// A list for people: comma-separated, `-` when empty.
+pub fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// A JSON value as display text: strings bare, null as `-`, lists comma-separated.

@@ -12,7 +12,10 @@ use serde_json::{json, Map, Value};
 
 use super::client::{segment, Api, Client, ClientArgs};
 use super::{output, CliError};
-use crate::state::{StateReset, StateView};
+use crate::wire::{
+    KafkaSnapshot, MetricsSnapshot, PipelineCreated, PipelineDeleted, PipelineList, PipelineStatus,
+    StateReset, StateView,
+};
 
 /// `rustmq-etl pipeline`: the broker options and one subcommand.
 #[derive(Debug, Args)]
@@ -188,22 +191,6 @@ impl UpdateArgs {
     }
 }
 
-/// The routes of a status, comma separated (`-` for none).
-fn routes(routes: &Value) -> String {
-    let names: Vec<&str> = routes
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    if names.is_empty() {
-        "-".to_string()
-    } else {
-        names.join(", ")
-    }
-}
-
 /// Reads a JSON file, or standard input for `-`.
 fn read_json(path: &PathBuf) -> Result<Value, CliError> {
     let read_error = |source| CliError::ReadFile {
@@ -231,19 +218,14 @@ fn path_of(pipeline: &str, action: &str) -> String {
 /// entries of the pages after it (the broker answers at most a page at a time).
 fn all_state_pages(client: &Client, pipeline: &str, page_size: usize) -> Result<Value, CliError> {
     let path = format!("{}?limit={page_size}", path_of(pipeline, "/state"));
-    let mut answer = client.get(Api::Admin, &path)?;
-    while let Some(after) = answer.get("next_after").and_then(Value::as_str) {
-        let mut next = client.get(Api::Admin, &format!("{path}&after={}", segment(after)))?;
-        let more = next["entries"].as_array_mut().map(std::mem::take);
-        answer["next_after"] = next["next_after"].take();
-        if let (Some(entries), Some(more)) = (answer["entries"].as_array_mut(), more) {
-            entries.extend(more);
-        }
+    let mut view: StateView = output::decode(&client.get(Api::Admin, &path)?)?;
+    while let Some(after) = view.next_after.take() {
+        let next = client.get(Api::Admin, &format!("{path}&after={}", segment(&after)))?;
+        let next: StateView = output::decode(&next)?;
+        view.entries.extend(next.entries);
+        view.next_after = next.next_after;
     }
-    if let Some(answer) = answer.as_object_mut() {
-        answer.remove("next_after");
-    }
-    Ok(answer)
+    serde_json::to_value(view).map_err(|e| CliError::Local(e.to_string()))
 }
 
 /// Runs a pipeline subcommand.
@@ -291,43 +273,41 @@ pub fn run(
         return Ok(output::json(out, &answer)?);
     }
     match command {
-        PipelineCommand::Create { .. } => writeln!(
-            out,
-            "created {} ({}, module {})",
-            output::text(&answer, "pipeline_id"),
-            output::text(&answer, "state"),
-            output::text(&answer, "module_id"),
-        )?,
+        PipelineCommand::Create { .. } => {
+            let created: PipelineCreated = output::decode(&answer)?;
+            writeln!(
+                out,
+                "created {} ({}, module {})",
+                created.pipeline_id, created.state, created.module_id,
+            )?
+        }
         PipelineCommand::Delete(_) => {
-            writeln!(out, "deleted {}", output::text(&answer, "pipeline_id"))?
+            let deleted: PipelineDeleted = output::decode(&answer)?;
+            writeln!(out, "deleted {}", deleted.pipeline_id)?
         }
         PipelineCommand::Start(_) | PipelineCommand::Stop(_) | PipelineCommand::Update(_) => {
+            let status: PipelineStatus = output::decode(&answer)?;
             writeln!(
                 out,
                 "{} ({}): {}",
-                output::text(&answer, "pipeline_id"),
-                output::text(&answer, "pipeline_name"),
-                state(&answer),
+                status.pipeline_id,
+                status.pipeline_name,
+                state(&status),
             )?
         }
         PipelineCommand::List => {
-            let rows: Vec<Vec<String>> = answer["pipelines"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let list: PipelineList = output::decode(&answer)?;
+            let rows: Vec<Vec<String>> = list
+                .pipelines
                 .iter()
                 .map(|p| {
                     vec![
-                        output::text(p, "pipeline_id"),
-                        output::text(p, "pipeline_name"),
-                        output::text(p, "status"),
-                        format!(
-                            "{} -> {}",
-                            output::text(p, "source_topic"),
-                            output::text(p, "destination_topic")
-                        ),
-                        output::text(p, "module_id"),
-                        output::text(p, "lag"),
+                        p.pipeline_id.clone(),
+                        p.pipeline_name.clone(),
+                        p.status.to_string(),
+                        format!("{} -> {}", p.source_topic, p.destination_topic),
+                        p.module_id.clone(),
+                        p.lag.to_string(),
                     ]
                 })
                 .collect();
@@ -338,50 +318,53 @@ pub fn run(
             )?;
         }
         PipelineCommand::Status(_) => {
-            let config = &answer["configuration"];
-            let retry = &config["retry_policy"];
+            let status: PipelineStatus = output::decode(&answer)?;
+            let config = &status.configuration;
+            let retry = &config.retry_policy;
             let mut lines = vec![
-                ("pipeline", output::text(&answer, "pipeline_id")),
-                ("name", output::text(&answer, "pipeline_name")),
-                ("status", state(&answer)),
-                ("description", output::text(&answer, "description")),
-                ("source", output::text(&answer, "source_topic")),
-                ("destination", output::text(&answer, "destination_topic")),
-                ("error topic", output::text(&answer, "error_topic")),
+                ("pipeline", status.pipeline_id.clone()),
+                ("name", status.pipeline_name.clone()),
+                ("status", state(&status)),
+                ("description", output::or_dash(&status.description)),
+                ("source", status.source_topic.clone()),
+                ("destination", status.destination_topic.clone()),
+                (
+                    "error topic",
+                    output::or_dash(status.error_topic.as_deref().unwrap_or_default()),
+                ),
                 (
                     "module",
                     format!(
                         "{} (requirement {})",
-                        output::text(&answer, "module_id"),
-                        output::text(&answer, "module_requirement")
+                        status.module_id, status.module_requirement
                     ),
                 ),
-                ("routes", routes(&answer["routes"])),
-                ("batch size", output::text(config, "batch_size")),
-                ("processing mode", output::text(config, "processing_mode")),
-                ("timeout ms", output::text(config, "timeout_ms")),
+                ("routes", output::list(&status.routes)),
+                ("batch size", config.batch_size.to_string()),
+                (
+                    "processing mode",
+                    output::show(&json!(config.processing_mode)),
+                ),
+                (
+                    "timeout ms",
+                    config
+                        .timeout_ms
+                        .map_or_else(|| "-".to_string(), |t| t.to_string()),
+                ),
                 (
                     "retries",
-                    format!(
-                        "{} (backoff {} ms)",
-                        output::text(retry, "max_retries"),
-                        output::text(retry, "backoff_ms")
-                    ),
+                    format!("{} (backoff {} ms)", retry.max_retries, retry.backoff_ms),
                 ),
-                ("params", params(&config["params"])),
-                (
-                    "committed offset",
-                    output::text(&answer, "committed_offset"),
-                ),
-                ("lag", output::text(&answer, "lag")),
-                ("delivery", output::text(&answer, "delivery")),
+                ("params", params(&config.params)),
+                ("committed offset", status.committed_offset.to_string()),
+                ("lag", status.lag.to_string()),
+                ("delivery", output::show(&json!(status.delivery))),
             ];
-            lines.extend(kafka_fields(&answer["kafka"]));
+            lines.extend(kafka_fields(status.kafka.as_ref()));
             output::fields(out, &lines)?;
         }
         PipelineCommand::State(s) if s.reset => {
-            let reset: StateReset = serde_json::from_value(answer)
-                .map_err(|e| CliError::Usage(format!("unexpected answer from the broker: {e}")))?;
+            let reset: StateReset = output::decode(&answer)?;
             writeln!(
                 out,
                 "reset the state of {}: {} keys deleted",
@@ -389,8 +372,7 @@ pub fn run(
             )?
         }
         PipelineCommand::State(_) => {
-            let view: StateView = serde_json::from_value(answer)
-                .map_err(|e| CliError::Usage(format!("unexpected answer from the broker: {e}")))?;
+            let view: StateView = output::decode(&answer)?;
             let rows: Vec<Vec<String>> = view
                 .entries
                 .iter()
@@ -407,6 +389,8 @@ pub fn run(
             writeln!(out, "{} keys, {} bytes", view.keys, view.bytes)?;
         }
         PipelineCommand::Metrics(_) => {
+            let metrics: MetricsSnapshot = output::decode(&answer)?;
+            // Every counter, in the broker's order and names (the Kafka part below).
             let mut pairs: Vec<(&str, String)> = answer
                 .as_object()
                 .map(|o| {
@@ -416,7 +400,7 @@ pub fn run(
                         .collect()
                 })
                 .unwrap_or_default();
-            pairs.extend(kafka_fields(&answer["kafka"]));
+            pairs.extend(kafka_fields(metrics.kafka.as_ref()));
             output::fields(out, &pairs)?;
         }
     }
@@ -425,29 +409,28 @@ pub fn run(
 
 /// The lines of a Kafka source's part of a status or metrics answer: group,
 /// delivery, partitions with their lag, rebalances, outage. None without one.
-fn kafka_fields(kafka: &Value) -> Vec<(&'static str, String)> {
-    if !kafka.is_object() {
+fn kafka_fields(kafka: Option<&KafkaSnapshot>) -> Vec<(&'static str, String)> {
+    let Some(kafka) = kafka else {
         return Vec::new();
-    }
-    let partitions = kafka["partitions"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    };
+    let or_dash = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let partitions = kafka
+        .partitions
         .iter()
         .map(|p| {
             format!(
                 "{}: committed {} end {} lag {}",
-                output::text(p, "partition"),
-                output::text(p, "committed_offset"),
-                output::text(p, "high_watermark"),
-                output::text(p, "lag"),
+                p.partition,
+                or_dash(p.committed_offset),
+                or_dash(p.high_watermark),
+                p.lag,
             )
         })
         .collect::<Vec<_>>();
     let mut lines = vec![
-        ("kafka source", output::text(kafka, "source")),
-        ("consumer group", output::text(kafka, "consumer_group")),
-        ("commit mode", output::text(kafka, "delivery")),
+        ("kafka source", kafka.source.clone()),
+        ("consumer group", kafka.consumer_group.clone()),
+        ("commit mode", output::show(&json!(kafka.delivery))),
         (
             "partitions",
             if partitions.is_empty() {
@@ -456,32 +439,32 @@ fn kafka_fields(kafka: &Value) -> Vec<(&'static str, String)> {
                 partitions.join("; ")
             },
         ),
-        ("kafka lag", output::text(kafka, "lag")),
-        ("rebalances", output::text(kafka, "rebalances")),
+        ("kafka lag", kafka.lag.to_string()),
+        ("rebalances", kafka.rebalances.to_string()),
     ];
-    if !kafka["outage"].is_null() {
-        lines.push(("cluster error", output::text(kafka, "outage")));
+    if let Some(outage) = &kafka.outage {
+        lines.push(("cluster error", outage.clone()));
     }
     lines
 }
 
 /// `running`, or `failed: <why>`.
-fn state(status: &Value) -> String {
-    match status.get("failure") {
-        Some(Value::String(why)) => format!("{}: {why}", output::text(status, "status")),
-        _ => output::text(status, "status"),
+fn state(status: &PipelineStatus) -> String {
+    match &status.failure {
+        Some(why) => format!("{}: {why}", status.status),
+        None => status.status.to_string(),
     }
 }
 
-fn params(value: &Value) -> String {
-    match value.as_object() {
-        Some(map) if !map.is_empty() => map
-            .iter()
-            .map(|(k, v)| format!("{k}={}", output::show(v)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => "-".to_string(),
+fn params(params: &std::collections::BTreeMap<String, String>) -> String {
+    if params.is_empty() {
+        return "-".to_string();
     }
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{segment, Api, Client, ClientArgs};
 use super::{output, CliError};
+use crate::wire::{Produced, ProducedBatch};
 
 /// The largest `--batch-size`: the broker's default `server.max_batch_messages`.
 pub const MAX_BATCH: usize = 10_000;
@@ -105,11 +106,11 @@ pub fn run(
         if args.json {
             return Ok(output::json(out, &answer)?);
         }
+        let produced: Produced = output::decode(&answer)?;
         writeln!(
             out,
             "produced to {} at offset {}",
-            output::text(&answer, "topic"),
-            output::text(&answer, "offset")
+            produced.topic, produced.offset
         )?;
         return Ok(());
     }
@@ -130,14 +131,8 @@ pub fn run(
     let mut batch: Vec<Value> = Vec::new();
     let mut send = |batch: &mut Vec<Value>| -> Result<(), CliError> {
         let answer = client.post_json(Api::Data, &path, &json!({ "messages": batch }))?;
-        offsets.extend(
-            answer["offsets"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(Value::as_u64),
-        );
+        let produced: ProducedBatch = output::decode(&answer)?;
+        offsets.extend(produced.offsets);
         batch.clear();
         Ok(())
     };

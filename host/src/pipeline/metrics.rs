@@ -67,7 +67,7 @@ impl Default for PipelineMetrics {
 }
 
 /// A point-in-time copy, in the guide's field names plus ours.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct MetricsSnapshot {
     /// See [`PipelineMetrics::processed`].
     pub messages_processed: u64,
@@ -100,7 +100,7 @@ pub struct MetricsSnapshot {
     /// See [`PipelineMetrics::memory_bytes`].
     pub memory_usage_bytes: u64,
     /// A Kafka source's partitions, positions, lag, rebalances and delivery mode.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub kafka: Option<KafkaSnapshot>,
 }
 

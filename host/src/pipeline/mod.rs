@@ -40,7 +40,7 @@ pub mod spec;
 mod status;
 pub mod worker;
 
-pub use status::PipelineStatus;
+pub use status::{PipelineStatus, RunStatus};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! [`PipelineStatus`]: what `GET /api/v1/etl/pipelines/{id}/status` shows, built
 //! from the persisted record, the worker's state and the stored offsets.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::spec::{self, PipelineRecord};
 use super::worker::RunState;
@@ -9,8 +9,47 @@ use crate::kafka::progress::KafkaSnapshot;
 use crate::kafka::Delivery;
 use crate::storage::Storage;
 
+/// Whether a pipeline is running, as its status shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Processing, or waiting for messages.
+    Running,
+    /// Stopped on request (or never started).
+    Stopped,
+    /// Stopped by a failure (`failure` says which); start it again once fixed.
+    Failed,
+    /// Waiting for the storage to take writes again; it goes on by itself.
+    Stalled,
+}
+
+impl RunStatus {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Failed => "failed",
+            RunStatus::Stalled => "stalled",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the wire spelling (`status == "running"`).
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// What `GET .../status` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineStatus {
     /// `pipeline-<n>`.
     pub pipeline_id: String,
@@ -18,7 +57,7 @@ pub struct PipelineStatus {
     pub pipeline_name: String,
     /// `running`, `stopped`, `failed`, or `stalled` (waiting for the storage to
     /// take writes again; it goes on by itself).
-    pub status: &'static str,
+    pub status: RunStatus,
     /// Why it failed or stalled, when it did.
     pub failure: Option<String>,
     /// Free text.
@@ -52,7 +91,7 @@ pub struct PipelineStatus {
     pub delivery: Delivery,
     /// A Kafka source's consumer group, partitions, positions, lag, rebalances and
     /// the cluster error of the moment, while the pipeline runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub kafka: Option<KafkaSnapshot>,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
@@ -71,11 +110,11 @@ impl PipelineStatus {
     ) -> Self {
         let r = record;
         let (status, failure) = match run_state {
-            Some(RunState::Running) => ("running", None),
-            Some(RunState::Failed(reason)) => ("failed", Some(reason)),
-            Some(RunState::Stalled(reason)) => ("stalled", Some(reason)),
-            _ if r.failure.is_some() => ("failed", r.failure.clone()),
-            _ => ("stopped", None),
+            Some(RunState::Running) => (RunStatus::Running, None),
+            Some(RunState::Failed(reason)) => (RunStatus::Failed, Some(reason)),
+            Some(RunState::Stalled(reason)) => (RunStatus::Stalled, Some(reason)),
+            _ if r.failure.is_some() => (RunStatus::Failed, r.failure.clone()),
+            _ => (RunStatus::Stopped, None),
         };
         let committed = storage
             .consumer_offset(&r.consumer_id())
