@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole RustMQ ETL test suite. Works on a machine that has only the Rust
 # toolchain: it installs the WebAssembly targets and cargo-component first (each only
-# when missing; cargo-component goes to ~/.cargo/bin, outside the repository) and the
+# when missing; cargo-component goes to ~/.cargo/bin, outside the repository), the
 # Kafka-protocol test servers (into a cache outside the repository, see
-# tests/tools/kafka-servers.sh).
+# tests/tools/kafka-servers.sh) and, on Debian, systemd-analyze.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,15 @@ servers="$(tests/tools/kafka-servers.sh install)"
 RUSTMQ_TEST_TANSU_BIN="$(sed -n 's/^TANSU_BIN=//p' <<<"$servers")"
 RUSTMQ_TEST_NOIDA_BIN="$(sed -n 's/^NOIDA_BIN=//p' <<<"$servers")"
 export RUSTMQ_TEST_TANSU_BIN RUSTMQ_TEST_NOIDA_BIN
+
+echo "==> systemd-analyze (the packaging test verifies the unit with it)"
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y --no-install-recommends systemd >/dev/null
+  else
+    echo "systemd-analyze is missing and cannot be installed here: the unit verification will say SKIPPED"
+  fi
+fi
 
 echo "==> workspace tests (guests are built from source by tests/build.rs)"
 cargo test --workspace --locked

@@ -1,14 +1,7 @@
-//! Hostile guests against the sandbox, in process: each attack runs in its own
-//! pipeline next to a healthy one, on one shared runtime, and must end with the
-//! attacking message in the error topic (its cause in `x-rustmq-error-cause`), the
-//! next message processed by a fresh instance, the healthy pipeline still flowing and
-//! guest memory within the limit. Also: the WASI context grants nothing, the output
-//! caps hold before the host copies anything, and `max_concurrent_executions` holds
-//! across many pipelines on one module.
+//! Attacks in pipelines on one shared runtime, each beside a healthy pipeline:
+//! the attacking message goes to the error topic with its cause, the next one runs
+//! on a fresh instance, and the healthy pipeline keeps flowing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -16,223 +9,20 @@ use rustmq_etl::message::Message;
 use rustmq_etl::modules::ModuleStore;
 use rustmq_etl::pipeline::worker::headers;
 use rustmq_etl::pipeline::PipelineManager;
-use rustmq_etl::runtime::{ProcessContext, Runtime, RuntimeLimits, TransformError};
+use rustmq_etl::runtime::{Runtime, RuntimeLimits};
 use rustmq_etl::storage::{Storage, StorageOptions};
 use rustmq_etl_tests::pipelines::spec;
 use rustmq_etl_tests::{guests, topics};
-
-// ---- a per-thread allocation meter -------------------------------------------------
-
-/// Counts the bytes each thread allocates, so a test can tell what one guest call
-/// made the host allocate (guest calls run on the calling thread).
-struct Metered;
-
-thread_local! {
-    static ALLOCATED: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; the counter is a const thread-local
-// without a destructor, usable from inside the allocator.
-unsafe impl GlobalAlloc for Metered {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size() as u64));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size() as u64));
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATED.try_with(|a| a.set(a.get() + new_size as u64));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static METER: Metered = Metered;
-
-/// Bytes this thread allocated while running `f`.
-fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let before = ALLOCATED.with(Cell::get);
-    let out = f();
-    (out, ALLOCATED.with(Cell::get) - before)
-}
-
-// ---- direct runtime checks ---------------------------------------------------------
-
-fn msg(key: &str, value: &str) -> Message {
-    Message {
-        key: Some(key.to_string()),
-        value: value.as_bytes().to_vec(),
-        headers: vec![("source".into(), "test".into())],
-        timestamp: 1,
-    }
-}
-
-fn ctx() -> ProcessContext {
-    ProcessContext {
-        pipeline_id: "p".into(),
-        source_topic: "in".into(),
-        source_offset: 0,
-        attempt: 1,
-    }
-}
-
-fn hostile_transform(
-    limits: RuntimeLimits,
-    params: &[(&str, &str)],
-) -> Result<Box<dyn rustmq_etl::runtime::Transform>, TransformError> {
-    let runtime = Runtime::new(limits).unwrap();
-    let bytes = std::fs::read(guests::HOSTILE).unwrap();
-    let compiled = runtime.compile(&bytes).unwrap();
-    let params: BTreeMap<String, String> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    compiled.instantiate("hostile-v1.0.0", "p", &params)
-}
-
-#[test]
-fn fan_out_bomb_of_a_million_is_cut_before_the_host_copies_it() {
-    // Enough guest memory to build the million (80 MB of Rust structs, 40 MB lowered)
-    // so that the fan-out cap, not the memory limit, is what stops it.
-    let limits = RuntimeLimits {
-        memory_limit_bytes: 256 << 20,
-        max_instances: 2,
-        max_output_messages: 10_000,
-        ..RuntimeLimits::default()
-    };
-    let mut t = hostile_transform(limits, &[]).unwrap();
-    let (result, host_bytes) = allocated_by(|| t.process(&msg("k", "fanout:1000000"), &ctx()));
-    let err = result.unwrap_err();
-    assert_eq!(err.cause(), "abi");
-    assert!(
-        err.to_string()
-            .contains("returned 1000000 messages, more than the fan-out limit of 10000"),
-        "{err}"
-    );
-    // Lifting a million messages would allocate at least 80 MB on this thread.
-    assert!(
-        host_bytes < 4 << 20,
-        "the host allocated {host_bytes} bytes for a refused answer"
-    );
-    let out = t.process(&msg("k", "fanout:3"), &ctx()).unwrap();
-    assert_eq!(out.messages.len(), 3);
-    assert_eq!(t.recycles(), 1);
-}
-
-#[test]
-fn aliased_output_values_are_charged_before_the_host_copies_them() {
-    let limits = RuntimeLimits {
-        memory_limit_bytes: 32 << 20,
-        max_instances: 2,
-        max_output_bytes: 4 << 20,
-        ..RuntimeLimits::default()
-    };
-    let mut t = hostile_transform(limits, &[]).unwrap();
-    // 200 values pointing at one MiB: 1 MiB of guest memory, 200 MiB if copied.
-    let (result, host_bytes) = allocated_by(|| t.process(&msg("k", "alias:200:1048576"), &ctx()));
-    let err = result.unwrap_err();
-    assert_eq!(err.cause(), "abi");
-    assert!(
-        err.to_string().contains("output limit of 4194304 bytes"),
-        "{err}"
-    );
-    assert!(
-        host_bytes < 8 << 20,
-        "the host allocated {host_bytes} bytes for a refused answer"
-    );
-    assert_eq!(
-        t.process(&msg("k", "pass"), &ctx()).unwrap().messages.len(),
-        1
-    );
-}
-
-#[test]
-fn wasi_grants_nothing_beyond_clocks_random_and_stdio() {
-    let marker = std::path::Path::new("/tmp/rustmq-hostile-probe");
-    let _ = std::fs::remove_file(marker);
-    let mut t = hostile_transform(
-        RuntimeLimits {
-            max_instances: 2,
-            ..RuntimeLimits::default()
-        },
-        &[],
-    )
-    .unwrap();
-    // Something the guest would see if the environment were inherited.
-    assert!(std::env::var_os("PATH").is_some());
-    let out = t.process(&msg("k", "probe"), &ctx()).unwrap();
-    let report = &out.messages[0];
-    let get = |k: &str| {
-        report
-            .header(k)
-            .unwrap_or_else(|| panic!("no {k} in {report:?}"))
-    };
-    for denied in [
-        "fs-read",
-        "fs-read-relative",
-        "fs-write",
-        "fs-list-root",
-        "env-home",
-        "tcp-connect",
-        "tcp-listen",
-        "udp-bind",
-        "dns",
-    ] {
-        assert!(
-            get(denied).starts_with("denied: "),
-            "{denied} was granted: {}",
-            get(denied)
-        );
-    }
-    assert_eq!(get("env-count"), "0", "environment variables are visible");
-    assert_eq!(get("args-count"), "0", "arguments are visible");
-    assert_eq!(get("stdin"), "GRANTED: 0 bytes", "stdin is not empty");
-    assert_eq!(get("clock-monotonic"), "works");
-    assert_eq!(get("random"), "works");
-    assert_eq!(get("stdout"), "GRANTED: written");
-    let wall: u64 = get("clock-wall-secs").parse().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    assert!(
-        now.abs_diff(wall) < 60,
-        "guest wall clock {wall}, host {now}"
-    );
-    assert!(!marker.exists(), "the guest wrote a file on the host");
-}
-
-#[test]
-fn init_that_loops_is_stopped_by_the_deadline() {
-    let limits = RuntimeLimits {
-        execution_timeout_ms: 200,
-        max_instances: 2,
-        ..RuntimeLimits::default()
-    };
-    let started = Instant::now();
-    let err = hostile_transform(limits, &[("init", "loop")])
-        .err()
-        .unwrap();
-    assert_eq!(err, TransformError::Timeout { limit_ms: 200 });
-    assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-// ---- pipelines on a shared runtime -------------------------------------------------
 
 const MEMORY_LIMIT: u64 = 32 << 20;
 const DEADLINE_MS: u64 = 500;
 
 /// Storage, module store and pipeline manager shared by the pipeline attacks, as
 /// one broker would run them side by side.
-struct Rig {
-    _dir: tempfile::TempDir,
-    storage: Storage,
-    pipelines: PipelineManager,
+pub(super) struct Rig {
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) storage: Storage,
+    pub(super) pipelines: PipelineManager,
 }
 
 fn rig() -> &'static Rig {
@@ -341,12 +131,12 @@ impl Rig {
         topics::append(&self.storage, topic, pairs);
     }
 
-    fn read(&self, topic: &str) -> Vec<Message> {
+    pub(super) fn read(&self, topic: &str) -> Vec<Message> {
         topics::read_all(&self.storage, topic)
     }
 
     /// Waits until pipeline `name` has committed all of its source topic.
-    fn drain(&self, name: &str) {
+    pub(super) fn drain(&self, name: &str) {
         let end = self.storage.end_offset(&format!("{name}-in")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -604,71 +394,4 @@ fn init_that_traps_fails_pipeline_creation_with_a_clear_error() {
         rig.pipelines.status("init-traps").is_err(),
         "no pipeline was made"
     );
-}
-
-/// The most intervals of `spans` that overlap at any instant.
-fn max_overlap(spans: &[(u128, u128)]) -> usize {
-    let mut events: Vec<(u128, i32)> = spans.iter().flat_map(|&(s, e)| [(s, 1), (e, -1)]).collect();
-    // Ends sort before starts at the same instant: touching is not overlapping.
-    events.sort();
-    let (mut live, mut most) = (0i32, 0i32);
-    for (_, d) in events {
-        live += d;
-        most = most.max(live);
-    }
-    most as usize
-}
-
-#[test]
-fn many_pipelines_on_one_module_respect_max_concurrent_executions() {
-    for slots in [1usize, 2] {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(&dir.path().join("data"), StorageOptions::default()).unwrap();
-        let runtime = Runtime::new(RuntimeLimits {
-            max_concurrent_executions: slots,
-            max_instances: 16,
-            ..RuntimeLimits::default()
-        })
-        .unwrap();
-        let modules =
-            ModuleStore::open(&dir.path().join("wasm"), storage.clone(), runtime).unwrap();
-        modules
-            .upload("hostile", "1.0.0", &std::fs::read(guests::HOSTILE).unwrap())
-            .unwrap();
-        let pipelines = PipelineManager::open(storage.clone(), modules).unwrap();
-        let names: Vec<String> = (0..6).map(|i| format!("conc-{i}")).collect();
-        for n in &names {
-            pipelines.create(spec(n, "hostile", 0)).unwrap();
-            let msgs = (0..4)
-                .map(|_| Message {
-                    key: None,
-                    value: b"stamp:15".to_vec(),
-                    headers: vec![],
-                    timestamp: 1,
-                })
-                .collect();
-            storage.append_blocking(&format!("{n}-in"), msgs).unwrap();
-        }
-        let rig = Rig {
-            _dir: dir,
-            storage,
-            pipelines,
-        };
-        let mut spans = Vec::new();
-        for n in &names {
-            rig.drain(n);
-            for m in rig.read(&format!("{n}-out")) {
-                let start: u128 = m.header("start-ns").unwrap().parse().unwrap();
-                let end: u128 = m.header("end-ns").unwrap().parse().unwrap();
-                spans.push((start, end));
-            }
-        }
-        assert_eq!(spans.len(), 24);
-        let most = max_overlap(&spans);
-        assert!(
-            most <= slots,
-            "{most} calls overlapped with max_concurrent_executions = {slots}"
-        );
-        rig.pipelines.shutdown();
-    }
 }
