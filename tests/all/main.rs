@@ -10,6 +10,7 @@ mod e2e_modules;
 mod e2e_pipelines;
 mod faults;
 mod hostile;
+mod house;
 mod kafka;
 mod legacy;
 mod lifecycle;
