@@ -65,6 +65,28 @@ fn status(b: &BrokerProcess, id: &str) -> Value {
     v
 }
 
+/// Waits (a minute at most) until pipeline `id`'s status passes `check`; returns it.
+fn wait_for_status(
+    b: &BrokerProcess,
+    id: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_until(
+        what,
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            let s = status(b, id);
+            if check(&s) {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
+}
+
 #[test]
 fn below_the_reserve_writes_answer_507_reads_go_on_and_a_stalled_pipeline_resumes_once_space_is_freed(
 ) {
@@ -98,17 +120,9 @@ fn below_the_reserve_writes_answer_507_reads_go_on_and_a_stalled_pipeline_resume
     let id = v["pipeline_id"].as_str().unwrap().to_string();
     let (code, v) = produce(&b, "full-in", &json!({"key": "k0", "value": "first"}));
     assert_eq!(code, StatusCode::OK, "{v}");
-    wait_until(
-        "the first message to go through",
-        Duration::from_secs(60),
-        Duration::from_millis(50),
-        || {
-            let s = status(&b, &id);
-            (s["committed_offset"] == 1)
-                .then_some(())
-                .ok_or(s.to_string())
-        },
-    );
+    wait_for_status(&b, &id, "the first message to go through", |s| {
+        s["committed_offset"] == 1
+    });
 
     // Leave 2 MiB above the reserve: a small produce still fits, the pipeline's
     // 4 MiB answer to it does not.
@@ -121,17 +135,9 @@ fn below_the_reserve_writes_answer_507_reads_go_on_and_a_stalled_pipeline_resume
         &json!({"key": "k1", "value": format!("huge:{}", 4 * MIB)}),
     );
     assert_eq!(code, StatusCode::OK, "a small produce fits: {v}");
-    let stalled = wait_until(
-        "the pipeline to stall",
-        Duration::from_secs(60),
-        Duration::from_millis(50),
-        || {
-            let s = status(&b, &id);
-            (s["status"] == "stalled")
-                .then(|| s.clone())
-                .ok_or(s.to_string())
-        },
-    );
+    let stalled = wait_for_status(&b, &id, "the pipeline to stall", |s| {
+        s["status"] == "stalled"
+    });
     let reason = stalled["failure"].as_str().unwrap();
     assert!(
         reason.contains("storage.min_free_bytes") && reason.contains("Free space"),
@@ -159,31 +165,15 @@ fn below_the_reserve_writes_answer_507_reads_go_on_and_a_stalled_pipeline_resume
     // Space comes back: with no restart, the pipeline commits what it stalled on
     // and produces are taken again.
     std::fs::remove_file(&filler).unwrap();
-    let resumed = wait_until(
-        "the pipeline to resume",
-        Duration::from_secs(60),
-        Duration::from_millis(50),
-        || {
-            let s = status(&b, &id);
-            (s["committed_offset"] == 2 && s["status"] == "running")
-                .then(|| s.clone())
-                .ok_or(s.to_string())
-        },
-    );
+    let resumed = wait_for_status(&b, &id, "the pipeline to resume", |s| {
+        s["committed_offset"] == 2 && s["status"] == "running"
+    });
     assert_eq!(resumed["failure"], Value::Null, "{resumed}");
     let (code, v) = produce(&b, "full-in", &json!({"key": "k3", "value": "after"}));
     assert_eq!(code, StatusCode::OK, "{v}");
-    wait_until(
-        "the last message to go through",
-        Duration::from_secs(60),
-        Duration::from_millis(50),
-        || {
-            let s = status(&b, &id);
-            (s["committed_offset"] == 3)
-                .then_some(())
-                .ok_or(s.to_string())
-        },
-    );
+    wait_for_status(&b, &id, "the last message to go through", |s| {
+        s["committed_offset"] == 3
+    });
     let out = read_all(&b, "full-out");
     assert_eq!(out.len(), 3, "exactly one output per input");
     assert_eq!(out[1]["value"].as_str().unwrap().len(), 4 * MIB as usize);
