@@ -168,15 +168,15 @@ impl From<StateError> for state_v1_1::StateError {
 
 impl state_v1_1::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state_v1_1::StateError> {
-        Ok(self.state.lock()?.get(&key)?)
+        Ok(self.state.get(&key)?)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), state_v1_1::StateError> {
-        Ok(self.state.lock()?.set(key, value)?)
+        Ok(self.state.set(key, value)?)
     }
 
     fn delete(&mut self, key: String) -> Result<(), state_v1_1::StateError> {
-        Ok(self.state.lock()?.delete(&key)?)
+        Ok(self.state.delete(&key)?)
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`Transform`]: the one interface the pipeline calls. Components and legacy core
 //!   modules both sit behind it.
 //! - `limits`: [`RuntimeLimits`], every guest limit and its one default.
+//! - [`chain`]: several modules run as one [`Transform`], stage after stage.
 //! - `engine`: the shared wasmtime `Engine` (pooling allocator, epoch ticker).
 //! - `bindings`: the single `bindgen!` site for the `rustmq:etl` world.
 //! - `component`: the component implementation of [`Transform`].
@@ -28,6 +29,7 @@ use crate::message::Message;
 use crate::state::SharedState;
 
 mod bindings;
+pub mod chain;
 mod compile;
 mod component;
 mod engine;
@@ -190,6 +192,12 @@ pub trait Transform: Send {
     /// Whether the module takes a batch in one call (exports `process-batch`).
     fn takes_batches(&self) -> bool {
         false
+    }
+
+    /// The stage of a chain whose failure ended the last call, if this is a chain
+    /// and a stage failed.
+    fn failed_stage(&self) -> Option<chain::FailedStage> {
+        None
     }
 
     /// Binds the pipeline's durable state; modules that cannot use state (1.0

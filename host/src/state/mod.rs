@@ -295,6 +295,8 @@ pub struct SharedState {
     inner: Option<Arc<Mutex<PipelineState>>>,
     /// Why there is no state, when there is none.
     reason: Option<Arc<str>>,
+    /// The prefix of a chain stage's keys (see [`SharedState::scoped`]).
+    scope: Option<Arc<str>>,
 }
 
 impl SharedState {
@@ -303,6 +305,7 @@ impl SharedState {
         SharedState {
             inner: Some(Arc::new(Mutex::new(state))),
             reason: None,
+            scope: None,
         }
     }
 
@@ -311,6 +314,7 @@ impl SharedState {
         SharedState {
             inner: None,
             reason: Some(Arc::from(reason)),
+            scope: None,
         }
     }
 
@@ -323,6 +327,42 @@ impl SharedState {
                 str::to_string,
             ))),
         }
+    }
+
+    /// The same state as stage `stage` of a chain sees it: its keys are stored
+    /// under `\u{1f}<stage>\u{1f}<key>`, so stages never read or overwrite each
+    /// other's. Every call is committed with the rest of the chain's batch.
+    pub fn scoped(&self, stage: usize) -> SharedState {
+        SharedState {
+            scope: Some(Arc::from(format!("\u{1f}{stage}\u{1f}"))),
+            ..self.clone()
+        }
+    }
+
+    fn key<'a>(&self, key: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.scope {
+            Some(prefix) => std::borrow::Cow::Owned(format!("{prefix}{key}")),
+            None => std::borrow::Cow::Borrowed(key),
+        }
+    }
+
+    /// A guest's `get`, in this handle's scope.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.lock()?.get(&self.key(key))
+    }
+
+    /// A guest's `set`, in this handle's scope.
+    pub fn set(&self, key: String, value: Vec<u8>) -> Result<(), StateError> {
+        let key = match &self.scope {
+            Some(prefix) => format!("{prefix}{key}"),
+            None => key,
+        };
+        self.lock()?.set(key, value)
+    }
+
+    /// A guest's `delete`, in this handle's scope.
+    pub fn delete(&self, key: &str) -> Result<(), StateError> {
+        self.lock()?.delete(&self.key(key))
     }
 
     /// Whether there is a state behind the handle.
