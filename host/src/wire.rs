@@ -14,7 +14,8 @@ pub use crate::kafka::Delivery;
 pub use crate::message::{MessageOut, MessageOutRef};
 pub use crate::modules::ModuleRecord;
 pub use crate::pipeline::metrics::MetricsSnapshot;
-pub use crate::pipeline::{PipelineStatus, RunStatus};
+pub use crate::pipeline::{PipelineStatus, RunStatus, StageStatus};
+pub use crate::runtime::chain::StageMetrics;
 pub use crate::state::{StateReset, StateView};
 pub use crate::storage::{StorageHealth, TopicInfo};
 

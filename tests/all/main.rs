@@ -2,6 +2,7 @@
 
 mod bounds;
 mod broker;
+mod chains;
 mod cli;
 mod contract_1_1;
 mod deadlines;

@@ -127,6 +127,7 @@ fn spec(name: &str, module: &str, source: &str, batch_size: u32) -> PipelineSpec
         error_topic: Some(format!("{name}-err")),
         module_name: module.to_string(),
         module_version: "^1".to_string(),
+        modules: Vec::new(),
         configuration: Configuration {
             batch_size,
             retry_policy: RetryPolicy {

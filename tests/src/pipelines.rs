@@ -15,6 +15,7 @@ pub fn spec(name: &str, module: &str, max_retries: u32) -> PipelineSpec {
         error_topic: Some(format!("{name}-err")),
         module_name: module.to_string(),
         module_version: "^1".to_string(),
+        modules: Vec::new(),
         configuration: Configuration {
             batch_size: 10,
             retry_policy: RetryPolicy {

@@ -146,6 +146,7 @@ async fn prometheus_metrics(State(state): State<AdminState>) -> Result<Response,
         |s| (s.p99_processing_time_ms * 1000.0) as i64,
     );
     kafka_metrics(&mut registry, &pipelines);
+    stage_metrics(&mut registry, &pipelines);
     let stats = state.modules.stats();
     let compiled = Counter::<u64>::default();
     compiled.inc_by(stats.compilations);
@@ -171,6 +172,61 @@ async fn prometheus_metrics(State(state): State<AdminState>) -> Result<Response,
         text,
     )
         .into_response())
+}
+
+/// The chains' part: each stage's counts and times, labelled with its pipeline,
+/// index and module.
+fn stage_metrics(registry: &mut Registry, pipelines: &[(String, MetricsSnapshot)]) {
+    let processed = Family::<Labels, Counter>::default();
+    let filtered = Family::<Labels, Counter>::default();
+    let failed = Family::<Labels, Counter>::default();
+    let p50 = Family::<Labels, Gauge>::default();
+    let p99 = Family::<Labels, Gauge>::default();
+    for (id, s) in pipelines {
+        for stage in &s.stages {
+            let labels = vec![
+                ("pipeline".to_string(), id.clone()),
+                ("stage".to_string(), stage.stage.to_string()),
+                ("module".to_string(), stage.module_id.clone()),
+            ];
+            processed
+                .get_or_create(&labels)
+                .inc_by(stage.messages_processed);
+            filtered
+                .get_or_create(&labels)
+                .inc_by(stage.messages_filtered);
+            failed.get_or_create(&labels).inc_by(stage.messages_failed);
+            p50.get_or_create(&labels)
+                .set((stage.p50_processing_time_ms * 1000.0) as i64);
+            p99.get_or_create(&labels)
+                .set((stage.p99_processing_time_ms * 1000.0) as i64);
+        }
+    }
+    registry.register(
+        "stage_messages_processed",
+        "Chain stage: messages it handled without error",
+        processed,
+    );
+    registry.register(
+        "stage_messages_filtered",
+        "Chain stage: messages it filtered out",
+        filtered,
+    );
+    registry.register(
+        "stage_messages_failed",
+        "Chain stage: calls that failed in it",
+        failed,
+    );
+    registry.register(
+        "stage_processing_time_p50_microseconds",
+        "Chain stage: median call time",
+        p50,
+    );
+    registry.register(
+        "stage_processing_time_p99_microseconds",
+        "Chain stage: 99th percentile call time",
+        p99,
+    );
 }
 
 /// The Kafka part: per-partition lag, assigned partitions, rebalances, delivery mode

@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::kafka::progress::{KafkaSnapshot, Progress};
+use crate::runtime::chain::{StageCounters, StageMetrics};
 
 /// Longest processing time the histogram tracks (60 s, in microseconds); longer
 /// calls are counted at the cap.
@@ -41,6 +42,8 @@ pub struct PipelineMetrics {
     histogram: Mutex<hdrhistogram::Histogram<u64>>,
     /// The Kafka source's progress, while the pipeline reads one.
     kafka: Mutex<Option<Arc<Progress>>>,
+    /// A chain's stages, while it runs.
+    stages: Mutex<Vec<Arc<StageCounters>>>,
 }
 
 impl Default for PipelineMetrics {
@@ -62,6 +65,7 @@ impl Default for PipelineMetrics {
                     .expect("static histogram bounds are valid"),
             ),
             kafka: Mutex::new(None),
+            stages: Mutex::new(Vec::new()),
         }
     }
 }
@@ -102,12 +106,21 @@ pub struct MetricsSnapshot {
     /// A Kafka source's partitions, positions, lag, rebalances and delivery mode.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub kafka: Option<KafkaSnapshot>,
+    /// A chain's stages, each with its own counts and times (since the chain was
+    /// last loaded: a start or an update).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub stages: Vec<StageMetrics>,
 }
 
 impl PipelineMetrics {
     /// Marks the start of a run (throughput is measured from here).
     pub fn mark_started(&self) {
         *self.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// The counters of the chain's stages now running (none for one module).
+    pub fn set_stages(&self, stages: Vec<Arc<StageCounters>>) {
+        *self.stages.lock().unwrap_or_else(|p| p.into_inner()) = stages;
     }
 
     /// Attaches (or, with `None`, detaches) a Kafka source's progress.
@@ -184,6 +197,14 @@ impl PipelineMetrics {
             committed_offset: committed,
             memory_usage_bytes: get(&self.memory_bytes),
             kafka,
+            stages: self
+                .stages
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .enumerate()
+                .map(|(k, c)| c.snapshot(k))
+                .collect(),
         }
     }
 }

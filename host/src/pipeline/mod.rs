@@ -40,7 +40,7 @@ pub mod spec;
 mod status;
 pub mod worker;
 
-pub use status::{PipelineStatus, RunStatus};
+pub use status::{PipelineStatus, RunStatus, StageStatus};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +50,7 @@ use std::thread::JoinHandle;
 use crate::kafka::Clusters;
 use crate::message::HeaderLimits;
 use crate::modules::{ModuleError, ModuleRecord, ModuleStore};
+use crate::runtime::chain::{ChainTransform, Stage, StageCounters};
 use crate::runtime::TransformError;
 use crate::state::{PipelineState, SharedState, DEFAULT_STATE_QUOTA_BYTES};
 use crate::storage::{Commit, MetaTable, StatePage, Storage, StorageError};
@@ -126,6 +127,39 @@ enum Recreated {
     Fail,
     /// Read the new topic from its first message (an operator's start).
     ReadFromStart,
+}
+
+/// How a stage is pinned in a record.
+fn pin(module: &ModuleRecord) -> spec::PinnedStage {
+    spec::PinnedStage {
+        module_id: module.module_id.clone(),
+        module_version: module.version.clone(),
+    }
+}
+
+/// The stage a PATCH's `module_version` applies to: `stage` in a chain (required),
+/// 0 for a pipeline of one module.
+fn patch_stage(record: &PipelineRecord, stage: Option<usize>) -> Result<usize, PipelineError> {
+    let stages = record.pinned().len();
+    let bad = |message: String| {
+        PipelineError::Spec(SpecError {
+            field: "stage",
+            message,
+        })
+    };
+    match (record.spec.is_chain(), stage) {
+        (false, None | Some(0)) => Ok(0),
+        (false, Some(_)) => Err(bad("this pipeline runs one module: leave stage out".into())),
+        (true, None) => Err(bad(format!(
+            "this pipeline runs a chain of {stages} modules: say which stage (0 to {}) module_version applies to",
+            stages - 1
+        ))),
+        (true, Some(k)) if k < stages => Ok(k),
+        (true, Some(k)) => Err(bad(format!(
+            "stage {k} does not exist: the chain has stages 0 to {}",
+            stages - 1
+        ))),
+    }
 }
 
 /// How often a stalled pipeline asks whether the storage takes writes again.
@@ -349,12 +383,9 @@ impl PipelineManager {
     /// requirement, and starts it when `enabled`.
     pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, PipelineError> {
         let endpoints = self.check(&spec)?;
-        let module = self
-            .inner
-            .modules
-            .resolve(&spec.module_name, &spec.module_version)?;
-        // Fail now, not at start, if the module does not load or refuses the params.
-        let loaded = self.load(&module, "validation", &spec.configuration)?;
+        let modules = self.resolve_stages(&spec)?;
+        // Fail now, not at start, if a module does not load or refuses its params.
+        let loaded = self.load(&modules, "validation", &spec)?;
         drop(loaded);
         // Fix the starting position of a local source now so that `latest` means
         // "after creation". (A Kafka source's group applies `start_from` itself.)
@@ -384,8 +415,10 @@ impl PipelineManager {
         }
         // A module deleted since it was resolved must not be pinned: deletes take
         // this lock too (see `delete_module`).
-        if self.inner.modules.get(&module.module_id)?.is_none() {
-            return Err(ModuleError::NotFound(module.module_id).into());
+        for module in &modules {
+            if self.inner.modules.get(&module.module_id)?.is_none() {
+                return Err(ModuleError::NotFound(module.module_id.clone()).into());
+            }
         }
         // The counter is persisted before the id is used: an id is never handed out
         // twice, not even across a crash.
@@ -399,8 +432,13 @@ impl PipelineManager {
         let id = format!("pipeline-{n}");
         let record = PipelineRecord {
             pipeline_id: id.clone(),
-            module_id: module.module_id.clone(),
-            module_version: module.version.clone(),
+            module_id: modules[0].module_id.clone(),
+            module_version: modules[0].version.clone(),
+            stages: if spec.is_chain() {
+                modules.iter().map(pin).collect()
+            } else {
+                Vec::new()
+            },
             desired: if spec.enabled {
                 DesiredState::Running
             } else {
@@ -483,12 +521,8 @@ impl PipelineManager {
             run.stop_and_join();
         }
         let record = self.follow_source_topic(record, recreated)?;
-        let module = self
-            .inner
-            .modules
-            .get(&record.module_id)?
-            .ok_or_else(|| ModuleError::NotFound(record.module_id.clone()))?;
-        let loaded = self.load(&module, &record.pipeline_id, &record.spec.configuration)?;
+        let modules = self.pinned_modules(&record)?;
+        let loaded = self.load(&modules, &record.pipeline_id, &record.spec)?;
         let control = Arc::new(Control::default());
         let state = Arc::new(Mutex::new(RunState::Running));
         let thread = {
@@ -751,20 +785,33 @@ impl PipelineManager {
         if let Some(routes) = patch.routes {
             record.spec.routes = routes;
         }
+        let mut modules = self.pinned_modules(&record)?;
         if let Some(req) = &patch.module_version {
-            record.spec.module_version = req.clone();
+            let stage = patch_stage(&record, patch.stage)?;
+            let name = match record.spec.modules.get_mut(stage) {
+                Some(s) => {
+                    s.module_version = req.clone();
+                    s.module_name.clone()
+                }
+                None => {
+                    record.spec.module_version = req.clone();
+                    record.spec.module_name.clone()
+                }
+            };
+            modules[stage] = self.inner.modules.resolve(&name, req)?;
+            if let Some(pinned) = record.stages.get_mut(stage) {
+                *pinned = pin(&modules[stage]);
+            }
+        } else if patch.stage.is_some() {
+            return Err(PipelineError::Spec(SpecError {
+                field: "stage",
+                message: "names the stage a module_version applies to; give module_version too"
+                    .into(),
+            }));
         }
         self.check(&record.spec)?;
-        let module = match &patch.module_version {
-            Some(req) => self.inner.modules.resolve(&record.spec.module_name, req)?,
-            None => self
-                .inner
-                .modules
-                .get(&record.module_id)?
-                .ok_or_else(|| ModuleError::NotFound(record.module_id.clone()))?,
-        };
-        record.module_id = module.module_id.clone();
-        record.module_version = module.version.clone();
+        record.module_id = modules[0].module_id.clone();
+        record.module_version = modules[0].version.clone();
         let error_topic_changed = {
             let pipelines = self.lock();
             let old = &pipelines
@@ -774,7 +821,7 @@ impl PipelineManager {
                 .spec;
             old.error_topic != record.spec.error_topic || old.routes != record.spec.routes
         };
-        let loaded = self.load(&module, &id, &record.spec.configuration)?;
+        let loaded = self.load(&modules, &id, &record.spec)?;
         let running = {
             let mut pipelines = self.lock();
             let entry = pipelines
@@ -890,7 +937,7 @@ impl PipelineManager {
         let pipelines = self.lock();
         let pinned: Vec<String> = pipelines
             .values()
-            .filter(|e| e.record.module_id == module_id)
+            .filter(|e| e.record.runs(module_id))
             .map(|e| e.record.pipeline_id.clone())
             .collect();
         if !pinned.is_empty() {
@@ -906,7 +953,7 @@ impl PipelineManager {
     pub fn pinned_to(&self, module_id: &str) -> Vec<String> {
         self.lock()
             .values()
-            .filter(|e| e.record.module_id == module_id)
+            .filter(|e| e.record.runs(module_id))
             .map(|e| e.record.pipeline_id.clone())
             .collect()
     }
@@ -959,24 +1006,81 @@ impl PipelineManager {
         status
     }
 
+    /// The module record of each stage of `spec`, resolved from its requirement.
+    fn resolve_stages(&self, spec: &PipelineSpec) -> Result<Vec<ModuleRecord>, PipelineError> {
+        spec.stages()
+            .iter()
+            .map(|s| {
+                Ok(self
+                    .inner
+                    .modules
+                    .resolve(&s.module_name, &s.module_version)?)
+            })
+            .collect()
+    }
+
+    /// The module records `record` is pinned to, in stage order.
+    fn pinned_modules(&self, record: &PipelineRecord) -> Result<Vec<ModuleRecord>, PipelineError> {
+        record
+            .pinned()
+            .iter()
+            .map(|p| {
+                self.inner
+                    .modules
+                    .get(&p.module_id)?
+                    .ok_or_else(|| ModuleError::NotFound(p.module_id.clone()).into())
+            })
+            .collect()
+    }
+
+    /// Instantiates the pipeline's module, or its chain's (`modules` in stage
+    /// order), each with its parameters and under the pipeline's deadline.
     fn load(
         &self,
-        module: &ModuleRecord,
+        modules: &[ModuleRecord],
         pipeline_id: &str,
-        configuration: &spec::Configuration,
+        spec: &PipelineSpec,
     ) -> Result<Loaded, PipelineError> {
-        let compiled = self.inner.modules.compiled(module)?;
-        // The module's `init` runs under the same deadline as its calls.
-        let transform = compiled.instantiate_with_timeout(
-            &module.module_id,
-            pipeline_id,
-            &configuration.params,
-            self.effective_timeout_ms(configuration),
-        )?;
+        let timeout_ms = self.effective_timeout_ms(&spec.configuration);
+        let mut stages = Vec::with_capacity(modules.len());
+        for (module, stage) in modules.iter().zip(spec.stages()) {
+            let compiled = self.inner.modules.compiled(module)?;
+            // The module's `init` runs under the same deadline as its calls.
+            let transform = compiled.instantiate_with_timeout(
+                &module.module_id,
+                pipeline_id,
+                &stage.params,
+                timeout_ms,
+            )?;
+            stages.push(Stage {
+                transform,
+                module_id: module.module_id.clone(),
+                version: module.version.to_string(),
+                counters: StageCounters::new(&module.module_id),
+            });
+        }
+        if !spec.is_chain() {
+            let stage = stages.pop().expect("a pipeline has a module");
+            return Ok(Loaded {
+                transform: stage.transform,
+                module_id: stage.module_id,
+                version: stage.version,
+                chain: Vec::new(),
+                counters: Vec::new(),
+            });
+        }
+        let last = stages.last().expect("a chain has stages");
+        let (module_id, version) = (last.module_id.clone(), last.version.clone());
+        let chain_ids = stages.iter().map(|s| s.module_id.clone()).collect();
+        let limits = self.inner.modules.runtime().limits();
+        let chain =
+            ChainTransform::new(stages, limits.max_output_messages, limits.max_output_bytes);
         Ok(Loaded {
-            transform,
-            module_id: module.module_id.clone(),
-            version: module.version.to_string(),
+            counters: chain.counters(),
+            transform: Box::new(chain),
+            module_id,
+            version,
+            chain: chain_ids,
         })
     }
 

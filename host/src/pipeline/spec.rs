@@ -43,11 +43,17 @@ pub struct PipelineSpec {
     /// exhausts its retries stops the pipeline (status `failed`), losing nothing.
     #[serde(default)]
     pub error_topic: Option<String>,
-    /// The module's name.
+    /// The module's name (a pipeline of one module; see `modules` for a chain).
+    #[serde(default)]
     pub module_name: String,
     /// A semver requirement (`1.0.0` exact, `^1.2`, `*`, ...), resolved once at
     /// creation; the pipeline is then pinned to that exact version.
+    #[serde(default)]
     pub module_version: String,
+    /// A chain of modules instead of one (at most [`MAX_STAGES`]): each stage's
+    /// outputs are the next stage's inputs, all within one commit per batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<StageSpec>,
     /// Processing settings.
     #[serde(default)]
     pub configuration: Configuration,
@@ -66,6 +72,41 @@ pub struct PipelineSpec {
 
 fn default_true() -> bool {
     true
+}
+
+pub use crate::runtime::chain::MAX_STAGES;
+
+/// One stage of a chain (`modules` in the definition).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// The module's name.
+    pub module_name: String,
+    /// Its version requirement, pinned at creation as for a single module.
+    pub module_version: String,
+    /// Parameters handed to this stage's `init`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+}
+
+impl PipelineSpec {
+    /// The stages the pipeline runs: its chain, or its one module with the
+    /// configuration's parameters.
+    pub fn stages(&self) -> Vec<StageSpec> {
+        if !self.modules.is_empty() {
+            return self.modules.clone();
+        }
+        vec![StageSpec {
+            module_name: self.module_name.clone(),
+            module_version: self.module_version.clone(),
+            params: self.configuration.params.clone(),
+        }]
+    }
+
+    /// Whether the pipeline runs a chain of modules (given as `modules`).
+    pub fn is_chain(&self) -> bool {
+        !self.modules.is_empty()
+    }
 }
 
 /// Processing settings (`configuration` in the definition).
@@ -206,9 +247,13 @@ pub struct PipelinePatch {
     /// Settings to change; absent fields keep their value.
     #[serde(default)]
     pub configuration: Option<ConfigurationPatch>,
-    /// A new version requirement: upgrade or roll back.
+    /// A new version requirement: upgrade or roll back (in a chain, of stage
+    /// `stage`).
     #[serde(default)]
     pub module_version: Option<String>,
+    /// In a chain, the stage (from 0) `module_version` applies to.
+    #[serde(default)]
+    pub stage: Option<usize>,
     /// A new description.
     #[serde(default)]
     pub description: Option<String>,
@@ -336,9 +381,7 @@ impl PipelineSpec {
                 "must differ from source_topic (the pipeline would read its own output forever)",
             ));
         }
-        if self.module_name.is_empty() {
-            return Err(bad("module_name", "name an uploaded module"));
-        }
+        self.validate_modules()?;
         if let Some(group) = &self.consumer_group {
             if !crate::kafka::config::valid_name(group) {
                 return Err(bad(
@@ -349,6 +392,74 @@ impl PipelineSpec {
         }
         self.configuration.validate()
     }
+}
+
+impl PipelineSpec {
+    /// One module (`module_name` and `module_version`) or a chain (`modules`), never
+    /// both.
+    fn validate_modules(&self) -> Result<(), SpecError> {
+        if self.modules.is_empty() {
+            if self.module_name.is_empty() {
+                return Err(bad(
+                    "module_name",
+                    "name an uploaded module (or give a chain as \"modules\")",
+                ));
+            }
+            if self.module_version.is_empty() {
+                return Err(bad(
+                    "module_version",
+                    "give a version requirement such as \"1.0.0\" or \"^1\"",
+                ));
+            }
+            return Ok(());
+        }
+        if !self.module_name.is_empty() || !self.module_version.is_empty() {
+            return Err(bad(
+                "modules",
+                "give either module_name and module_version (one module) or modules (a chain), not both",
+            ));
+        }
+        if self.modules.len() > MAX_STAGES {
+            return Err(bad(
+                "modules",
+                format!(
+                    "a chain has at most {MAX_STAGES} stages, not {}",
+                    self.modules.len()
+                ),
+            ));
+        }
+        if !self.configuration.params.is_empty() {
+            return Err(bad(
+                "configuration.params",
+                "in a chain each stage takes its own \"params\" (in \"modules\"); move them there",
+            ));
+        }
+        for (i, stage) in self.modules.iter().enumerate() {
+            if stage.module_name.is_empty() || stage.module_version.is_empty() {
+                return Err(bad(
+                    "modules",
+                    format!("stage {i} needs a module_name and a module_version"),
+                ));
+            }
+            check_params(&stage.params, "modules.params")?;
+        }
+        Ok(())
+    }
+}
+
+/// At most [`MAX_PARAMS`] parameters of at most [`MAX_PARAM_LEN`] bytes each.
+fn check_params(params: &BTreeMap<String, String>, field: &'static str) -> Result<(), SpecError> {
+    if params.len() > MAX_PARAMS
+        || params
+            .iter()
+            .any(|(k, v)| k.len() > MAX_PARAM_LEN || v.len() > MAX_PARAM_LEN)
+    {
+        return Err(bad(
+            field,
+            format!("at most {MAX_PARAMS} parameters of at most {MAX_PARAM_LEN} bytes each"),
+        ));
+    }
+    Ok(())
 }
 
 impl Configuration {
@@ -378,18 +489,7 @@ impl Configuration {
                 format!("must be at most {MAX_BACKOFF_MS}"),
             ));
         }
-        if self.params.len() > MAX_PARAMS
-            || self
-                .params
-                .iter()
-                .any(|(k, v)| k.len() > MAX_PARAM_LEN || v.len() > MAX_PARAM_LEN)
-        {
-            return Err(bad(
-                "configuration.params",
-                format!("at most {MAX_PARAMS} parameters of at most {MAX_PARAM_LEN} bytes each"),
-            ));
-        }
-        Ok(())
+        check_params(&self.params, "configuration.params")
     }
 }
 
@@ -414,6 +514,10 @@ pub struct PipelineRecord {
     pub module_id: String,
     /// The exact version it is pinned to.
     pub module_version: semver::Version,
+    /// A chain's stages, each pinned (the first is also `module_id`); empty for a
+    /// pipeline of one module.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<PinnedStage>,
     /// Running or stopped, as asked.
     pub desired: DesiredState,
     /// Why the pipeline last failed, if it did and has not been restarted since.
@@ -427,7 +531,32 @@ pub struct PipelineRecord {
     pub source_topic_id: Option<u64>,
 }
 
+/// The exact module a stage of a chain is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedStage {
+    /// `name-v1.2.3`.
+    pub module_id: String,
+    /// `1.2.3`.
+    pub module_version: semver::Version,
+}
+
 impl PipelineRecord {
+    /// Every module the pipeline runs, in stage order.
+    pub fn pinned(&self) -> Vec<PinnedStage> {
+        if self.stages.is_empty() {
+            return vec![PinnedStage {
+                module_id: self.module_id.clone(),
+                module_version: self.module_version.clone(),
+            }];
+        }
+        self.stages.clone()
+    }
+
+    /// Whether the pipeline runs `module_id` in any stage.
+    pub fn runs(&self, module_id: &str) -> bool {
+        self.module_id == module_id || self.stages.iter().any(|s| s.module_id == module_id)
+    }
+
     /// The consumer id its committed source offset is stored under.
     pub fn consumer_id(&self) -> String {
         consumer_id(&self.pipeline_id)

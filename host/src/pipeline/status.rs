@@ -95,6 +95,25 @@ pub struct PipelineStatus {
     pub kafka: Option<KafkaSnapshot>,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
+    /// A chain's stages, in order (the `module_*` fields above are its first
+    /// stage's); empty for a pipeline of one module.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageStatus>,
+}
+
+/// One stage of a chain, in a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageStatus {
+    /// Its index, from 0.
+    pub stage: usize,
+    /// The module name.
+    pub module_name: String,
+    /// The requirement given.
+    pub module_requirement: String,
+    /// The exact version it is pinned to.
+    pub module_version: String,
+    /// The exact module id it is pinned to.
+    pub module_id: String,
 }
 
 impl PipelineStatus {
@@ -132,8 +151,8 @@ impl PipelineStatus {
             destination_topic: r.spec.destination_topic.clone(),
             error_topic: r.spec.error_topic.clone(),
             routes: r.spec.routes.clone(),
-            module_name: r.spec.module_name.clone(),
-            module_requirement: r.spec.module_version.clone(),
+            module_name: r.spec.stages()[0].module_name.clone(),
+            module_requirement: r.spec.stages()[0].module_version.clone(),
             module_version: r.module_version.to_string(),
             module_id: r.module_id.clone(),
             configuration: r.spec.configuration.clone(),
@@ -145,6 +164,19 @@ impl PipelineStatus {
             delivery,
             kafka,
             created_at_ms: r.created_at_ms,
+            stages: r
+                .stages
+                .iter()
+                .zip(&r.spec.modules)
+                .enumerate()
+                .map(|(stage, (pinned, spec))| StageStatus {
+                    stage,
+                    module_name: spec.module_name.clone(),
+                    module_requirement: spec.module_version.clone(),
+                    module_version: pinned.module_version.to_string(),
+                    module_id: pinned.module_id.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -26,6 +26,7 @@ use super::io::{
 use super::metrics::PipelineMetrics;
 use super::spec::{Configuration, ProcessingMode};
 use crate::message::{HeaderLimits, Message};
+use crate::runtime::chain::StageCounters;
 use crate::runtime::{
     BatchContext, ProcessContext, ProcessOutput, Transform, TransformError, MAX_BATCH_OUTPUT_BYTES,
 };
@@ -61,16 +62,28 @@ pub mod headers {
     pub const ERROR_CAUSE: &str = "x-rustmq-error-cause";
     /// On error-topic messages: how many calls were made.
     pub const ATTEMPTS: &str = "x-rustmq-attempts";
+    /// On every output of a chain: each stage's module id, in order, comma-separated.
+    pub const CHAIN: &str = "x-rustmq-chain";
+    /// On error-topic messages of a chain: the index (from 0) of the stage that failed.
+    pub const ERROR_STAGE: &str = "x-rustmq-error-stage";
+    /// On error-topic messages of a chain: the exact module of the stage that failed.
+    pub const ERROR_MODULE: &str = "x-rustmq-error-module";
+    /// On error-topic messages of a chain: that module's version.
+    pub const ERROR_MODULE_VERSION: &str = "x-rustmq-error-module-version";
 }
 
 /// The module a worker runs: a live instance plus what identifies it.
 pub struct Loaded {
-    /// The instance.
+    /// The instance (of a chain: all its stages as one).
     pub transform: Box<dyn Transform>,
-    /// `name-v1.2.3`.
+    /// `name-v1.2.3` (of a chain: its last stage, which made the outputs).
     pub module_id: String,
-    /// `1.2.3`.
+    /// `1.2.3` (of a chain: its last stage's).
     pub version: String,
+    /// Of a chain: every stage's module id, in order; empty for one module.
+    pub chain: Vec<String>,
+    /// Of a chain: every stage's counters, for the metrics.
+    pub counters: Vec<Arc<StageCounters>>,
 }
 
 /// A change handed to a running worker; applied between two batches.
@@ -260,6 +273,7 @@ impl Worker {
         }
         let start = start.unwrap_or(0);
         self.loaded.transform.attach_state(self.state.clone());
+        self.metrics.set_stages(self.loaded.counters.clone());
         self.metrics
             .committed_offset
             .store(start, Ordering::Relaxed);
@@ -348,6 +362,7 @@ impl Worker {
             // The state belongs to the pipeline, not the module: the new version
             // sees what the old one left.
             self.loaded.transform.attach_state(self.state.clone());
+            self.metrics.set_stages(self.loaded.counters.clone());
             self.configuration = update.configuration;
         }
     }
@@ -359,15 +374,19 @@ impl Worker {
         mut fetched: Vec<Fetched>,
         in_flight: &mut Option<InFlight>,
     ) -> Option<RunState> {
+        let mut stamp = vec![
+            (headers::MODULE.to_string(), self.loaded.module_id.clone()),
+            (
+                headers::MODULE_VERSION.to_string(),
+                self.loaded.version.clone(),
+            ),
+        ];
+        if !self.loaded.chain.is_empty() {
+            stamp.push((headers::CHAIN.to_string(), self.loaded.chain.join(",")));
+        }
         let mut batch = CommitBatch {
             // Every output and error-topic message says which module produced it.
-            stamp: vec![
-                (headers::MODULE.to_string(), self.loaded.module_id.clone()),
-                (
-                    headers::MODULE_VERSION.to_string(),
-                    self.loaded.version.clone(),
-                ),
-            ],
+            stamp,
             ..CommitBatch::default()
         };
         let mut handled = 0usize;
@@ -758,6 +777,10 @@ impl Worker {
         }
         self.metrics.failed.fetch_add(1, Ordering::Relaxed);
         let error = truncate(error, MAX_ERROR_HEADER_LEN);
+        // With no call made (a message over the header limits), no stage failed.
+        let failed_stage = (attempts > 0)
+            .then(|| self.loaded.transform.failed_stage())
+            .flatten();
         for m in &mut msgs {
             m.set_header(headers::PIPELINE, self.pipeline_id.as_str());
             m.set_header(headers::SOURCE_TOPIC, self.source_topic.as_str());
@@ -768,6 +791,11 @@ impl Worker {
             m.set_header(headers::ERROR, error);
             m.set_header(headers::ERROR_CAUSE, cause);
             m.set_header(headers::ATTEMPTS, attempts.to_string());
+            if let Some(stage) = &failed_stage {
+                m.set_header(headers::ERROR_STAGE, stage.index.to_string());
+                m.set_header(headers::ERROR_MODULE, stage.module_id.as_str());
+                m.set_header(headers::ERROR_MODULE_VERSION, stage.version.as_str());
+            }
         }
         Routed::Errors(msgs)
     }
@@ -889,6 +917,8 @@ mod tests {
                 transform: Box::new(Echo),
                 module_id: "echo-v1.0.0".into(),
                 version: "1.0.0".into(),
+                chain: Vec::new(),
+                counters: Vec::new(),
             },
             source: Box::new(source),
             sink: Box::new(Flaky {
