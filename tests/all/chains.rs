@@ -203,3 +203,62 @@ fn bad_chain_definitions_get_a_clear_400_and_create_nothing() {
     let (_, list) = admin_get(&b, "/api/v1/etl/pipelines");
     assert_eq!(list["count"], 0, "{list}");
 }
+
+#[test]
+fn the_local_runner_and_the_broker_agree_on_a_chains_outputs() {
+    use std::io::Write as _;
+    let inputs = [("a", "fanout:2"), ("a", "fanout:2"), ("b", "plain")];
+    let outputs_of = |messages: &[Value]| -> Vec<(String, String, String)> {
+        messages
+            .iter()
+            .map(|m| {
+                (
+                    m["key"].as_str().unwrap().to_string(),
+                    m["value"].as_str().unwrap().to_string(),
+                    header(m, "x-count").to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let mut run = std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
+        .arg("run")
+        .args(["--module", guests::DEDUP])
+        .args(["--module", guests::SCRIPTED])
+        .args(["--module", guests::COUNTER])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = run.stdin.take().unwrap();
+        for (key, value) in inputs {
+            writeln!(stdin, "{}", json!({"key": key, "value": value})).unwrap();
+        }
+    }
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let local: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .flat_map(|l| {
+            let line: Value = serde_json::from_str(l).unwrap();
+            line["messages"].as_array().cloned().unwrap_or_default()
+        })
+        .collect();
+
+    let b = BrokerProcess::start("");
+    upload(&b, "dedup", "1.0.0", guests::DEDUP);
+    upload(&b, "scripted", "1.0.0", guests::SCRIPTED);
+    upload(&b, "counter", "1.0.0", guests::COUNTER);
+    let (code, v) = admin_post(&b, "/api/v1/etl/pipelines", &chain_definition("agree"));
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    let id = v["pipeline_id"].as_str().unwrap().to_string();
+    for (key, value) in inputs {
+        let (code, v) = produce(&b, "agree-in", &json!({"key": key, "value": value}));
+        assert_eq!(code, StatusCode::OK, "{v}");
+    }
+    committed(&b, &id, inputs.len() as u64);
+    let remote = read_all(&b, "agree-out");
+    assert_eq!(outputs_of(&local), outputs_of(&remote));
+    assert_eq!(outputs_of(&local).len(), 3);
+}

@@ -27,6 +27,7 @@ use serde_json::json;
 
 use crate::message::{now_millis, Message, MessageJson, MessageOut};
 use crate::pipeline::spec::MAX_BATCH_SIZE;
+use crate::runtime::chain::{ChainTransform, Stage, StageCounters};
 use crate::runtime::{
     BatchContext, LoadError, ProcessContext, ProcessOutput, Runtime, RuntimeError, RuntimeLimits,
     Transform, TransformError,
@@ -36,13 +37,15 @@ use crate::state::{PipelineState, SharedState, DEFAULT_STATE_QUOTA_BYTES};
 /// Arguments of `rustmq-etl run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The module file (.wasm): a component, or a legacy core module.
-    #[arg(long, value_name = "FILE")]
-    pub module: PathBuf,
+    /// The module file (.wasm): a component, or a legacy core module. Repeat it to
+    /// run a chain, stage by stage in the order given, as a pipeline's `modules`.
+    #[arg(long = "module", value_name = "FILE", required = true)]
+    pub modules: Vec<PathBuf>,
     /// Messages as JSON lines; standard input when absent.
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// A pipeline parameter passed to the module's `init` (repeatable).
+    /// A pipeline parameter passed to the module's `init` (repeatable; in a chain,
+    /// to every stage's).
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
     /// The pipeline id the module sees in its context.
@@ -119,30 +122,49 @@ pub fn run(
     stdin: &mut dyn BufRead,
     stdout: &mut dyn Write,
 ) -> Result<(), RunError> {
-    let bytes = std::fs::read(&args.module).map_err(|source| RunError::ReadModule {
-        path: args.module.clone(),
-        source,
-    })?;
     let defaults = RuntimeLimits::default();
     let runtime = Runtime::new(RuntimeLimits {
         memory_limit_bytes: args.memory_limit.unwrap_or(defaults.memory_limit_bytes),
         execution_timeout_ms: args.timeout_ms.unwrap_or(defaults.execution_timeout_ms),
         max_concurrent_executions: 1,
-        max_instances: 1,
+        max_instances: u32::try_from(args.modules.len()).unwrap_or(u32::MAX),
         ..defaults
     })?;
-    let load_error = |source| RunError::Load {
-        path: args.module.clone(),
-        source,
-    };
-    let module = runtime.compile(&bytes).map_err(load_error)?;
     let params: BTreeMap<String, String> = args.params.iter().cloned().collect();
-    let mut transform = module
-        .instantiate(&module_id(&args.module), &args.pipeline_id, &params)
-        .map_err(|source| RunError::Start {
-            path: args.module.clone(),
+    let mut stages = Vec::with_capacity(args.modules.len());
+    for path in &args.modules {
+        let bytes = std::fs::read(path).map_err(|source| RunError::ReadModule {
+            path: path.clone(),
             source,
         })?;
+        let module = runtime.compile(&bytes).map_err(|source| RunError::Load {
+            path: path.clone(),
+            source,
+        })?;
+        let module_id = module_id(path);
+        let transform = module
+            .instantiate(&module_id, &args.pipeline_id, &params)
+            .map_err(|source| RunError::Start {
+                path: path.clone(),
+                source,
+            })?;
+        stages.push(Stage {
+            counters: StageCounters::new(&module_id),
+            transform,
+            module_id,
+            version: "local".to_string(),
+        });
+    }
+    let mut transform: Box<dyn Transform> = if stages.len() == 1 {
+        stages.pop().expect("one stage").transform
+    } else {
+        let limits = runtime.limits();
+        Box::new(ChainTransform::new(
+            stages,
+            limits.max_output_messages,
+            limits.max_output_bytes,
+        ))
+    };
 
     let mut file_input;
     let input: &mut dyn BufRead = match &args.input {
@@ -302,7 +324,12 @@ impl Session<'_> {
             }
             (Err(e), None) => {
                 self.state.with(|s| s.discard_call());
-                failure(offset, e.cause(), &e.to_string())
+                let mut line = failure(offset, e.cause(), &e.to_string());
+                if let Some(stage) = self.transform.failed_stage() {
+                    line["failure"]["stage"] = json!(stage.index);
+                    line["failure"]["module"] = json!(stage.module_id);
+                }
+                line
             }
         }
     }
