@@ -42,17 +42,53 @@ const RSS_BOUND: u64 = 1 << 30;
 
 #[test]
 fn sigkill_loop_loses_and_duplicates_no_pipeline_message() {
+    let b = BrokerProcess::start("[etl]\nenabled = true\n");
+    upload(&b, None, "scripted", "1.0.0", guests::SCRIPTED);
+    let id = create_pipeline(&b, None, "crashy", "scripted");
+    kill_loop(b, "crashy", &id, 8);
+}
+
+#[test]
+fn sigkill_loop_through_a_three_stage_chain_loses_and_duplicates_nothing() {
+    let b = BrokerProcess::start("[etl]\nenabled = true\n");
+    upload(&b, None, "scripted", "1.0.0", guests::SCRIPTED);
+    let stage = json!({"module_name": "scripted", "module_version": "^1"});
+    let (s, v) = json_of(
+        client()
+            .post(format!("{}/api/v1/etl/pipelines", b.admin_url))
+            .json(&json!({
+                "pipeline_name": "chained",
+                "source_topic": "chained-in",
+                "destination_topic": "chained-out",
+                "error_topic": "chained-err",
+                "modules": [stage, stage, stage],
+                "configuration": {"batch_size": 7, "retry_policy": {"max_retries": 0, "backoff_ms": 1}}
+            }))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["pipeline_id"].as_str().unwrap().to_string();
+    kill_loop(b, "chained", &id, 6);
+}
+
+/// Produces 40 messages a round (one in five a dead letter), kills the broker at a
+/// pseudo-random point while pipeline `id` (from `{name}-in` to `{name}-out` and
+/// `{name}-err`) works through them, restarts it, and checks that every message is
+/// in the destination or the error topic exactly once, in order.
+fn kill_loop(mut b: BrokerProcess, name: &str, id: &str, kills: usize) {
     let seed = std::env::var("FAULTS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_cafe_u64);
     let mut rng = Rng(seed);
-    let mut b = BrokerProcess::start("[etl]\nenabled = true\n");
-    upload(&b, None, "scripted", "1.0.0", guests::SCRIPTED);
-    let id = create_pipeline(&b, None, "crashy", "scripted");
+    let (input, output, errors) = (
+        format!("{name}-in"),
+        format!("{name}-out"),
+        format!("{name}-err"),
+    );
     let started = Instant::now();
     let mut produced = 0usize;
-    let kills = 8;
     for round in 0..kills {
         // A chunk of messages, one in five a dead letter, acknowledged before the kill.
         let chunk: Vec<(String, &str)> = (produced..produced + 40)
@@ -60,7 +96,7 @@ fn sigkill_loop_loses_and_duplicates_no_pipeline_message() {
             .collect();
         produced += chunk.len();
         for part in chunk.chunks(10) {
-            produce_batch(&b, "crashy-in", part);
+            produce_batch(&b, &input, part);
         }
         // Kill at a pseudo-random point while the pipeline works through them.
         std::thread::sleep(Duration::from_millis(rng.below(150)));
@@ -72,8 +108,8 @@ fn sigkill_loop_loses_and_duplicates_no_pipeline_message() {
         // After the restart the pipeline resumes and accounts for every message once.
         let deadline = Instant::now() + Duration::from_secs(60);
         let (out, err) = loop {
-            let out = keys(&b, "crashy-out");
-            let err = keys(&b, "crashy-err");
+            let out = keys(&b, &output);
+            let err = keys(&b, &errors);
             if out.len() + err.len() >= produced || Instant::now() > deadline {
                 break (out, err);
             }
