@@ -262,3 +262,67 @@ fn the_local_runner_and_the_broker_agree_on_a_chains_outputs() {
     assert_eq!(outputs_of(&local), outputs_of(&remote));
     assert_eq!(outputs_of(&local).len(), 3);
 }
+
+#[test]
+fn upgrading_one_stage_under_flow_loses_nothing_and_each_output_names_the_chain_that_made_it() {
+    let b = BrokerProcess::start("");
+    upload(&b, "scripted", "1.0.0", guests::SCRIPTED);
+    upload(&b, "scripted", "1.1.0", guests::SCRIPTED);
+    let stage = json!({"module_name": "scripted", "module_version": "=1.0.0"});
+    let (code, v) = admin_post(
+        &b,
+        "/api/v1/etl/pipelines",
+        &json!({
+            "pipeline_name": "flow",
+            "source_topic": "flow-in",
+            "destination_topic": "flow-out",
+            "modules": [stage, stage, stage],
+            "configuration": {"batch_size": 5}
+        }),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    let id = v["pipeline_id"].as_str().unwrap().to_string();
+    let total = 300;
+    let producer = {
+        let url = b.data_url.clone();
+        std::thread::spawn(move || {
+            for i in 0..total {
+                let r = rustmq_etl_tests::http::client()
+                    .post(format!("{url}/api/v1/topics/flow-in/messages"))
+                    .json(&json!({"key": format!("k{i:04}"), "value": "pass"}))
+                    .send()
+                    .unwrap();
+                assert!(r.status().is_success());
+            }
+        })
+    };
+    // Upgrade the last stage once the flow is under way.
+    committed(&b, &id, 20);
+    let (code, v) = admin_patch(
+        &b,
+        &format!("/api/v1/etl/pipelines/{id}"),
+        &json!({"stage": 2, "module_version": "=1.1.0"}),
+    );
+    assert_eq!(code, StatusCode::OK, "{v}");
+    producer.join().unwrap();
+    committed(&b, &id, total);
+    let out = read_all(&b, "flow-out");
+    let keys: Vec<String> = out
+        .iter()
+        .map(|m| m["key"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (0..total).map(|i| format!("k{i:04}")).collect();
+    assert_eq!(keys, want, "every input once, in order");
+    let old = "scripted-v1.0.0,scripted-v1.0.0,scripted-v1.0.0";
+    let new = "scripted-v1.0.0,scripted-v1.0.0,scripted-v1.1.0";
+    let chains: Vec<&str> = out.iter().map(|m| header(m, "x-rustmq-chain")).collect();
+    let switched = chains
+        .iter()
+        .position(|c| *c == new)
+        .expect("the upgrade took effect");
+    assert!(chains[..switched].iter().all(|c| *c == old), "{chains:?}");
+    assert!(chains[switched..].iter().all(|c| *c == new), "{chains:?}");
+    for m in &out[switched..] {
+        assert_eq!(header(m, "x-rustmq-module-version"), "1.1.0");
+    }
+}
