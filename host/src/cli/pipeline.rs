@@ -65,6 +65,7 @@ other pipeline commands take (the pipeline's name works too). With \"enabled\": 
     #[command(after_help = "\
 Examples:
   rustmq-etl pipeline update pipeline-1 --module-version 1.1.0
+  rustmq-etl pipeline update enrich-chain --stage 2 --module-version 1.1.0
   rustmq-etl pipeline update pipeline-1 --timeout-ms 500 --batch-size 10
   rustmq-etl pipeline update pipeline-1 --param max_value_bytes=4096
   rustmq-etl pipeline update pipeline-1 --patch-file patch.json
@@ -114,11 +115,14 @@ pub struct UpdateArgs {
     /// The pipeline's id or name.
     pub pipeline: String,
     /// A JSON patch body (`-` for standard input), instead of the flags below.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["module_version", "description", "error_topic", "batch_size", "timeout_ms", "max_retries", "backoff_ms", "params"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["module_version", "stage", "description", "error_topic", "batch_size", "timeout_ms", "max_retries", "backoff_ms", "params"])]
     pub patch_file: Option<PathBuf>,
     /// A new module version requirement (`1.1.0`, `^1`): upgrade or roll back.
     #[arg(long)]
     pub module_version: Option<String>,
+    /// In a chain, the stage (from 0) --module-version applies to.
+    #[arg(long, requires = "module_version")]
+    pub stage: Option<usize>,
     /// A new description.
     #[arg(long)]
     pub description: Option<String>,
@@ -152,6 +156,9 @@ impl UpdateArgs {
         let mut configuration = Map::new();
         if let Some(v) = &self.module_version {
             body.insert("module_version".into(), json!(v));
+        }
+        if let Some(stage) = self.stage {
+            body.insert("stage".into(), json!(stage));
         }
         if let Some(v) = &self.description {
             body.insert("description".into(), json!(v));
@@ -360,6 +367,14 @@ pub fn run(
                 ("lag", status.lag.to_string()),
                 ("delivery", output::show(&json!(status.delivery))),
             ];
+            if !status.stages.is_empty() {
+                let stages: Vec<String> = status
+                    .stages
+                    .iter()
+                    .map(|s| format!("{}: {} ({})", s.stage, s.module_id, s.module_requirement))
+                    .collect();
+                lines.push(("stages", stages.join("; ")));
+            }
             lines.extend(kafka_fields(status.kafka.as_ref()));
             output::fields(out, &lines)?;
         }
@@ -395,13 +410,43 @@ pub fn run(
                 .as_object()
                 .map(|o| {
                     o.iter()
-                        .filter(|(k, _)| k.as_str() != "kafka")
+                        .filter(|(k, _)| k.as_str() != "kafka" && k.as_str() != "stages")
                         .map(|(k, v)| (k.as_str(), output::show(v)))
                         .collect()
                 })
                 .unwrap_or_default();
             pairs.extend(kafka_fields(metrics.kafka.as_ref()));
             output::fields(out, &pairs)?;
+            if !metrics.stages.is_empty() {
+                let rows: Vec<Vec<String>> = metrics
+                    .stages
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.stage.to_string(),
+                            s.module_id.clone(),
+                            s.messages_processed.to_string(),
+                            s.messages_filtered.to_string(),
+                            s.messages_failed.to_string(),
+                            output::show(&json!(s.p50_processing_time_ms)),
+                            output::show(&json!(s.p99_processing_time_ms)),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    out,
+                    &[
+                        "STAGE",
+                        "MODULE",
+                        "PROCESSED",
+                        "FILTERED",
+                        "FAILED",
+                        "P50 MS",
+                        "P99 MS",
+                    ],
+                    &rows,
+                )?;
+            }
         }
     }
     Ok(())
@@ -500,6 +545,10 @@ mod tests {
             body,
             json!({"module_version": "^1", "configuration": {"timeout_ms": 500, "params": {"a": "1"}}})
         );
+        let body = update(&["chain", "--stage", "2", "--module-version", "1.1.0"])
+            .patch()
+            .unwrap();
+        assert_eq!(body, json!({"module_version": "1.1.0", "stage": 2}));
     }
 
     #[test]
