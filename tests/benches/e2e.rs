@@ -6,10 +6,12 @@
 //!    time (identity component, the guide's logic as a component, the guide's legacy
 //!    module; batch 100 and 1000) drains it; messages/s from create to last commit,
 //!    and the process's peak RSS during the run.
-//! 2. Concurrent pipelines: 1, 2, 4 identity pipelines on the same source at once.
-//! 3. Latency: messages offered at a fixed rate; produce → visible in the
+//! 2. Chains: three identity stages against one (`RUSTMQ_BENCH_ONLY=chain` runs only
+//!    this).
+//! 3. Concurrent pipelines: 1, 2, 4 identity pipelines on the same source at once.
+//! 4. Latency: messages offered at a fixed rate; produce → visible in the
 //!    destination, p50/p99/max (scheduled send time, so a stalled producer counts).
-//! 4. HTTP produce throughput against `rustmq-broker` (release): one message per
+//! 5. HTTP produce throughput against `rustmq-broker` (release): one message per
 //!    request vs batches.
 //!
 //! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000); `RUSTMQ_BENCH_QUICK=1` runs a
@@ -194,6 +196,47 @@ fn throughput(rig: &Rig, n: usize, out: &mut String) {
             println!("{line}");
             let _ = writeln!(out, "{line}");
         }
+    }
+}
+
+/// A chain of three identity stages against one identity module, batch_size 1000:
+/// what each stage costs within one pipeline and one commit per batch.
+fn chains(rig: &Rig, n: usize, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\n#### A chain of identity stages, {n} preloaded messages, batch_size 1000\n\n| stages | messages/s | seconds | × one stage |\n|---:|---:|---:|---:|"
+    );
+    let mut one = 0.0;
+    for stages in [1usize, 3] {
+        let name = format!("chain{stages}");
+        let mut definition = spec(&name, "identity", SOURCE, 1000);
+        if stages > 1 {
+            definition.module_name.clear();
+            definition.module_version.clear();
+            definition.modules = (0..stages)
+                .map(|_| rustmq_etl::pipeline::spec::StageSpec {
+                    module_name: "identity".into(),
+                    module_version: "^1".into(),
+                    params: Default::default(),
+                })
+                .collect();
+        }
+        let started = Instant::now();
+        let id = rig
+            .pipelines
+            .create(definition)
+            .expect("create pipeline")
+            .pipeline_id;
+        rig.wait_committed(std::slice::from_ref(&id), n as u64);
+        let secs = started.elapsed().as_secs_f64();
+        rig.stop_all(&[id]);
+        let rate = n as f64 / secs;
+        if stages == 1 {
+            one = rate;
+        }
+        let line = format!("| {stages} | {rate:.0} | {secs:.2} | {:.2} |", rate / one);
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
     }
 }
 
@@ -395,11 +438,17 @@ fn main() {
     println!("{line}");
     out.push_str(&line);
     out.push('\n');
+    if std::env::var("RUSTMQ_BENCH_ONLY").as_deref() == Ok("chain") {
+        chains(&rig, n, &mut out);
+        print!("{out}");
+        return;
+    }
     throughput(&rig, n, &mut out);
     if std::env::var_os("RUSTMQ_BENCH_ONLY").is_some() {
         print!("{out}");
         return;
     }
+    chains(&rig, n, &mut out);
     concurrent(&rig, n.min(if quick { n } else { 250_000 }), &mut out);
     latency(
         &rig,
