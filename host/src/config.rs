@@ -82,6 +82,13 @@ pub struct EtlConfig {
     /// Where compiled modules are cached (default `<modules_path>/compiled`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compiled_cache: Option<PathBuf>,
+    /// Core module instances one component may create (default 20; 1 ..= 1000):
+    /// componentize-py output needs 14.
+    pub max_core_instances_per_component: u32,
+    /// Linear memories one component may define (default 4; 1 ..= 1000).
+    pub max_memories_per_component: u32,
+    /// Tables one component may define (default 20; 1 ..= 1000).
+    pub max_tables_per_component: u32,
 }
 
 impl Default for EtlConfig {
@@ -102,6 +109,9 @@ impl Default for EtlConfig {
             state_quota_bytes: crate::state::DEFAULT_STATE_QUOTA_BYTES,
             max_batch_call_ms: limits.max_batch_call_ms,
             compiled_cache: None,
+            max_core_instances_per_component: limits.max_core_instances_per_component,
+            max_memories_per_component: limits.max_memories_per_component,
+            max_tables_per_component: limits.max_tables_per_component,
         }
     }
 }
@@ -116,6 +126,9 @@ impl EtlConfig {
             max_output_messages: self.max_output_messages as usize,
             max_output_bytes: usize::try_from(self.max_output_bytes).unwrap_or(usize::MAX),
             max_batch_call_ms: self.max_batch_call_ms,
+            max_core_instances_per_component: self.max_core_instances_per_component,
+            max_memories_per_component: self.max_memories_per_component,
+            max_tables_per_component: self.max_tables_per_component,
             ..RuntimeLimits::default()
         }
     }
@@ -449,6 +462,19 @@ impl BrokerConfig {
             600_000,
         )?;
         range("etl.max_batch_call_ms", e.max_batch_call_ms, 1, 600_000)?;
+        for (key, value) in [
+            (
+                "etl.max_core_instances_per_component",
+                e.max_core_instances_per_component,
+            ),
+            (
+                "etl.max_memories_per_component",
+                e.max_memories_per_component,
+            ),
+            ("etl.max_tables_per_component", e.max_tables_per_component),
+        ] {
+            range(key, value.into(), 1, 1000)?;
+        }
         range(
             "etl.max_concurrent_executions",
             e.max_concurrent_executions.into(),

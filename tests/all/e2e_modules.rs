@@ -584,3 +584,24 @@ fn with_an_admin_token_an_upload_without_it_is_refused_and_stores_nothing() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(list().1["count"], 1);
 }
+
+#[test]
+fn a_component_over_the_per_component_pool_limits_is_refused_naming_the_setting_to_raise() {
+    // The Rust template needs a few core instances; a broker that allows one refuses
+    // it, and says which setting admits it.
+    let b = BrokerProcess::start("[etl]\nmax_core_instances_per_component = 1\n");
+    let (code, v) = upload_module(&b, "template", "1.0.0", wasm(guests::GUEST_TEMPLATE));
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("core module instances")
+            && message.contains("max_core_instances_per_component"),
+        "{message}"
+    );
+    let (_, list) = admin_get(&b, "/api/v1/etl/modules");
+    assert_eq!(list["count"], 0, "nothing stored: {list}");
+    // The default admits it (and componentize-py's 14).
+    let b = BrokerProcess::start("");
+    let (code, v) = upload_module(&b, "template", "1.0.0", wasm(guests::GUEST_TEMPLATE));
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+}

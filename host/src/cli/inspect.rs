@@ -82,6 +82,21 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 (None, Some(abi)) => pairs.push(("abi", abi.clone())),
                 (None, None) => pairs.push(("world", "- (does not match rustmq:etl/etl)".into())),
             }
+            if let Some(needs) = info.needs {
+                let limits = runtime.limits();
+                pairs.push((
+                    "needs",
+                    format!(
+                        "{} core instances (limit {}), {} memories (limit {}), {} tables (limit {}): [etl] max_core_instances_per_component, max_memories_per_component, max_tables_per_component",
+                        needs.core_instances,
+                        limits.max_core_instances_per_component,
+                        needs.memories,
+                        limits.max_memories_per_component,
+                        needs.tables,
+                        limits.max_tables_per_component
+                    ),
+                ));
+            }
             pairs.push(("imports", list(&info.imports)));
             pairs.push(("exports", list(&info.exports)));
             for warning in &info.warnings {

@@ -54,7 +54,7 @@ fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<CompiledModule, LoadError>
         return Err(LoadError::MissingExports(missing));
     }
     let component = Component::new(runtime.engine(), bytes)
-        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        .map_err(|e| LoadError::Compile(with_pool_hint(format!("{e:#}"))))?;
     link(runtime, component)
 }
 
@@ -87,10 +87,28 @@ fn link(runtime: &Runtime, component: Component) -> Result<CompiledModule, LoadE
         .inner
         .linker
         .instantiate_pre(&component)
-        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        .map_err(|e| LoadError::Link(with_pool_hint(format!("{e:#}"))))?;
     Ok(CompiledModule::from_component(ComponentModule {
         runtime: Arc::clone(&runtime.inner),
         component,
         pre: instance_pre,
     }))
+}
+
+/// A pooling refusal (the component needs more core instances, memories or tables
+/// than the runtime's per-component limits) with the setting to raise.
+fn with_pool_hint(message: String) -> String {
+    let setting = [
+        ("core module instances", "max_core_instances_per_component"),
+        ("linear memories", "max_memories_per_component"),
+        ("tables, which exceeds", "max_tables_per_component"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| message.contains(needle));
+    match setting {
+        Some((_, key)) => format!(
+            "{message}; raise `{key}` in the broker's [etl] section to at least that number (`rustmq-etl inspect` shows what a module needs)"
+        ),
+        None => message,
+    }
 }

@@ -20,16 +20,6 @@ use super::timers;
 /// tick costs a wake-up per tick on an otherwise idle broker.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Core instances a component may need in the pool, per component instance: rustc's
-/// `wasm32-wasip2` output has the main module plus a few adapter/shim modules, and the
-/// `cargo component` preview1 adapter adds one more.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 10;
-/// Linear memories per component instance in the pool (guests have one; the slack is
-/// for an adapter that brings its own).
-const MEMORIES_PER_COMPONENT: u32 = 2;
-/// Tables per component instance in the pool (the main module's plus shim tables).
-const TABLES_PER_COMPONENT: u32 = 4;
-
 /// Bytes of each pooled table slot reset with `memset` instead of `madvise` when an
 /// instance is dropped. A component's tables are a few KiB; the `madvise` calls were
 /// about half of the cost of a fresh instance.
@@ -148,9 +138,23 @@ fn validate(limits: &RuntimeLimits) -> Result<(), RuntimeError> {
             "max_concurrent_executions must be at least 1",
         ));
     }
-    if limits.max_instances == 0 || limits.max_instances > u32::MAX / CORE_INSTANCES_PER_COMPONENT {
+    let per_component = [
+        limits.max_core_instances_per_component,
+        limits.max_memories_per_component,
+        limits.max_tables_per_component,
+    ];
+    if per_component.contains(&0) {
         return Err(RuntimeError::InvalidLimit(
-            "max_instances must be between 1 and 400 million",
+            "the core instances, memories and tables per component must be at least 1",
+        ));
+    }
+    if limits.max_instances == 0
+        || per_component
+            .iter()
+            .any(|&per| limits.max_instances.checked_mul(per).is_none())
+    {
+        return Err(RuntimeError::InvalidLimit(
+            "max_instances times the per-component limits must fit in 32 bits",
         ));
     }
     Ok(())
@@ -171,12 +175,12 @@ fn build_engine(limits: &RuntimeLimits) -> Result<Engine, RuntimeError> {
     let pooled = |scan: bool| {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_instances)
-            .total_core_instances(limits.max_instances * CORE_INSTANCES_PER_COMPONENT)
-            .total_memories(limits.max_instances * MEMORIES_PER_COMPONENT)
-            .total_tables(limits.max_instances * TABLES_PER_COMPONENT)
-            .max_memories_per_component(MEMORIES_PER_COMPONENT)
-            .max_tables_per_component(TABLES_PER_COMPONENT)
-            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .total_core_instances(limits.max_instances * limits.max_core_instances_per_component)
+            .total_memories(limits.max_instances * limits.max_memories_per_component)
+            .total_tables(limits.max_instances * limits.max_tables_per_component)
+            .max_memories_per_component(limits.max_memories_per_component)
+            .max_tables_per_component(limits.max_tables_per_component)
+            .max_core_instances_per_component(limits.max_core_instances_per_component)
             .max_memory_size(memory_limit)
             .table_keep_resident(TABLE_KEEP_RESIDENT);
         if scan {

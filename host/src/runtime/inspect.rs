@@ -44,6 +44,51 @@ pub struct ModuleInfo {
     pub exports: Vec<String>,
     /// Problems that will stop the module from loading, or that deserve attention.
     pub warnings: Vec<String>,
+    /// For a component: what one instance takes from the runtime's pool, to hold
+    /// against its per-component limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs: Option<PoolNeeds>,
+}
+
+/// What one instance of a component takes from the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PoolNeeds {
+    /// Core module instances it creates.
+    pub core_instances: u32,
+    /// Linear memories its core modules define.
+    pub memories: u32,
+    /// Tables its core modules define.
+    pub tables: u32,
+}
+
+/// Counts what a component's instance takes from the pool: core instantiations,
+/// and the memories and tables its core modules define.
+fn pool_needs(bytes: &[u8]) -> Result<PoolNeeds, LoadError> {
+    let invalid = |e: wasmparser::BinaryReaderError| LoadError::Invalid(e.to_string());
+    let mut needs = PoolNeeds {
+        core_instances: 0,
+        memories: 0,
+        tables: 0,
+    };
+    let count = |n: u32, into: &mut u32| *into = into.saturating_add(n);
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::InstanceSection(reader) => {
+                for instance in reader {
+                    if matches!(
+                        instance.map_err(invalid)?,
+                        wasmparser::Instance::Instantiate { .. }
+                    ) {
+                        count(1, &mut needs.core_instances);
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => count(reader.count(), &mut needs.memories),
+            Payload::TableSection(reader) => count(reader.count(), &mut needs.tables),
+            _ => {}
+        }
+    }
+    Ok(needs)
 }
 
 /// Recognises the kind of a binary from its header.
@@ -89,6 +134,7 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
         imports,
         exports,
         warnings: Vec::new(),
+        needs: None,
     };
     if unlisted > 0 {
         info.warnings.push(format!(
@@ -102,6 +148,7 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
         }
     }
     if kind == ModuleKind::Component {
+        info.needs = Some(pool_needs(bytes)?);
         let missing = missing_exports(&info.exports);
         if missing.is_empty() {
             info.world = Some(world_of(&info.imports, &info.exports).to_string());

@@ -24,6 +24,14 @@ pub struct RuntimeLimits {
     pub max_output_messages: usize,
     /// Most bytes (keys, values, headers) one `process` call may return.
     pub max_output_bytes: usize,
+    /// Core module instances one component may create (`[etl]
+    /// max_core_instances_per_component`): rustc's `wasm32-wasip2` output needs a
+    /// few, componentize-js 4, componentize-py (CPython and its libraries) 14.
+    pub max_core_instances_per_component: u32,
+    /// Linear memories one component may define (`[etl] max_memories_per_component`).
+    pub max_memories_per_component: u32,
+    /// Tables one component may define (`[etl] max_tables_per_component`).
+    pub max_tables_per_component: u32,
     /// Longest a `process-batch` call may run, in milliseconds, whatever the batch
     /// size: what one batch call can take from other pipelines waiting for an
     /// execution slot. A batch that needs longer is processed one message per call.
@@ -41,6 +49,9 @@ impl Default for RuntimeLimits {
             max_output_messages: 1000,
             max_output_bytes: 16 * 1024 * 1024,
             max_batch_call_ms: 1000,
+            max_core_instances_per_component: 20,
+            max_memories_per_component: 4,
+            max_tables_per_component: 20,
         }
     }
 }

@@ -45,7 +45,7 @@ pub use bindings::{WORLD, WORLD_1_1, WORLD_1_1_BATCH};
 pub use component::{ComponentTransform, MAX_ERROR_TEXT_BYTES};
 pub use engine::{Runtime, RuntimeError, EPOCH_TICK};
 pub use error::LoadError;
-pub use inspect::{ModuleInfo, MAX_LISTED_NAMES, REQUIRED_EXPORTS};
+pub use inspect::{ModuleInfo, PoolNeeds, MAX_LISTED_NAMES, REQUIRED_EXPORTS};
 pub use limits::RuntimeLimits;
 pub use module::{CompiledModule, ModuleKind};
 pub use output::{MAX_BATCH_OUTPUT_BYTES, MAX_OUTPUT_HEADERS};
