@@ -3,7 +3,8 @@
 # toolchain: it installs the WebAssembly targets and cargo-component first (each only
 # when missing; cargo-component goes to ~/.cargo/bin, outside the repository), the
 # Kafka-protocol test servers (into a cache outside the repository, see
-# tests/tools/kafka-servers.sh) and, on Debian, systemd-analyze.
+# tests/tools/kafka-servers.sh), componentize-py (into a cache outside the
+# repository) and, on Debian, systemd-analyze.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,14 @@ RUSTMQ_TEST_TANSU_BIN="$(sed -n 's/^TANSU_BIN=//p' <<<"$servers")"
 RUSTMQ_TEST_NOIDA_BIN="$(sed -n 's/^NOIDA_BIN=//p' <<<"$servers")"
 export RUSTMQ_TEST_TANSU_BIN RUSTMQ_TEST_NOIDA_BIN
 
+echo "==> componentize-py (Python guests; cached outside the repository)"
+py_tools="${XDG_CACHE_HOME:-$HOME/.cache}/rustmq-etl/python-tools"
+if [ ! -x "$py_tools/bin/componentize-py" ]; then
+  python3 -m venv "$py_tools"
+  "$py_tools/bin/pip" install --quiet componentize-py==0.25.1
+fi
+export RUSTMQ_TEST_COMPONENTIZE_PY="$py_tools/bin/componentize-py"
+
 echo "==> systemd-analyze (the packaging test verifies the unit with it)"
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -39,6 +48,10 @@ echo "==> guest SDK unit tests (native, no wasm)"
 
 echo "==> guest template unit tests (native, no wasm)"
 (cd guest-template && cargo test --locked)
+
+echo "==> Python SDK and template unit tests (native, no wasm)"
+(cd guest-sdk-python && python3 -m unittest discover -s tests)
+(cd guest-template-python && PYTHONPATH=../guest-sdk-python python3 -m unittest)
 
 echo "==> README quick start (tests/quickstart.sh)"
 tests/quickstart.sh

@@ -18,5 +18,6 @@ mod lifecycle;
 mod packaging;
 mod pipelines;
 mod properties;
+mod python;
 mod runtime;
 mod template;

@@ -40,3 +40,18 @@ pub fn within<T: Send + 'static>(
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
     }
 }
+
+/// The `componentize-py` that builds Python guests: `$RUSTMQ_TEST_COMPONENTIZE_PY`
+/// (set by `tests/run.sh`, which installs it when missing), else one on the `PATH`.
+/// `None` when there is none: the tests that need it then say SKIPPED.
+pub fn componentize_py() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("RUSTMQ_TEST_COMPONENTIZE_PY") {
+        return Some(path.into());
+    }
+    std::process::Command::new("componentize-py")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "componentize-py".into())
+}
