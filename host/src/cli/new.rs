@@ -126,6 +126,55 @@ const SDK_FILES: [(&str, &str); 15] = [
     ),
 ];
 
+/// The Python template's files, relative to the project directory, with the
+/// repository paths of the SDK and the WIT pointed at the project's copies.
+const PYTHON_FILES: [(&str, &str); 4] = [
+    (
+        "app.py",
+        include_str!("../../../guest-template-python/app.py"),
+    ),
+    (
+        "test_app.py",
+        include_str!("../../../guest-template-python/test_app.py"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../guest-template-python/README.md"),
+    ),
+    (
+        "build.sh",
+        include_str!("../../../guest-template-python/build.sh"),
+    ),
+];
+
+/// The Python SDK, vendored into `vendor/` of a Python project.
+const PYTHON_SDK_FILES: [(&str, &str); 3] = [
+    (
+        "vendor/rustmq_etl/__init__.py",
+        include_str!("../../../guest-sdk-python/rustmq_etl/__init__.py"),
+    ),
+    (
+        "vendor/rustmq_etl/_component.py",
+        include_str!("../../../guest-sdk-python/rustmq_etl/_component.py"),
+    ),
+    (
+        "vendor/rustmq_etl/testing.py",
+        include_str!("../../../guest-sdk-python/rustmq_etl/testing.py"),
+    ),
+];
+
+/// The contract a Python project builds against: the 1.1.0 WIT, as released.
+const PYTHON_WIT: (&str, &str) = ("wit/etl.wit", include_str!("../../../wit/1.1.0/etl.wit"));
+
+/// The language of a new project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A crate on the Rust guest SDK, built with cargo.
+    Rust,
+    /// A Python module on the Python SDK, built with componentize-py.
+    Python,
+}
+
 /// Arguments of `new`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -139,13 +188,22 @@ Example:
 Writes the deployment guide's message processor as a component for the
 rustmq:etl/etl-batch@1.1.0 world, written with the guest SDK (vendored into
 vendor/rustmq-etl-guest): edit src/processor.rs. Needs no network; building does
-(crates.io, for wit-bindgen and serde_json).")]
+(crates.io, for wit-bindgen and serde_json).
+
+  rustmq-etl new my-transform --lang python
+  cd my-transform && PYTHONPATH=vendor python3 -m unittest && ./build.sh
+
+writes the same processor in Python (app.py) on the Python SDK (vendored into
+vendor/rustmq_etl), built with componentize-py into processor.wasm.")]
 pub struct NewArgs {
     /// The package name: letters, digits, `-` and `_`, starting with a letter.
     pub name: String,
     /// Where to create the project [default: ./NAME]. Must not exist or be empty.
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
+    /// The language: `rust` (the default) or `python` (built with componentize-py).
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: Lang,
 }
 
 /// Checks a package name.
@@ -179,6 +237,9 @@ pub fn scaffold(args: &NewArgs) -> Result<PathBuf, CliError> {
             dir.display()
         )));
     }
+    if args.lang == Lang::Python {
+        return scaffold_python(&dir);
+    }
     let snake = args.name.replace('-', "_");
     let template_snake = TEMPLATE_NAME.replace('-', "_");
     let rename = |text: &str| {
@@ -200,6 +261,33 @@ pub fn scaffold(args: &NewArgs) -> Result<PathBuf, CliError> {
     Ok(dir)
 }
 
+/// A Python project: the template, the SDK in `vendor/`, the WIT in `wit/`.
+fn scaffold_python(dir: &Path) -> Result<PathBuf, CliError> {
+    let local = |text: &str| {
+        text.replace("$here/../guest-sdk-python", "$here/vendor")
+            .replace("$here/../wit/1.1.0", "$here/wit")
+            .replace("../guest-sdk-python", "vendor")
+    };
+    for (relative, text) in PYTHON_FILES {
+        write(&dir.join(relative), &local(text))?;
+    }
+    for (relative, text) in PYTHON_SDK_FILES.into_iter().chain([PYTHON_WIT]) {
+        write(&dir.join(relative), text)?;
+    }
+    make_executable(&dir.join("build.sh"))?;
+    Ok(dir.to_path_buf())
+}
+
+fn make_executable(path: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|source| {
+        CliError::WriteFile {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
 fn write(path: &Path, text: &str) -> Result<(), CliError> {
     let io_error = |source| CliError::WriteFile {
         path: path.to_path_buf(),
@@ -214,6 +302,15 @@ fn write(path: &Path, text: &str) -> Result<(), CliError> {
 /// Runs `new` and tells the user what to do next.
 pub fn run(args: &NewArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let dir = scaffold(args)?;
+    if args.lang == Lang::Python {
+        writeln!(
+            out,
+            "created {name} in {dir}\n\nnext:\n  cd {dir}\n  PYTHONPATH=vendor python3 -m unittest\n  pip install componentize-py==0.25.1\n  ./build.sh\n  rustmq-etl inspect processor.wasm",
+            name = args.name,
+            dir = dir.display(),
+        )?;
+        return Ok(());
+    }
     let snake = args.name.replace('-', "_");
     writeln!(
         out,
@@ -243,6 +340,7 @@ mod tests {
         let args = NewArgs {
             name: "my-transform".into(),
             path: Some(home.path().join("p")),
+            lang: Lang::Rust,
         };
         let dir = scaffold(&args).unwrap();
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
@@ -262,6 +360,7 @@ mod tests {
         let args = NewArgs {
             name: "my-transform".into(),
             path: Some(home.path().join("p")),
+            lang: Lang::Rust,
         };
         let dir = scaffold(&args).unwrap();
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
