@@ -3,8 +3,8 @@
 # toolchain: it installs the WebAssembly targets and cargo-component first (each only
 # when missing; cargo-component goes to ~/.cargo/bin, outside the repository), the
 # Kafka-protocol test servers (into a cache outside the repository, see
-# tests/tools/kafka-servers.sh), componentize-py (into a cache outside the
-# repository) and, on Debian, systemd-analyze.
+# tests/tools/kafka-servers.sh), componentize-py and componentize-js (into a cache
+# outside the repository) and, on Debian, systemd-analyze.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,14 @@ if [ ! -x "$py_tools/bin/componentize-py" ]; then
 fi
 export RUSTMQ_TEST_COMPONENTIZE_PY="$py_tools/bin/componentize-py"
 
+echo "==> componentize-js (JavaScript guests; cached outside the repository)"
+js_tools="${XDG_CACHE_HOME:-$HOME/.cache}/rustmq-etl/js-tools"
+if [ ! -x "$js_tools/node_modules/.bin/componentize-js" ]; then
+  mkdir -p "$js_tools"
+  (cd "$js_tools" && npm install --no-audit --no-fund --silent @bytecodealliance/componentize-js@0.23.0)
+fi
+export RUSTMQ_TEST_COMPONENTIZE_JS="$js_tools/node_modules/.bin/componentize-js"
+
 echo "==> systemd-analyze (the packaging test verifies the unit with it)"
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -52,6 +60,10 @@ echo "==> guest template unit tests (native, no wasm)"
 echo "==> Python SDK and template unit tests (native, no wasm)"
 (cd guest-sdk-python && python3 -m unittest discover -s tests)
 (cd guest-template-python && PYTHONPATH=../guest-sdk-python python3 -m unittest)
+
+echo "==> JavaScript SDK and template unit tests (native, no wasm)"
+(cd guest-sdk-js && node --test)
+(cd guest-template-js && node --test)
 
 echo "==> README quick start (tests/quickstart.sh)"
 tests/quickstart.sh

@@ -45,13 +45,23 @@ pub fn within<T: Send + 'static>(
 /// (set by `tests/run.sh`, which installs it when missing), else one on the `PATH`.
 /// `None` when there is none: the tests that need it then say SKIPPED.
 pub fn componentize_py() -> Option<std::path::PathBuf> {
-    if let Some(path) = std::env::var_os("RUSTMQ_TEST_COMPONENTIZE_PY") {
+    tool("RUSTMQ_TEST_COMPONENTIZE_PY", "componentize-py")
+}
+
+/// The `componentize-js` that builds JavaScript guests, found as
+/// [`componentize_py`] is (`$RUSTMQ_TEST_COMPONENTIZE_JS`).
+pub fn componentize_js() -> Option<std::path::PathBuf> {
+    tool("RUSTMQ_TEST_COMPONENTIZE_JS", "componentize-js")
+}
+
+fn tool(var: &str, name: &str) -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
         return Some(path.into());
     }
-    std::process::Command::new("componentize-py")
+    std::process::Command::new(name)
         .arg("--version")
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|_| "componentize-py".into())
+        .map(|_| name.into())
 }

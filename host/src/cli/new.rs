@@ -163,7 +163,33 @@ const PYTHON_SDK_FILES: [(&str, &str); 3] = [
     ),
 ];
 
-/// The contract a Python project builds against: the 1.1.0 WIT, as released.
+/// The JavaScript template's files, and the SDK (one module) beside them.
+const JS_FILES: [(&str, &str); 6] = [
+    ("app.js", include_str!("../../../guest-template-js/app.js")),
+    (
+        "component.js",
+        include_str!("../../../guest-template-js/component.js"),
+    ),
+    (
+        "test/app.test.js",
+        include_str!("../../../guest-template-js/test/app.test.js"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../guest-template-js/README.md"),
+    ),
+    (
+        "build.sh",
+        include_str!("../../../guest-template-js/build.sh"),
+    ),
+    (
+        "rustmq-etl.js",
+        include_str!("../../../guest-sdk-js/rustmq-etl.js"),
+    ),
+];
+
+/// The contract a Python or JavaScript project builds against: the 1.1.0 WIT, as
+/// released.
 const PYTHON_WIT: (&str, &str) = ("wit/etl.wit", include_str!("../../../wit/1.1.0/etl.wit"));
 
 /// The language of a new project.
@@ -173,6 +199,8 @@ pub enum Lang {
     Rust,
     /// A Python module on the Python SDK, built with componentize-py.
     Python,
+    /// An ES module on the JavaScript SDK, built with componentize-js.
+    Js,
 }
 
 /// Arguments of `new`.
@@ -201,7 +229,8 @@ pub struct NewArgs {
     /// Where to create the project [default: ./NAME]. Must not exist or be empty.
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
-    /// The language: `rust` (the default) or `python` (built with componentize-py).
+    /// The language: `rust` (the default), `python` (built with componentize-py) or
+    /// `js` (built with componentize-js).
     #[arg(long, value_enum, default_value = "rust")]
     pub lang: Lang,
 }
@@ -237,8 +266,10 @@ pub fn scaffold(args: &NewArgs) -> Result<PathBuf, CliError> {
             dir.display()
         )));
     }
-    if args.lang == Lang::Python {
-        return scaffold_python(&dir);
+    match args.lang {
+        Lang::Python => return scaffold_python(&dir),
+        Lang::Js => return scaffold_js(&dir),
+        Lang::Rust => {}
     }
     let snake = args.name.replace('-', "_");
     let template_snake = TEMPLATE_NAME.replace('-', "_");
@@ -278,6 +309,18 @@ fn scaffold_python(dir: &Path) -> Result<PathBuf, CliError> {
     Ok(dir.to_path_buf())
 }
 
+/// A JavaScript project: the template, the SDK beside it, the WIT in `wit/`.
+fn scaffold_js(dir: &Path) -> Result<PathBuf, CliError> {
+    for (relative, text) in JS_FILES.into_iter().chain([PYTHON_WIT]) {
+        write(
+            &dir.join(relative),
+            &text.replace("$here/../wit/1.1.0", "$here/wit"),
+        )?;
+    }
+    make_executable(&dir.join("build.sh"))?;
+    Ok(dir.to_path_buf())
+}
+
 fn make_executable(path: &Path) -> Result<(), CliError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|source| {
@@ -302,6 +345,15 @@ fn write(path: &Path, text: &str) -> Result<(), CliError> {
 /// Runs `new` and tells the user what to do next.
 pub fn run(args: &NewArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let dir = scaffold(args)?;
+    if args.lang == Lang::Js {
+        writeln!(
+            out,
+            "created {name} in {dir}\n\nnext:\n  cd {dir}\n  node --test\n  npm install @bytecodealliance/componentize-js@0.23.0\n  COMPONENTIZE_JS=node_modules/.bin/componentize-js ./build.sh\n  rustmq-etl inspect processor.wasm",
+            name = args.name,
+            dir = dir.display(),
+        )?;
+        return Ok(());
+    }
     if args.lang == Lang::Python {
         writeln!(
             out,

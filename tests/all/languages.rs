@@ -1,8 +1,9 @@
-//! Python transforms: the Python template (`guest-template-python/`, on the SDK in
-//! `guest-sdk-python/`) built from source with componentize-py, uploaded and run in
-//! pipelines over HTTP beside the Rust template, in single-message and batch mode,
-//! and swapped in for the Rust template under flow. Skipped, saying so, where
-//! componentize-py is missing (`tests/run.sh` installs it).
+//! Python and JavaScript transforms: the templates (`guest-template-python/` on
+//! `guest-sdk-python/`, `guest-template-js/` on `guest-sdk-js/`) built from source
+//! with componentize-py and componentize-js, uploaded and run in pipelines over HTTP
+//! beside the Rust template, in single-message and batch mode, swapped in for one
+//! another under flow, and scaffolded by `rustmq-etl new --lang`. Each language is
+//! skipped, saying so, where its tool is missing (`tests/run.sh` installs both).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -17,24 +18,51 @@ use rustmq_etl_tests::http::{
     admin_get, admin_patch, admin_post, produce, read_all, upload_module, wait_until,
 };
 
-/// The Python template built once per run, or `None` without componentize-py.
-fn python_template() -> Option<&'static Path> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
+/// A guest language other than Rust.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lang {
+    Python,
+    Js,
+}
+
+impl Lang {
+    /// The template's folder, the variable its build script takes the tool from, and
+    /// the tool.
+    fn build(self) -> (&'static str, &'static str, Option<PathBuf>) {
+        match self {
+            Lang::Python => (
+                "guest-template-python",
+                "COMPONENTIZE_PY",
+                rustmq_etl_tests::componentize_py(),
+            ),
+            Lang::Js => (
+                "guest-template-js",
+                "COMPONENTIZE_JS",
+                rustmq_etl_tests::componentize_js(),
+            ),
+        }
+    }
+}
+
+/// The language's template built once per run, or `None` without its tool.
+fn template(lang: Lang) -> Option<&'static Path> {
+    static BUILT: [OnceLock<Option<PathBuf>>; 2] = [OnceLock::new(), OnceLock::new()];
+    BUILT[lang as usize]
         .get_or_init(|| {
-            let Some(tool) = rustmq_etl_tests::componentize_py() else {
-                eprintln!("SKIPPED: componentize-py is not installed (tests/run.sh installs it)");
+            let (folder, var, tool) = lang.build();
+            let Some(tool) = tool else {
+                eprintln!("SKIPPED: the {lang:?} tool ({var}) is not installed (tests/run.sh installs it)");
                 return None;
             };
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
             let out = std::env::temp_dir()
-                .join(format!("rustmq-py-template-{}.wasm", std::process::id()));
-            let status = std::process::Command::new(root.join("guest-template-python/build.sh"))
+                .join(format!("rustmq-{folder}-{}.wasm", std::process::id()));
+            let status = std::process::Command::new(root.join(folder).join("build.sh"))
                 .arg(&out)
-                .env("COMPONENTIZE_PY", tool)
+                .env(var, tool)
                 .status()
-                .expect("run guest-template-python/build.sh");
-            assert!(status.success(), "building the Python template failed");
+                .expect("run the template's build.sh");
+            assert!(status.success(), "building {folder} failed");
             Some(out)
         })
         .as_deref()
@@ -91,9 +119,10 @@ fn committed(b: &BrokerProcess, id: &str, offset: u64) {
     );
 }
 
-#[test]
-fn the_python_template_gives_the_rust_templates_outputs_in_single_message_and_batch_mode() {
-    let Some(python) = python_template() else {
+/// The template of `lang` and the Rust template give the same outputs, the former
+/// in single-message and in batch mode.
+fn gives_the_rust_templates_outputs(lang: Lang) {
+    let Some(python) = template(lang) else {
         return;
     };
     let b = BrokerProcess::start("");
@@ -139,27 +168,36 @@ fn the_python_template_gives_the_rust_templates_outputs_in_single_message_and_ba
 }
 
 #[test]
-fn a_pipeline_swaps_from_rust_to_python_under_flow_losing_nothing() {
-    let Some(python) = python_template() else {
+fn the_python_template_gives_the_rust_templates_outputs_in_single_message_and_batch_mode() {
+    gives_the_rust_templates_outputs(Lang::Python);
+}
+
+#[test]
+fn the_javascript_template_gives_the_rust_templates_outputs_in_single_message_and_batch_mode() {
+    gives_the_rust_templates_outputs(Lang::Js);
+}
+
+#[test]
+fn a_pipeline_swaps_from_rust_to_python_to_javascript_under_flow_losing_nothing() {
+    let (Some(python), Some(js)) = (template(Lang::Python), template(Lang::Js)) else {
         return;
     };
     let b = BrokerProcess::start("");
-    let (code, v) = upload_module(
-        &b,
-        "processor",
-        "1.0.0",
-        std::fs::read(guests::GUEST_TEMPLATE).unwrap(),
-    );
-    assert_eq!(code, StatusCode::CREATED, "{v}");
-    let (code, v) = upload_module(&b, "processor", "2.0.0", std::fs::read(python).unwrap());
-    assert_eq!(code, StatusCode::CREATED, "{v}");
+    for (version, path) in [
+        ("1.0.0", Path::new(guests::GUEST_TEMPLATE)),
+        ("2.0.0", python),
+        ("3.0.0", js),
+    ] {
+        let (code, v) = upload_module(&b, "processor", version, std::fs::read(path).unwrap());
+        assert_eq!(code, StatusCode::CREATED, "{v}");
+    }
     let mut definition = pipeline("swap", "processor", "single_message");
     definition["module_version"] = json!("1.0.0");
     definition["configuration"]["batch_size"] = json!(10);
     let (code, v) = admin_post(&b, "/api/v1/etl/pipelines", &definition);
     assert_eq!(code, StatusCode::CREATED, "{v}");
     let id = v["pipeline_id"].as_str().unwrap().to_string();
-    let total = 200u64;
+    let total = 300u64;
     let producer = {
         let url = b.data_url.clone();
         std::thread::spawn(move || {
@@ -173,13 +211,15 @@ fn a_pipeline_swaps_from_rust_to_python_under_flow_losing_nothing() {
             }
         })
     };
-    committed(&b, &id, 20);
-    let (code, v) = admin_patch(
-        &b,
-        &format!("/api/v1/etl/pipelines/{id}"),
-        &json!({"module_version": "2.0.0"}),
-    );
-    assert_eq!(code, StatusCode::OK, "{v}");
+    for (after, version) in [(20, "2.0.0"), (100, "3.0.0")] {
+        committed(&b, &id, after);
+        let (code, v) = admin_patch(
+            &b,
+            &format!("/api/v1/etl/pipelines/{id}"),
+            &json!({"module_version": version}),
+        );
+        assert_eq!(code, StatusCode::OK, "{v}");
+    }
     producer.join().unwrap();
     committed(&b, &id, total);
     let out = read_all(&b, "swap-out");
@@ -190,19 +230,20 @@ fn a_pipeline_swaps_from_rust_to_python_under_flow_losing_nothing() {
         .iter()
         .map(|m| m["headers"]["x-rustmq-module-version"].as_str().unwrap())
         .collect();
-    let switched = versions
-        .iter()
-        .position(|v| *v == "2.0.0")
-        .expect("the swap took effect");
-    assert!(versions[..switched].iter().all(|v| *v == "1.0.0"));
-    assert!(versions[switched..].iter().all(|v| *v == "2.0.0"));
-    // The same answer before and after the swap: the two templates agree.
-    let last = out.len() - 1;
-    assert_eq!(out[0]["value"], out[last]["value"]);
+    let mut sorted = versions.clone();
+    sorted.sort();
     assert_eq!(
-        comparable(&out[..1])[0]["headers"],
-        comparable(&out[last..])[0]["headers"]
+        versions, sorted,
+        "each swap at a batch boundary, never back"
     );
+    assert_eq!(versions.last(), Some(&"3.0.0"));
+    assert!(versions.contains(&"2.0.0"), "the Python version ran");
+    // The same answer from all three.
+    let comparable = comparable(&out);
+    for m in &comparable {
+        assert_eq!(m["value"], comparable[0]["value"]);
+        assert_eq!(m["headers"], comparable[0]["headers"]);
+    }
 }
 
 #[test]
@@ -241,10 +282,52 @@ fn new_lang_python_scaffolds_a_project_whose_tests_pass_and_that_builds_and_runs
         "{}",
         String::from_utf8_lossy(&build.stderr)
     );
+    assert_runs_the_guide_reading(&dir.join("processor.wasm"));
+}
+
+#[test]
+fn new_lang_js_scaffolds_a_project_whose_tests_pass_and_that_builds_and_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("my-js");
+    let out = std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
+        .args(["new", "my-js", "--lang", "js", "--path"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let tests = std::process::Command::new("node")
+        .arg("--test")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        tests.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tests.stdout)
+    );
+    let Some(tool) = rustmq_etl_tests::componentize_js() else {
+        eprintln!("SKIPPED: componentize-js is not installed; the scaffold was not built");
+        return;
+    };
+    let build = std::process::Command::new(dir.join("build.sh"))
+        .env("COMPONENTIZE_JS", tool)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    assert_runs_the_guide_reading(&dir.join("processor.wasm"));
+}
+
+/// `rustmq-etl run` of `module` over the guide's reading converts its temperature.
+fn assert_runs_the_guide_reading(module: &Path) {
     let mut run = std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
         .arg("run")
         .arg("--module")
-        .arg(dir.join("processor.wasm"))
+        .arg(module)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
