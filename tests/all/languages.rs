@@ -347,3 +347,41 @@ fn assert_runs_the_guide_reading(module: &Path) {
         serde_json::from_str(line["messages"][0]["value"].as_str().unwrap()).unwrap();
     assert_eq!(value["temperature_fahrenheit"], 77.0);
 }
+
+#[test]
+fn a_javascript_build_that_imports_wasi_http_is_refused_naming_the_flags_that_drop_it() {
+    let Some(tool) = rustmq_etl_tests::componentize_js() else {
+        eprintln!("SKIPPED: componentize-js is not installed");
+        return;
+    };
+    // The template built as componentize-js builds by default: with wasi:http.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    for file in ["app.js", "component.js", "rustmq-etl.js"] {
+        let from = root.join("guest-template-js").join(file);
+        std::fs::copy(&from, src.path().join(file)).unwrap();
+    }
+    let out = src.path().join("http.wasm");
+    let build = std::process::Command::new(tool)
+        .arg("component.js")
+        .arg("--wit")
+        .arg(root.join("wit/1.1.0"))
+        .args(["--world-name", "etl-batch", "-o"])
+        .arg(&out)
+        .current_dir(src.path())
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let b = BrokerProcess::start("");
+    let (code, v) = upload_module(&b, "http", "1.0.0", std::fs::read(&out).unwrap());
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("wasi:http") && message.contains("-d http fetch-event"),
+        "{message}"
+    );
+}

@@ -294,14 +294,21 @@ pub(crate) fn check_imports(imports: &[String]) -> Result<(), LoadError> {
     if unsupported.is_empty() {
         return Ok(());
     }
+    let mut hint = format!(
+        "a transform may import only WASI 0.2.x ({}) and {HOST_PACKAGE}'s host and state interfaces (1.x); \
+         remove the code or dependency that needs the rest (`wasm-tools component wit \
+         <file>` lists what a component imports)",
+        LINKED_WASI_PACKAGES.join(", ")
+    );
+    if unsupported.iter().any(|i| i.starts_with("wasi:http/")) {
+        // What componentize-js does unless told otherwise.
+        hint.push_str(
+            "; a JavaScript module built with componentize-js imports wasi:http unless built with `-d http fetch-event` (guest-template-js/build.sh does)",
+        );
+    }
     Err(LoadError::UnsupportedImports {
         imports: unsupported,
-        hint: format!(
-            "a transform may import only WASI 0.2.x ({}) and {HOST_PACKAGE}'s host and state interfaces (1.x); \
-             remove the code or dependency that needs the rest (`wasm-tools component wit \
-             <file>` lists what a component imports)",
-            LINKED_WASI_PACKAGES.join(", ")
-        ),
+        hint,
     })
 }
 
@@ -334,6 +341,14 @@ mod tests {
         assert!(!is_provided("wasi:cli/environment@0.3.0"));
         assert!(!is_provided("rustmq:etl/host@2.0.0"));
         assert!(!is_provided("env"));
+    }
+
+    #[test]
+    fn a_wasi_http_import_names_the_componentize_js_flags_that_drop_it() {
+        let err = check_imports(&["wasi:http/incoming-handler@0.2.3".into()]).unwrap_err();
+        assert!(err.to_string().contains("-d http fetch-event"), "{err}");
+        let err = check_imports(&["acme:db/query@1.0.0".into()]).unwrap_err();
+        assert!(!err.to_string().contains("fetch-event"), "{err}");
     }
 
     #[test]
