@@ -276,26 +276,7 @@ fn new_scaffolds_a_project_that_builds_for_wasm32_wasip2_and_runs() {
     );
     assert!(listing.contains("runnable: yes"), "{listing}");
 
-    let mut run = Command::new(cli_binary())
-        .arg("run")
-        .arg("--module")
-        .arg(&wasm)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    run.stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"key":"k","value":"{\"temperature_celsius\": 25.0}","headers":{"content-type":"application/json","source":"t"}}"#)
-        .unwrap();
-    let out = run.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let value: Value =
-        serde_json::from_str(result["messages"][0]["value"].as_str().unwrap()).unwrap();
-    assert_eq!(value["temperature_fahrenheit"], 77.0);
+    rustmq_etl_tests::guide::assert_runs_the_guide_reading(&wasm);
 }
 
 #[test]

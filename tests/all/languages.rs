@@ -246,106 +246,52 @@ fn a_pipeline_swaps_from_rust_to_python_to_javascript_under_flow_losing_nothing(
     }
 }
 
-#[test]
-fn new_lang_python_scaffolds_a_project_whose_tests_pass_and_that_builds_and_runs() {
+/// `rustmq-etl new --lang LANG` writes a project whose own tests (`test`, run in
+/// it) pass, that its build script builds with the language's tool, and whose
+/// module runs the guide's reading.
+fn scaffolds_tests_builds_and_runs(lang: Lang, flag: &str, test: &[&str], env: &[(&str, &str)]) {
     let home = tempfile::tempdir().unwrap();
-    let dir = home.path().join("my-py");
+    let dir = home.path().join("project");
     let out = std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
-        .args(["new", "my-py", "--lang", "python", "--path"])
+        .args(["new", "project", "--lang", flag, "--path"])
         .arg(&dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    // The logic's own tests, natively, on the vendored SDK.
-    let tests = std::process::Command::new("python3")
-        .args(["-m", "unittest"])
-        .env("PYTHONPATH", "vendor")
+    let tests = std::process::Command::new(test[0])
+        .args(&test[1..])
+        .envs(env.iter().copied())
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert!(
-        tests.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tests.stderr)
-    );
-    let Some(tool) = rustmq_etl_tests::componentize_py() else {
-        eprintln!("SKIPPED: componentize-py is not installed; the scaffold was not built");
+    assert!(tests.status.success(), "{tests:?}");
+    let (_, var, tool) = lang.build();
+    let Some(tool) = tool else {
+        eprintln!("SKIPPED: {var} is not installed; the scaffold was not built");
         return;
     };
     let build = std::process::Command::new(dir.join("build.sh"))
-        .env("COMPONENTIZE_PY", tool)
+        .env(var, tool)
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
+    assert!(build.status.success(), "{build:?}");
+    rustmq_etl_tests::guide::assert_runs_the_guide_reading(&dir.join("processor.wasm"));
+}
+
+#[test]
+fn new_lang_python_scaffolds_a_project_whose_tests_pass_and_that_builds_and_runs() {
+    scaffolds_tests_builds_and_runs(
+        Lang::Python,
+        "python",
+        &["python3", "-m", "unittest"],
+        &[("PYTHONPATH", "vendor")],
     );
-    assert_runs_the_guide_reading(&dir.join("processor.wasm"));
 }
 
 #[test]
 fn new_lang_js_scaffolds_a_project_whose_tests_pass_and_that_builds_and_runs() {
-    let home = tempfile::tempdir().unwrap();
-    let dir = home.path().join("my-js");
-    let out = std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
-        .args(["new", "my-js", "--lang", "js", "--path"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let tests = std::process::Command::new("node")
-        .arg("--test")
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        tests.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tests.stdout)
-    );
-    let Some(tool) = rustmq_etl_tests::componentize_js() else {
-        eprintln!("SKIPPED: componentize-js is not installed; the scaffold was not built");
-        return;
-    };
-    let build = std::process::Command::new(dir.join("build.sh"))
-        .env("COMPONENTIZE_JS", tool)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    assert_runs_the_guide_reading(&dir.join("processor.wasm"));
-}
-
-/// `rustmq-etl run` of `module` over the guide's reading converts its temperature.
-fn assert_runs_the_guide_reading(module: &Path) {
-    let mut run = std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
-        .arg("run")
-        .arg("--module")
-        .arg(module)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        run.stdin
-            .take()
-            .unwrap()
-            .write_all(br#"{"key":"k","value":"{\"temperature_celsius\": 25.0}","headers":{"content-type":"application/json","source":"t"}}"#)
-            .unwrap();
-    }
-    let out = run.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let value: Value =
-        serde_json::from_str(line["messages"][0]["value"].as_str().unwrap()).unwrap();
-    assert_eq!(value["temperature_fahrenheit"], 77.0);
+    scaffolds_tests_builds_and_runs(Lang::Js, "js", &["node", "--test"], &[]);
 }
 
 #[test]
