@@ -230,10 +230,14 @@ fn a_disk_that_fills_under_the_database_is_reopened_in_place_and_keeps_every_ack
         break;
     }
     let refused = refused.expect("the disk filled up");
+    // A write failed inside the database on the way (once the disk is at 0 bytes
+    // free, the check refuses the next one). A commit that fails late may be durable
+    // after all: then its caller was answered as stored, once the database was
+    // reopened, and it is among the acknowledged ones.
     let log = b.log();
     assert!(
-        log.contains("No space left on device") && !log.contains("writes refused"),
-        "the write failed inside the database, not at the reserve check: {log}"
+        log.contains("No space left on device"),
+        "no write failed inside the database: {log}"
     );
     // The writer answers first, then reopens the database (repairing it to its
     // last commit, which fits on the full disk).

@@ -332,9 +332,10 @@ impl Env<'_> {
     /// Reopens the database after `why` and reloads the topic table from it: a
     /// commit whose answer was lost to the failure may have landed after all, and
     /// the next offsets must follow what is stored, not what was cached.
-    fn reopen(&self, why: &str) {
+    /// True when the database is open again with its topics reloaded.
+    fn reopen(&self, why: &str) -> bool {
         if self.slot.reopen(why).is_err() {
-            return;
+            return false;
         }
         let loaded = self.slot.get().and_then(|db| super::load_topics(&db));
         match loaded {
@@ -345,13 +346,27 @@ impl Env<'_> {
                     .write()
                     .unwrap_or_else(|e| e.into_inner()) = topics;
                 self.shared.notify();
+                true
             }
             Err(e) => {
                 tracing::error!(target: "rustmq::storage", error = %e, "reading topics after reopening failed");
                 // Closed again: the next request or tick retries.
                 let _ = self.slot.reopen(&format!("{why}; {e}"));
+                false
             }
         }
+    }
+
+    /// Whether a group whose commit reported a failure is in the reopened database
+    /// after all (the failure came after the commit was durable): every topic it
+    /// changed reads back as it would have left it.
+    fn landed(&self, staged: &Staged) -> bool {
+        let topics = self.shared.topics.read().unwrap_or_else(|e| e.into_inner());
+        !staged.is_empty()
+            && staged.iter().all(|(name, meta)| match meta {
+                Some(meta) => topics.get(name) == Some(meta),
+                None => !topics.contains_key(name),
+            })
     }
 }
 
@@ -502,9 +517,22 @@ fn commit_group(env: &Env<'_>, group: Vec<Request>) {
         Err(e) => {
             tracing::error!(target: "rustmq::storage", error = %e, requests, "write transaction failed");
             let failure = failure_of(env, &e);
-            pending.into_iter().for_each(|p| p(Some(&failure)));
-            if health::io_failure(&e).is_some() && !matches!(failure, Failure::Unavailable(_)) {
-                env.reopen(&format!("a write failed: {e}"));
+            // After an I/O failure the answers wait for the reopened database: a
+            // commit that failed late may be durable after all, and its callers must
+            // hear so rather than write it again.
+            let reopened = health::io_failure(&e).is_some()
+                && !matches!(failure, Failure::Unavailable(_))
+                && env.reopen(&format!("a write failed: {e}"));
+            if reopened && env.landed(&staged) {
+                tracing::warn!(target: "rustmq::storage", requests, "the failed write is in the reopened database: answered as stored");
+                pending.into_iter().for_each(|p| p(None));
+            } else if health::io_failure(&e).is_some() && !reopened {
+                let unknown = Failure::Unavailable(format!(
+                    "a write failed ({e}) and the database could not be reopened yet, so whether it was stored is known only once it is: read back before writing it again"
+                ));
+                pending.into_iter().for_each(|p| p(Some(&unknown)));
+            } else {
+                pending.into_iter().for_each(|p| p(Some(&failure)));
             }
         }
     }
