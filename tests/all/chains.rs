@@ -206,7 +206,6 @@ fn bad_chain_definitions_get_a_clear_400_and_create_nothing() {
 
 #[test]
 fn the_local_runner_and_the_broker_agree_on_a_chains_outputs() {
-    use std::io::Write as _;
     let inputs = [("a", "fanout:2"), ("a", "fanout:2"), ("b", "plain")];
     let outputs_of = |messages: &[Value]| -> Vec<(String, String, String)> {
         messages
@@ -221,29 +220,14 @@ fn the_local_runner_and_the_broker_agree_on_a_chains_outputs() {
             .collect()
     };
 
-    let mut run = std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
-        .arg("run")
-        .args(["--module", guests::DEDUP])
-        .args(["--module", guests::SCRIPTED])
-        .args(["--module", guests::COUNTER])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = run.stdin.take().unwrap();
-        for (key, value) in inputs {
-            writeln!(stdin, "{}", json!({"key": key, "value": value})).unwrap();
-        }
-    }
-    let out = run.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let local: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .flat_map(|l| {
-            let line: Value = serde_json::from_str(l).unwrap();
-            line["messages"].as_array().cloned().unwrap_or_default()
-        })
+    let modules = [guests::DEDUP, guests::SCRIPTED, guests::COUNTER].map(std::path::Path::new);
+    let lines: Vec<Value> = inputs
+        .iter()
+        .map(|(key, value)| json!({"key": key, "value": value}))
+        .collect();
+    let local: Vec<Value> = rustmq_etl_tests::guide::run_locally(&modules, &lines)
+        .iter()
+        .flat_map(|line| line["messages"].as_array().cloned().unwrap_or_default())
         .collect();
 
     let b = BrokerProcess::start("");

@@ -285,34 +285,17 @@ fn the_local_runner_and_a_default_broker_give_a_module_the_same_verdict_on_its_l
         admin_get, admin_post, produce, read_all, upload_module, wait_until,
     };
     use serde_json::json;
-    use std::io::Write as _;
     use std::time::Duration;
 
     let max = rustmq_etl::runtime::RuntimeLimits::default().max_output_messages;
     let inputs = [format!("fanout:{max}"), format!("fanout:{}", max + 1)];
 
     // Locally.
-    let mut run = Command::new(cli_binary())
-        .arg("run")
-        .arg("--module")
-        .arg(guests::SCRIPTED)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = run.stdin.take().unwrap();
-        for value in &inputs {
-            writeln!(stdin, "{}", json!({"key": "k", "value": value})).unwrap();
-        }
-    }
-    let out = run.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    let inputs: Vec<Value> = inputs
+        .iter()
+        .map(|value| json!({"key": "k", "value": value}))
         .collect();
-    assert_eq!(lines[0]["messages"].as_array().unwrap().len(), max);
+    let lines = rustmq_etl_tests::guide::run_locally(&[Path::new(guests::SCRIPTED)], &inputs);
     let local_cause = lines[1]["failure"]["cause"].as_str().unwrap().to_string();
 
     // On a broker with the default config.
@@ -340,8 +323,8 @@ fn the_local_runner_and_a_default_broker_give_a_module_the_same_verdict_on_its_l
         }),
     );
     assert_eq!(code, reqwest::StatusCode::CREATED, "{v}");
-    for value in &inputs {
-        let (code, v) = produce(&b, "limits-in", &json!({"key": "k", "value": value}));
+    for input in &inputs {
+        let (code, v) = produce(&b, "limits-in", input);
         assert_eq!(code, reqwest::StatusCode::OK, "{v}");
     }
     let errors = wait_until(

@@ -19,16 +19,9 @@ use rustmq_etl_tests::http::{
 
 const MIB: u64 = 1024 * 1024;
 
-/// Bytes free on the filesystem holding `path`.
+/// Bytes free on the filesystem holding `path`, as the broker reads them.
 fn free_bytes(path: &Path) -> u64 {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: a NUL-terminated path and room for one `statvfs`.
-    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), stat.as_mut_ptr()) }, 0);
-    // SAFETY: filled in by the successful call.
-    let stat = unsafe { stat.assume_init() };
-    stat.f_bavail * stat.f_frsize
+    rustmq_etl::storage::free_bytes(path).expect("statvfs")
 }
 
 /// Writes a file of about `bytes` at `path` (less if the filesystem runs out

@@ -21,27 +21,48 @@ pub const PIPELINE_JSON: &str = r#"{
   "enabled": true
 }"#;
 
-/// Runs `module` with `rustmq-etl run` over the guide's reading (25 °C, JSON) and
-/// checks that it answers with the temperature in Fahrenheit, as the guide's
-/// processor does in every template.
-pub fn assert_runs_the_guide_reading(module: &std::path::Path) {
+/// Runs `rustmq-etl run` with `modules` (one, or a chain's stages in order) over
+/// `inputs` as JSON lines, and returns its answer lines.
+pub fn run_locally(
+    modules: &[&std::path::Path],
+    inputs: &[serde_json::Value],
+) -> Vec<serde_json::Value> {
     use std::io::Write as _;
-    let mut run = std::process::Command::new(crate::broker::cli_binary())
-        .arg("run")
-        .arg("--module")
-        .arg(module)
+    let mut cmd = std::process::Command::new(crate::broker::cli_binary());
+    cmd.arg("run");
+    for module in modules {
+        cmd.arg("--module").arg(module);
+    }
+    let mut run = cmd
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("run rustmq-etl");
-    run.stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(br#"{"key":"k","value":"{\"temperature_celsius\": 25.0}","headers":{"content-type":"application/json","source":"t"}}"#)
-        .expect("write the reading");
+    {
+        let mut stdin = run.stdin.take().expect("piped stdin");
+        for input in inputs {
+            writeln!(stdin, "{input}").expect("write an input line");
+        }
+    }
     let out = run.wait_with_output().expect("wait for rustmq-etl");
     assert!(out.status.success(), "{out:?}");
-    let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON line");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Runs `module` with `rustmq-etl run` over the guide's reading (25 °C, JSON) and
+/// checks that it answers with the temperature in Fahrenheit, as the guide's
+/// processor does in every template.
+pub fn assert_runs_the_guide_reading(module: &std::path::Path) {
+    let reading = serde_json::json!({
+        "key": "k",
+        "value": "{\"temperature_celsius\": 25.0}",
+        "headers": {"content-type": "application/json", "source": "t"}
+    });
+    let lines = run_locally(&[module], &[reading]);
+    let line = &lines[0];
     let value: serde_json::Value = serde_json::from_str(
         line["messages"][0]["value"]
             .as_str()

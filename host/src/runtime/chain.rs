@@ -174,10 +174,10 @@ impl Transform for ChainTransform {
             let mut outputs: Vec<Message> = Vec::new();
             let mut bytes = 0usize;
             let taken = std::mem::take(&mut inputs);
-            let these: Vec<&Message> = if k == 0 {
-                vec![message]
+            let these: &[Message] = if k == 0 {
+                std::slice::from_ref(message)
             } else {
-                taken.iter().collect()
+                &taken
             };
             for input in these {
                 let stage = &mut self.stages[k];

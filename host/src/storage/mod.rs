@@ -45,7 +45,7 @@ use crate::message::Message;
 
 pub use codec::{DecodeError, EncodeError};
 pub use error::StorageError;
-pub use health::is_out_of_space;
+pub use health::{free_bytes, is_out_of_space};
 pub use meta::MetaTable;
 pub use state::{StatePage, StateWrites};
 pub use topic::{validate_topic_name, Retention, TopicConfig, TopicInfo, MAX_TOPIC_NAME_LEN};
