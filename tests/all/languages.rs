@@ -5,8 +5,7 @@
 //! another under flow, and scaffolded by `rustmq-etl new --lang`. Each language is
 //! skipped, saying so, where its tool is missing (`tests/run.sh` installs both).
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -17,56 +16,7 @@ use rustmq_etl_tests::guests;
 use rustmq_etl_tests::http::{
     admin_get, admin_patch, admin_post, produce, read_all, upload_module, wait_until,
 };
-
-/// A guest language other than Rust.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Lang {
-    Python,
-    Js,
-}
-
-impl Lang {
-    /// The template's folder, the variable its build script takes the tool from, and
-    /// the tool.
-    fn build(self) -> (&'static str, &'static str, Option<PathBuf>) {
-        match self {
-            Lang::Python => (
-                "guest-template-python",
-                "COMPONENTIZE_PY",
-                rustmq_etl_tests::componentize_py(),
-            ),
-            Lang::Js => (
-                "guest-template-js",
-                "COMPONENTIZE_JS",
-                rustmq_etl_tests::componentize_js(),
-            ),
-        }
-    }
-}
-
-/// The language's template built once per run, or `None` without its tool.
-fn template(lang: Lang) -> Option<&'static Path> {
-    static BUILT: [OnceLock<Option<PathBuf>>; 2] = [OnceLock::new(), OnceLock::new()];
-    BUILT[lang as usize]
-        .get_or_init(|| {
-            let (folder, var, tool) = lang.build();
-            let Some(tool) = tool else {
-                eprintln!("SKIPPED: the {lang:?} tool ({var}) is not installed (tests/run.sh installs it)");
-                return None;
-            };
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-            let out = std::env::temp_dir()
-                .join(format!("rustmq-{folder}-{}.wasm", std::process::id()));
-            let status = std::process::Command::new(root.join(folder).join("build.sh"))
-                .arg(&out)
-                .env(var, tool)
-                .status()
-                .expect("run the template's build.sh");
-            assert!(status.success(), "building {folder} failed");
-            Some(out)
-        })
-        .as_deref()
-}
+use rustmq_etl_tests::languages::{template, Lang};
 
 /// The guide's sample messages and the cases the processor treats apart.
 fn inputs() -> Vec<Value> {

@@ -1,8 +1,10 @@
 //! Instance lifecycle: compiling a ~1 MiB module, loading it back from the compiled
 //! cache, a fresh instance with the runtime's pooling allocator vs wasmtime's default
 //! pool and on-demand allocation, ours made ready (new store + instantiate + `init`)
-//! and recycled (the previous one torn down too), and a broker restart with 20 cached
-//! modules made ready.
+//! and recycled (the previous one torn down too), the same for the Python and
+//! JavaScript templates (CPython and SpiderMonkey inside, pre-initialised heaps mapped
+//! copy-on-write from the compiled module's memory image), and a broker restart with 20
+//! cached modules made ready.
 
 mod support;
 
@@ -83,6 +85,23 @@ fn compile_and_load(c: &mut Criterion) {
             unsafe { runtime.deserialize(ModuleKind::Component, black_box(&cached)) }.expect("load")
         })
     });
+    for (lang, bytes) in support::language_templates() {
+        let started = std::time::Instant::now();
+        let compiled = runtime.compile(&bytes).expect("compile");
+        println!(
+            "{lang} template: {} bytes, compiled once in {:.2} s",
+            bytes.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let cached = runtime.serialize(&compiled).expect("serialize");
+        g.bench_function(format!("deserialize_{lang}_template"), |b| {
+            // SAFETY: as above.
+            b.iter(|| {
+                unsafe { runtime.deserialize(ModuleKind::Component, black_box(&cached)) }
+                    .expect("load")
+            })
+        });
+    }
     g.finish();
 }
 
@@ -195,6 +214,15 @@ fn instantiate(c: &mut Criterion) {
     g.bench_function("recycle_guide_legacy", |b| {
         b.iter(|| support::transform(&legacy))
     });
+    for (lang, bytes) in support::language_templates() {
+        let compiled = runtime.compile(&bytes).expect("compile");
+        g.bench_function(format!("ready_{lang}_template"), |b| {
+            b.iter_custom(|iters| time_creation(iters, || support::transform(&compiled)))
+        });
+        g.bench_function(format!("recycle_{lang}_template"), |b| {
+            b.iter(|| support::transform(&compiled))
+        });
+    }
     g.finish();
 }
 
@@ -270,6 +298,8 @@ fn main() {
             "compile_1mib",
             "deserialize_1mib",
             "deserialize_identity_component",
+            "deserialize_python_template",
+            "deserialize_js_template",
         ],
         "compile_1mib",
     );
@@ -286,6 +316,18 @@ fn main() {
             "recycle_guide_legacy",
         ],
         "raw_pooling",
+    );
+    support::summarize(
+        "Fresh instances and recycles of the guide's processor in Rust, Python and JavaScript",
+        "instantiate",
+        &[
+            "recycle_template_component",
+            "ready_python_template",
+            "recycle_python_template",
+            "ready_js_template",
+            "recycle_js_template",
+        ],
+        "recycle_template_component",
     );
     support::summarize(
         "Broker restart: storage + runtime + module store, 20 cached modules ready",

@@ -3,7 +3,8 @@
 //! runtime's floor) · our component path · our legacy JSON path, with its own floors
 //! (the guide's module compiled natively over the same JSON, and the same wasm on bare
 //! wasmtime without the host's JSON work). Then the cost against message size. Ratios
-//! are printed at the end (see docs/performance.md).
+//! are printed at the end (see docs/performance.md). The guide's transform also runs
+//! as the Python and JavaScript templates when their tools are installed.
 
 mod support;
 
@@ -126,6 +127,15 @@ fn per_message(c: &mut Criterion) {
     g.bench_function("component", |b| {
         b.iter(|| t.process(black_box(&msg), &ctx).expect("process"))
     });
+    let native = native_guide(&msg, &settings);
+    for (lang, bytes) in support::language_templates() {
+        let compiled = runtime.compile(&bytes).expect("compile");
+        let mut t = support::transform(&compiled);
+        assert_same_answer(&t.process(&msg, &ctx).expect("process").messages, &native);
+        g.bench_function(lang, |b| {
+            b.iter(|| t.process(black_box(&msg), &ctx).expect("process"))
+        });
+    }
     let guide = support::guide_module();
     let legacy = support::compile(&runtime, &guide);
     let mut t = support::transform(&legacy);
@@ -219,6 +229,8 @@ fn main() {
             "native",
             "native_json",
             "component",
+            "python",
+            "js",
             "legacy_raw_wasmtime",
             "legacy",
         ],

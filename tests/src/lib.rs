@@ -12,6 +12,7 @@ pub mod broker;
 pub mod guide;
 pub mod http;
 pub mod kafka;
+pub mod languages;
 pub mod pipelines;
 pub mod topics;
 

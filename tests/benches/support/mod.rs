@@ -79,6 +79,21 @@ pub fn compile(runtime: &Runtime, path: &str) -> CompiledModule {
         .unwrap_or_else(|e| panic!("compiling {path}: {e}"))
 }
 
+/// The Python and JavaScript templates, each with a name, built from source (see
+/// `rustmq_etl_tests::languages`); a language whose tool is not installed is left out
+/// (its rows then read "not measured").
+pub fn language_templates() -> Vec<(&'static str, Vec<u8>)> {
+    use rustmq_etl_tests::languages::{template, Lang};
+    [("python", Lang::Python), ("js", Lang::Js)]
+        .into_iter()
+        .filter_map(|(name, lang)| {
+            let path = template(lang)?;
+            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path:?}: {e}"));
+            Some((name, bytes))
+        })
+        .collect()
+}
+
 /// The deployment guide's module the legacy benches run: the test fixture, or the build
 /// at `RUSTMQ_BENCH_GUIDE_MODULE` (say, the same source built with the guide's own
 /// `cargo build --release`, opt-level 3, where the fixture's workspace builds with `s`).
