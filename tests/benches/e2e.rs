@@ -13,6 +13,10 @@
 //!    destination, p50/p99/max (scheduled send time, so a stalled producer counts).
 //! 5. HTTP produce throughput against `rustmq-broker` (release): one message per
 //!    request vs batches.
+//! 6. Languages: the guide's processor as the Rust, Python and JavaScript templates in
+//!    pipelines (single-message and batch mode) beside the same logic as a native Rust
+//!    loop, over at most 50,000 messages (`RUSTMQ_BENCH_ONLY=languages` runs only
+//!    this; a language whose tool is not installed says so).
 //!
 //! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000); `RUSTMQ_BENCH_QUICK=1` runs a
 //! short smoke version; `RUSTMQ_BENCH_ONLY=guide` (or `template`) runs only that
@@ -30,14 +34,25 @@ use std::time::{Duration, Instant};
 
 use rustmq_etl::message::Message;
 use rustmq_etl::modules::ModuleStore;
-use rustmq_etl::pipeline::spec::{Configuration, PipelineSpec, RetryPolicy, StartFrom};
+use rustmq_etl::pipeline::spec::{
+    Configuration, PipelineSpec, ProcessingMode, RetryPolicy, StartFrom,
+};
 use rustmq_etl::pipeline::PipelineManager;
 use rustmq_etl::runtime::{Runtime, RuntimeLimits};
 use rustmq_etl::storage::{Storage, StorageOptions};
 use rustmq_etl_tests::broker::BrokerProcess;
 use rustmq_etl_tests::guests;
 
+/// The guide's processor as plain Rust: the template's logic, compiled natively.
+#[path = "../../guest-template/src/processor.rs"]
+#[allow(dead_code, unused_imports)]
+mod processor;
+
 const SOURCE: &str = "bench-in";
+/// The source of the languages runs, and their most messages (the JavaScript
+/// template takes ~0.3 ms a message).
+const LANG_SOURCE: &str = "bench-lang-in";
+const LANG_MAX_MESSAGES: usize = 50_000;
 /// Messages per preload append (the storage writer's group limit).
 const PRELOAD_CHUNK: usize = 10_000;
 
@@ -62,6 +77,9 @@ impl Rig {
             ("guide", &support::guide_module()),
         ] {
             let bytes = std::fs::read(path).expect("module bytes");
+            modules.upload(name, "1.0.0", &bytes).expect("upload");
+        }
+        for (name, bytes) in support::language_templates() {
             modules.upload(name, "1.0.0", &bytes).expect("upload");
         }
         Rig {
@@ -192,6 +210,84 @@ fn throughput(rig: &Rig, n: usize, out: &mut String) {
             let line = format!(
                 "| {label} | {batch} | {:.0} | {secs:.2} | {rss:.0} |",
                 n as f64 / secs
+            );
+            println!("{line}");
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+/// The guide's processor in each language, in pipelines of batch_size 100, single-
+/// message and batch mode, beside the same logic as a native loop over the messages
+/// (no broker: the floor).
+fn languages(rig: &Rig, n: usize, out: &mut String) {
+    let n = n.min(LANG_MAX_MESSAGES);
+    rig.preload(LANG_SOURCE, n);
+    let _ = writeln!(
+        out,
+        "\n#### The guide's processor in Rust, Python and JavaScript, {n} preloaded messages, batch_size 100\n\n| module | mode | messages/s | seconds | × native | × Rust template |\n|---|---|---:|---:|---:|---:|"
+    );
+    let settings = processor::Settings::default();
+    let msg = support::sample_message(support::DEFAULT_VALUE_BYTES);
+    let started = Instant::now();
+    for _ in 0..n {
+        let input = processor::Message {
+            key: msg.key.clone(),
+            value: msg.value.clone(),
+            headers: msg.headers.clone(),
+            timestamp: msg.timestamp,
+        };
+        std::hint::black_box(
+            processor::transform_message(input, &settings, 1_700_000_000).expect("transform"),
+        );
+    }
+    let native = n as f64 / started.elapsed().as_secs_f64();
+    let line = format!(
+        "| native Rust loop (no broker) | – | {native:.0} | {:.2} | 1.00 | – |",
+        n as f64 / native
+    );
+    println!("{line}");
+    let _ = writeln!(out, "{line}");
+    let installed: Vec<&str> = support::language_templates()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for (mode, label) in [
+        (ProcessingMode::SingleMessage, "single"),
+        (ProcessingMode::Batch, "batch"),
+    ] {
+        let mut rust = 0.0;
+        for (module, name) in [
+            ("template", "Rust template"),
+            ("python", "Python template"),
+            ("js", "JavaScript template"),
+        ] {
+            if module != "template" && !installed.contains(&module) {
+                let _ = writeln!(
+                    out,
+                    "| {name} | {label} | not measured (tool not installed) | | | |"
+                );
+                continue;
+            }
+            let mut definition = spec(&format!("lang-{module}-{label}"), module, LANG_SOURCE, 100);
+            definition.configuration.processing_mode = mode;
+            let started = Instant::now();
+            let id = rig
+                .pipelines
+                .create(definition)
+                .expect("create pipeline")
+                .pipeline_id;
+            rig.wait_committed(std::slice::from_ref(&id), n as u64);
+            let secs = started.elapsed().as_secs_f64();
+            rig.stop_all(&[id]);
+            let rate = n as f64 / secs;
+            if module == "template" {
+                rust = rate;
+            }
+            let line = format!(
+                "| {name} | {label} | {rate:.0} | {secs:.2} | {:.3} | {:.2} |",
+                rate / native,
+                rate / rust
             );
             println!("{line}");
             let _ = writeln!(out, "{line}");
@@ -438,10 +534,18 @@ fn main() {
     println!("{line}");
     out.push_str(&line);
     out.push('\n');
-    if std::env::var("RUSTMQ_BENCH_ONLY").as_deref() == Ok("chain") {
-        chains(&rig, n, &mut out);
-        print!("{out}");
-        return;
+    match std::env::var("RUSTMQ_BENCH_ONLY").as_deref() {
+        Ok("chain") => {
+            chains(&rig, n, &mut out);
+            print!("{out}");
+            return;
+        }
+        Ok("languages") => {
+            languages(&rig, n, &mut out);
+            print!("{out}");
+            return;
+        }
+        _ => {}
     }
     throughput(&rig, n, &mut out);
     if std::env::var_os("RUSTMQ_BENCH_ONLY").is_some() {
@@ -449,6 +553,7 @@ fn main() {
         return;
     }
     chains(&rig, n, &mut out);
+    languages(&rig, n, &mut out);
     concurrent(&rig, n.min(if quick { n } else { 250_000 }), &mut out);
     latency(
         &rig,
