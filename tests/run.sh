@@ -4,7 +4,8 @@
 # when missing; cargo-component goes to ~/.cargo/bin, outside the repository), the
 # Kafka-protocol test servers (into a cache outside the repository, see
 # tests/tools/kafka-servers.sh), componentize-py and componentize-js (into a cache
-# outside the repository) and, on Debian, systemd-analyze.
+# outside the repository), cargo-fuzz (into a cache outside the repository, by
+# tests/fuzz.sh) and, on Debian, systemd-analyze.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +65,9 @@ echo "==> Python SDK and template unit tests (native, no wasm)"
 echo "==> JavaScript SDK and template unit tests (native, no wasm)"
 (cd guest-sdk-js && node --test)
 (cd guest-template-js && node --test)
+
+echo "==> fuzz targets (tests/fuzz.sh: every parser of outside bytes, 30 s each)"
+tests/fuzz.sh
 
 echo "==> README quick start (tests/quickstart.sh)"
 tests/quickstart.sh

@@ -107,6 +107,23 @@ pub(crate) fn read_packed_result(
     read_exact(bytes)
 }
 
+/// Whether the hand-written answer reader agrees with serde on `bytes`: where it reads
+/// an answer, serde reads the same answer from the same bytes (where it gives up, serde
+/// alone decides). For the fuzz target `legacy_answer`; `Err` says how they differ.
+#[doc(hidden)]
+pub fn readers_agree(bytes: &[u8]) -> Result<(), String> {
+    let Some((fast, used)) = codec::read_result(bytes) else {
+        return Ok(());
+    };
+    match serde_json::from_slice::<RawResult>(&bytes[..used]) {
+        Ok(slow) if slow == fast => Ok(()),
+        Ok(slow) => Err(format!("the hand-written reader read {fast:?}, serde {slow:?}")),
+        Err(e) => Err(format!(
+            "the hand-written reader read {fast:?} where serde refuses: {e}"
+        )),
+    }
+}
+
 /// `bytes` as one JSON value with nothing but whitespace after it.
 fn read_exact(bytes: &[u8]) -> Result<RawResult, AbiFault> {
     if let Some((result, used)) = codec::read_result(bytes) {

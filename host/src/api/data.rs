@@ -24,11 +24,10 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde::Deserialize;
 
+use super::produce_body::{self, ProduceBody};
 use super::{blocking, method_not_allowed, no_route, parse_json, ApiError};
 use crate::broker::Broker;
-use crate::message::{
-    now_millis, HeaderLimits, Message, MessageJson, MessageJsonError, MessageOutRef,
-};
+use crate::message::{now_millis, MessageOutRef};
 use crate::serve::memory::{CONSUME_MEMORY_FACTOR, PRODUCE_MEMORY_FACTOR};
 use crate::storage::{Storage, TopicConfig};
 use crate::wire::{Consumed, Produced, ProducedBatch, TopicList};
@@ -66,31 +65,6 @@ fn topic_from(path: Result<Path<String>, PathRejection>) -> Result<String, ApiEr
     Ok(topic)
 }
 
-fn to_message(
-    json: MessageJson,
-    now: i64,
-    at: Option<usize>,
-    limits: &HeaderLimits,
-) -> Result<Message, ApiError> {
-    let which = || match at {
-        Some(i) => format!("messages[{i}]: "),
-        None => String::new(),
-    };
-    let message = json.into_message(now).map_err(|e| {
-        let code = match e {
-            MessageJsonError::MissingValue => "missing_value",
-            MessageJsonError::BothValues => "invalid_message",
-            MessageJsonError::BadBase64(_) => "invalid_base64",
-            MessageJsonError::HeaderNotString(_) => "invalid_header",
-        };
-        ApiError::bad_request(code, format!("{}{e}", which()))
-    })?;
-    limits
-        .check(&message.headers)
-        .map_err(|e| ApiError::bad_request(e.code(), format!("{}{e}", which())))?;
-    Ok(message)
-}
-
 /// Reserves what a produce may take in memory (its declared body, or the largest
 /// allowed, times [`PRODUCE_MEMORY_FACTOR`]) before its body is read, for as long as
 /// it runs.
@@ -112,21 +86,6 @@ async fn reserve_produce_memory(
     next.run(request).await
 }
 
-/// Whether a produce body has a `messages` field (the batch form); its other fields
-/// and every value are skipped, not kept.
-#[derive(Deserialize)]
-struct ProduceForm {
-    #[serde(default)]
-    messages: Option<serde::de::IgnoredAny>,
-}
-
-/// The batch form of a produce body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Batch {
-    messages: Vec<MessageJson>,
-}
-
 #[tracing::instrument(target = "rustmq::api", name = "produce", skip_all, fields(topic))]
 async fn produce(
     State(broker): State<Arc<Broker>>,
@@ -136,57 +95,27 @@ async fn produce(
     let topic = topic_from(path)?;
     tracing::Span::current().record("topic", topic.as_str());
     let body = body?;
-    // Which form it is, read without building the body as a JSON tree (that tree
-    // took many times the body's size).
-    if !body.trim_ascii_start().starts_with(b"{") {
-        // Malformed JSON is told as such; well-formed JSON of another kind is not
-        // an object.
-        let _: serde::de::IgnoredAny = parse_json(&body)?;
-        return Err(ApiError::bad_request(
-            "invalid_json_data",
-            "the body must be a JSON object: a message or {\"messages\": [...]}",
-        ));
-    }
-    let probe: ProduceForm = parse_json(&body)?;
-    let now = now_millis();
-    let limits = broker.config.server.header_limits();
-    if probe.messages.is_some() {
-        let batch: Batch = parse_json(&body)?;
-        let max = broker.config.server.max_batch_messages as usize;
-        if batch.messages.is_empty() {
-            return Err(ApiError::bad_request(
-                "empty_batch",
-                "\"messages\" is empty",
-            ));
+    let parsed = produce_body::parse(
+        &body,
+        now_millis(),
+        &broker.config.server.header_limits(),
+        broker.config.server.max_batch_messages as usize,
+    )?;
+    match parsed {
+        ProduceBody::Batch(messages) => {
+            let range = broker.storage.append(&topic, messages).await?;
+            let offsets: Vec<u64> = range.collect();
+            Ok(Json(ProducedBatch { topic, offsets }).into_response())
         }
-        if batch.messages.len() > max {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                format!(
-                    "{} messages in one batch; the limit is {max} (server.max_batch_messages)",
-                    batch.messages.len()
-                ),
-            ));
+        ProduceBody::One(message) => {
+            let range = broker.storage.append(&topic, vec![message]).await?;
+            tracing::debug!(target: "rustmq::api", offset = range.start, "produced");
+            Ok(Json(Produced {
+                topic,
+                offset: range.start,
+            })
+            .into_response())
         }
-        let messages = batch
-            .messages
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| to_message(m, now, Some(i), &limits))
-            .collect::<Result<Vec<_>, _>>()?;
-        let range = broker.storage.append(&topic, messages).await?;
-        let offsets: Vec<u64> = range.collect();
-        Ok(Json(ProducedBatch { topic, offsets }).into_response())
-    } else {
-        let message = to_message(parse_json::<MessageJson>(&body)?, now, None, &limits)?;
-        let range = broker.storage.append(&topic, vec![message]).await?;
-        tracing::debug!(target: "rustmq::api", offset = range.start, "produced");
-        Ok(Json(Produced {
-            topic,
-            offset: range.start,
-        })
-        .into_response())
     }
 }
 

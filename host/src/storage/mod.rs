@@ -21,7 +21,7 @@
 //! Reads use redb read transactions directly: they see a consistent snapshot and
 //! never wait for the writer.
 
-mod codec;
+pub mod codec;
 mod error;
 mod health;
 mod meta;
