@@ -197,6 +197,29 @@ pub enum HeadersJson {
     Pairs(Vec<(String, String)>),
 }
 
+impl utoipa::PartialSchema for HeadersJson {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        OneOfBuilder::new()
+            .description(Some(
+                "An object of string values, or a list of [name, value] pairs (which keeps repeated names).",
+            ))
+            .item(ObjectBuilder::new().additional_properties(Some(string())))
+            .item(
+                ArrayBuilder::new().items(
+                    ArrayBuilder::new()
+                        .items(string())
+                        .min_items(Some(2))
+                        .max_items(Some(2)),
+                ),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for HeadersJson {}
+
 impl<'de> Deserialize<'de> for HeadersJson {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
@@ -293,7 +316,7 @@ impl<'de> Deserialize<'de> for HeadersJson {
 
 /// A message as a client writes it: in a produce request, a `rustmq-etl run` input
 /// line. Exactly one of `value` and `value_base64` must be given.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageJson {
     /// The key, or null.
@@ -361,7 +384,7 @@ impl MessageJson {
 /// A message as the broker writes it in JSON: `value` when the bytes are UTF-8,
 /// `value_base64` otherwise; headers as an object (a repeated name keeps its last
 /// value).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct MessageOut {
     /// The offset in its topic, when the message was read from one.
     #[serde(skip_serializing_if = "Option::is_none", default)]

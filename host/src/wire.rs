@@ -20,14 +20,14 @@ pub use crate::state::{StateReset, StateView};
 pub use crate::storage::{StorageHealth, TopicInfo};
 
 /// Every error answer: `{"error": {"code": ..., "message": ...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// What went wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable, machine-readable snake_case code.
     pub code: String,
@@ -36,7 +36,7 @@ pub struct ErrorDetail {
 }
 
 /// `POST /api/v1/topics/{topic}/messages` with one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Produced {
     /// The topic.
     pub topic: String,
@@ -45,7 +45,7 @@ pub struct Produced {
 }
 
 /// `POST /api/v1/topics/{topic}/messages` with `{"messages": [...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProducedBatch {
     /// The topic.
     pub topic: String,
@@ -55,7 +55,7 @@ pub struct ProducedBatch {
 
 /// `GET /api/v1/topics/{topic}/messages`: the server writes borrowed messages
 /// ([`MessageOutRef`]), a client reads owned ones ([`MessageOut`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Consumed<M> {
     /// The messages read, in offset order.
     pub messages: Vec<M>,
@@ -68,14 +68,14 @@ pub struct Consumed<M> {
 }
 
 /// `GET /api/v1/topics`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TopicList {
     /// Every topic, by name.
     pub topics: Vec<TopicInfo>,
 }
 
 /// `GET /api/v1/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BrokerStatus {
     /// The broker's version.
     pub version: String,
@@ -88,9 +88,10 @@ pub struct BrokerStatus {
 }
 
 /// The store, in [`BrokerStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StorageStatus {
     /// The data directory.
+    #[schema(value_type = String)]
     pub path: PathBuf,
     /// The database file's size.
     pub size_bytes: u64,
@@ -102,7 +103,7 @@ pub struct StorageStatus {
 }
 
 /// The `[etl]` settings, in [`BrokerStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EtlSettings {
     /// Whether pipelines run.
     pub enabled: bool,
@@ -113,6 +114,7 @@ pub struct EtlSettings {
     /// Guest calls at once, broker-wide.
     pub max_concurrent_executions: u32,
     /// Where modules are stored.
+    #[schema(value_type = String)]
     pub modules_path: PathBuf,
     /// Largest upload.
     pub max_module_size_bytes: u64,
@@ -124,7 +126,7 @@ pub struct EtlSettings {
 
 /// A module as the module routes show it: its record, what an upload or delete did
 /// (`uploaded`, `unchanged`, `resolved`, `deleted`), and the pipelines pinned to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModuleView {
     /// The record.
     #[serde(flatten)]
@@ -138,7 +140,7 @@ pub struct ModuleView {
 }
 
 /// `GET /api/v1/etl/modules`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModuleList {
     /// Every module.
     pub modules: Vec<ModuleView>,
@@ -147,7 +149,7 @@ pub struct ModuleList {
 }
 
 /// `POST /api/v1/etl/pipelines`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PipelineCreated {
     /// The new pipeline's id.
     pub pipeline_id: String,
@@ -162,7 +164,7 @@ pub struct PipelineCreated {
 }
 
 /// `GET /api/v1/etl/pipelines`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PipelineList {
     /// Every pipeline's status.
     pub pipelines: Vec<PipelineStatus>,
@@ -171,7 +173,7 @@ pub struct PipelineList {
 }
 
 /// `DELETE /api/v1/etl/pipelines/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PipelineDeleted {
     /// The id or name the request gave.
     pub pipeline_id: String,
@@ -180,7 +182,7 @@ pub struct PipelineDeleted {
 }
 
 /// `GET /api/v1/metrics`: totals over the broker, and each pipeline's metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BrokerMetrics {
     /// Totals.
     pub etl: EtlTotals,
@@ -189,7 +191,7 @@ pub struct BrokerMetrics {
 }
 
 /// The totals of [`BrokerMetrics`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EtlTotals {
     /// Whether pipelines run.
     pub enabled: bool,

@@ -16,6 +16,7 @@ mod kafka;
 mod languages;
 mod legacy;
 mod lifecycle;
+mod openapi;
 mod packaging;
 mod pipelines;
 mod properties;

@@ -12,6 +12,43 @@ use serde_json::Value;
 
 use crate::broker::BrokerProcess;
 
+/// Every admin route and method, as `(method, path)`: the list the OpenAPI document
+/// served on the admin port must equal (`openapi::each_port_documents_exactly_the_routes_it_serves`),
+/// and that the token tests walk.
+pub const ADMIN_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/status"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/etl/modules"),
+    ("POST", "/api/v1/etl/modules"),
+    ("GET", "/api/v1/etl/modules/{module_id}"),
+    ("DELETE", "/api/v1/etl/modules/{module_id}"),
+    ("GET", "/api/v1/etl/modules/{module_id}/wasm"),
+    ("GET", "/api/v1/etl/pipelines"),
+    ("POST", "/api/v1/etl/pipelines"),
+    ("GET", "/api/v1/etl/pipelines/{id}"),
+    ("PATCH", "/api/v1/etl/pipelines/{id}"),
+    ("DELETE", "/api/v1/etl/pipelines/{id}"),
+    ("POST", "/api/v1/etl/pipelines/{id}/start"),
+    ("POST", "/api/v1/etl/pipelines/{id}/stop"),
+    ("GET", "/api/v1/etl/pipelines/{id}/status"),
+    ("GET", "/api/v1/etl/pipelines/{id}/metrics"),
+    ("GET", "/api/v1/etl/pipelines/{id}/state"),
+    ("DELETE", "/api/v1/etl/pipelines/{id}/state"),
+    ("GET", "/api/v1/metrics"),
+    ("GET", "/metrics"),
+];
+
+/// Every message API route and method, as [`ADMIN_ROUTES`] for the message port.
+pub const MESSAGE_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/topics"),
+    ("POST", "/api/v1/topics"),
+    ("GET", "/api/v1/topics/{topic}"),
+    ("DELETE", "/api/v1/topics/{topic}"),
+    ("GET", "/api/v1/topics/{topic}/messages"),
+    ("POST", "/api/v1/topics/{topic}/messages"),
+];
+
 /// How long one request may take (a debug-build broker compiling a module is slow).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -117,7 +117,9 @@ pub fn readers_agree(bytes: &[u8]) -> Result<(), String> {
     };
     match serde_json::from_slice::<RawResult>(&bytes[..used]) {
         Ok(slow) if slow == fast => Ok(()),
-        Ok(slow) => Err(format!("the hand-written reader read {fast:?}, serde {slow:?}")),
+        Ok(slow) => Err(format!(
+            "the hand-written reader read {fast:?}, serde {slow:?}"
+        )),
         Err(e) => Err(format!(
             "the hand-written reader read {fast:?} where serde refuses: {e}"
         )),

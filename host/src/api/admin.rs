@@ -8,31 +8,38 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::Api;
 use super::{method_not_allowed, no_route, AdminState, ApiError};
 use crate::wire::{BrokerStatus, EtlSettings, StorageStatus};
 
-/// The admin API: every sub-router merged, then the token check over all of it.
+/// The admin API: every sub-router merged, its document served beside it, then the
+/// token check over all of it (the document included).
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .merge(status_router())
-        .merge(super::modules::router())
-        .merge(super::pipelines::router())
-        .merge(super::metrics::router())
+    let (routes, _) = super::openapi::serve_document(routes(), Api::Admin);
+    routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
 
-fn status_router() -> Router<AdminState> {
-    Router::new().route("/api/v1/status", get(status))
+/// Every admin route with its description.
+pub fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .merge(super::modules::router())
+        .merge(super::pipelines::router())
+        .merge(super::metrics::router())
 }
 
 /// `GET /api/v1/status`: version, uptime, storage and the `[etl]` settings in force
 /// (the guide's step 1.3 reads `.etl.enabled`).
+#[utoipa::path(get, path = "/api/v1/status", tag = "broker",
+    responses((status = 200, description = "Version, uptime, storage and the [etl] settings", body = BrokerStatus)))]
 async fn status(State(broker): State<AdminState>) -> Response {
     let etl = &broker.config.etl;
     let topics = broker.storage.list_topics().map(|t| t.len()).unwrap_or(0);

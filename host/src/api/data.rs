@@ -17,46 +17,71 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::handler::Handler as _;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde::Deserialize;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
+use super::openapi::Api;
 use super::produce_body::{self, ProduceBody};
 use super::{blocking, method_not_allowed, no_route, parse_json, ApiError};
 use crate::broker::Broker;
-use crate::message::{now_millis, MessageOutRef};
+use crate::message::{now_millis, MessageJson, MessageOut, MessageOutRef};
 use crate::serve::memory::{CONSUME_MEMORY_FACTOR, PRODUCE_MEMORY_FACTOR};
-use crate::storage::{Storage, TopicConfig};
+use crate::storage::{Storage, TopicConfig, TopicInfo};
 use crate::wire::{Consumed, Produced, ProducedBatch, TopicList};
 
 /// The message API's routes, limits included.
 pub fn router(state: Arc<Broker>) -> Router {
     let body_limit = usize::try_from(state.config.server.max_body_bytes).unwrap_or(usize::MAX);
-    Router::new()
-        .route("/api/v1/topics", get(list_topics).post(create_topic))
-        .route(
-            "/api/v1/topics/{topic}",
-            // Deleting a topic destroys data: it takes the admin token, when one
-            // is set, on this port too.
-            get(get_topic).delete(delete_topic.layer(middleware::from_fn_with_state(
-                state.clone(),
-                super::admin::require_token,
-            ))),
-        )
-        .route(
-            "/api/v1/topics/{topic}/messages",
-            get(consume).post(produce.layer(middleware::from_fn_with_state(
-                state.clone(),
-                reserve_produce_memory,
-            ))),
-        )
+    let (routes, _) = super::openapi::serve_document(routes(&state), Api::Message);
+    routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Every message API route with its description.
+pub fn routes(state: &Arc<Broker>) -> OpenApiRouter<Arc<Broker>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_topics, create_topic))
+        .routes(routes!(get_topic))
+        // Deleting a topic destroys data: it takes the admin token, when one is set,
+        // on this port too.
+        .routes(routes!(delete_topic).layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::admin::require_token,
+        )))
+        .routes(routes!(consume))
+        .routes(routes!(produce).layer(middleware::from_fn_with_state(
+            state.clone(),
+            reserve_produce_memory,
+        )))
+}
+
+/// What a produce body may be. Only describes the request in the API document;
+/// [`produce_body::parse`] reads it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ProduceRequest {
+    One(MessageJson),
+    Batch {
+        /// At most `server.max_batch_messages`.
+        messages: Vec<MessageJson>,
+    },
+}
+
+/// What a produce answers. Only describes the answer in the API document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ProduceAnswer {
+    One(Produced),
+    Batch(ProducedBatch),
 }
 
 fn topic_from(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -86,6 +111,10 @@ async fn reserve_produce_memory(
     next.run(request).await
 }
 
+#[utoipa::path(post, path = "/api/v1/topics/{topic}/messages", tag = "messages",
+    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'")),
+    request_body(content = ProduceRequest, description = "One message, or a batch `{\"messages\": [...]}`; answered once durable. Any content type is read as JSON."),
+    responses((status = 200, description = "Stored: the offset, or each offset of a batch", body = ProduceAnswer)))]
 #[tracing::instrument(target = "rustmq::api", name = "produce", skip_all, fields(topic))]
 async fn produce(
     State(broker): State<Arc<Broker>>,
@@ -120,7 +149,8 @@ async fn produce(
 }
 
 /// Query parameters of a consume.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ConsumeQuery {
     /// First offset wanted (default 0; below the start offset reads from the start).
@@ -138,6 +168,9 @@ struct ConsumeQuery {
 /// `max_messages` when the request does not say.
 const DEFAULT_MAX_MESSAGES: u64 = 100;
 
+#[utoipa::path(get, path = "/api/v1/topics/{topic}/messages", tag = "messages",
+    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'"), ConsumeQuery),
+    responses((status = 200, description = "Messages from `offset` on, in offset order", body = Consumed<MessageOut>)))]
 #[tracing::instrument(target = "rustmq::api", name = "consume", skip_all, fields(topic))]
 async fn consume(
     State(broker): State<Arc<Broker>>,
@@ -201,16 +234,22 @@ async fn consume(
 }
 
 /// Body of `POST /api/v1/topics`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTopic {
+    /// The topic's name: 1 to 249 characters of letters, digits, '.', '_' and '-'.
     name: String,
+    /// Delete messages older than this (default: keep).
     #[serde(default)]
     retention_ms: Option<u64>,
+    /// Delete the oldest messages past this size (default: keep).
     #[serde(default)]
     retention_bytes: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/api/v1/topics", tag = "topics",
+    request_body = CreateTopic,
+    responses((status = 201, description = "Created", body = TopicInfo)))]
 async fn create_topic(
     State(broker): State<Arc<Broker>>,
     body: Result<Bytes, BytesRejection>,
@@ -227,11 +266,16 @@ async fn create_topic(
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/topics", tag = "topics",
+    responses((status = 200, description = "Every topic", body = TopicList)))]
 async fn list_topics(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
     let topics = broker.storage.list_topics()?;
     Ok(Json(TopicList { topics }).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/topics/{topic}", tag = "topics",
+    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'")),
+    responses((status = 200, description = "Offsets, size and retention", body = TopicInfo)))]
 async fn get_topic(
     State(broker): State<Arc<Broker>>,
     path: Result<Path<String>, PathRejection>,
@@ -243,6 +287,10 @@ async fn get_topic(
     }
 }
 
+#[utoipa::path(delete, path = "/api/v1/topics/{topic}", tag = "topics",
+    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'")),
+    security(("admin_token" = []), ()),
+    responses((status = 204, description = "Deleted with its messages (needs the admin token when one is set)")))]
 async fn delete_topic(
     State(broker): State<Arc<Broker>>,
     path: Result<Path<String>, PathRejection>,

@@ -4,13 +4,14 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AdminState;
 use super::{blocking, ApiError};
@@ -18,10 +19,10 @@ use crate::pipeline::metrics::MetricsSnapshot;
 use crate::wire::{BrokerMetrics, EtlTotals, RunStatus};
 
 /// The metrics routes.
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/v1/metrics", get(json_metrics))
-        .route("/metrics", get(prometheus_metrics))
+pub fn router() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(json_metrics))
+        .routes(routes!(prometheus_metrics))
 }
 
 async fn snapshots(state: &AdminState) -> Result<Vec<(String, MetricsSnapshot)>, ApiError> {
@@ -29,6 +30,8 @@ async fn snapshots(state: &AdminState) -> Result<Vec<(String, MetricsSnapshot)>,
     blocking(move || Ok::<_, ApiError>(manager.all_metrics())).await
 }
 
+#[utoipa::path(get, path = "/api/v1/metrics", tag = "metrics",
+    responses((status = 200, description = "Totals over the broker and each pipeline's metrics", body = BrokerMetrics)))]
 async fn json_metrics(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let pipelines = snapshots(&state).await?;
     let statuses = {
@@ -65,6 +68,8 @@ async fn json_metrics(State(state): State<AdminState>) -> Result<Response, ApiEr
 
 type Labels = Vec<(String, String)>;
 
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "The same in the Prometheus text format", content_type = "text/plain", body = String)))]
 async fn prometheus_metrics(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let pipelines = snapshots(&state).await?;
     let mut registry = Registry::with_prefix("rustmq_etl");

@@ -6,6 +6,7 @@
 //!   their routers into it. An optional bearer token guards all of it.
 //! - `metrics`, `modules`, `pipelines`: the admin API's routes for each.
 //! - [`produce_body`]: what a produce body says, read without I/O.
+//! - [`openapi`]: each API's OpenAPI document, made from its router and served by it.
 //! - `error`: [`ApiError`], the one error type both answer with, and how every
 //!   error of the layers below maps to it. Every error is
 //!   `{"error": {"code": "<stable_snake_case>", "message": "<for a human>"}}` with a 4xx
@@ -20,6 +21,7 @@ pub mod data;
 mod error;
 pub mod metrics;
 pub mod modules;
+pub mod openapi;
 pub mod pipelines;
 pub mod produce_body;
 

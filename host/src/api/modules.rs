@@ -5,10 +5,11 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AdminState;
 use super::{blocking, ApiError};
@@ -16,15 +17,22 @@ use crate::modules::{ModuleError, ModuleRecord, Upload};
 use crate::runtime::LoadError;
 use crate::wire::{ModuleList, ModuleView};
 
-/// The module routes, under `/api/v1/etl/modules`.
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/v1/etl/modules", get(list).post(upload))
-        .route(
-            "/api/v1/etl/modules/{module_id}",
-            get(get_one).delete(delete),
-        )
-        .route("/api/v1/etl/modules/{module_id}/wasm", get(download))
+/// The module routes, under `/api/v1/etl/modules`, each with its description.
+pub fn router() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, upload))
+        .routes(routes!(get_one, delete))
+        .routes(routes!(download))
+}
+
+/// What `GET /api/v1/etl/modules` answers: the list, or the one module `name` (and
+/// `version`) resolve to. Only describes the answer in the API document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)]
+enum ModulesAnswer {
+    List(ModuleList),
+    Resolved(ModuleView),
 }
 
 /// A module and what the request did with it (`uploaded`, `resolved`, ...).
@@ -58,6 +66,17 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str
 /// `POST /api/v1/etl/modules`: the body is the module, `X-Module-Name` and
 /// `X-Module-Version` name it. The body is streamed and never buffered past
 /// `etl.max_module_size_bytes`.
+#[utoipa::path(post, path = "/api/v1/etl/modules", tag = "modules",
+    params(
+        ("X-Module-Name" = String, Header, description = "The module's name: letters, digits, '.', '_' and '-'"),
+        ("X-Module-Version" = String, Header, description = "Its semver version, e.g. 1.0.0"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The module: a component or a legacy core module (`curl --data-binary @module.wasm`)"),
+    responses(
+        (status = 201, description = "Uploaded, validated and compiled", body = ModuleView),
+        (status = 200, description = "The same bytes were already stored under this name and version", body = ModuleView),
+    ))]
 async fn upload(
     State(state): State<AdminState>,
     headers: HeaderMap,
@@ -167,15 +186,21 @@ fn describe_received(bytes: &[u8]) -> String {
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Resolve this module name instead of listing.
     name: Option<String>,
+    /// With `name`: a semver requirement (default `*`, the newest).
     version: Option<String>,
 }
 
 /// `GET /api/v1/etl/modules` lists modules (never their bytes);
 /// `?name=N&version=REQ` resolves a requirement to one module instead.
+#[utoipa::path(get, path = "/api/v1/etl/modules", tag = "modules",
+    params(ListQuery),
+    responses((status = 200, description = "Every module, or with `name` the one module a requirement resolves to", body = ModulesAnswer)))]
 async fn list(
     State(state): State<AdminState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -219,6 +244,9 @@ async fn list(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/etl/modules/{module_id}", tag = "modules",
+    params(("module_id" = String, Path, description = "`<name>-v<version>`, e.g. `message-processor-v1.0.0`")),
+    responses((status = 200, description = "The module's record and the pipelines pinned to it", body = ModuleView)))]
 async fn get_one(
     State(state): State<AdminState>,
     Path(module_id): Path<String>,
@@ -235,6 +263,9 @@ async fn get_one(
     .into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/etl/modules/{module_id}/wasm", tag = "modules",
+    params(("module_id" = String, Path, description = "`<name>-v<version>`, e.g. `message-processor-v1.0.0`")),
+    responses((status = 200, description = "The module's bytes as uploaded", content_type = "application/wasm", body = Vec<u8>)))]
 async fn download(
     State(state): State<AdminState>,
     Path(module_id): Path<String>,
@@ -244,6 +275,9 @@ async fn download(
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/etl/modules/{module_id}", tag = "modules",
+    params(("module_id" = String, Path, description = "`<name>-v<version>`, e.g. `message-processor-v1.0.0`")),
+    responses((status = 200, description = "Deleted (refused while a pipeline is pinned to it)", body = ModuleView)))]
 async fn delete(
     State(state): State<AdminState>,
     Path(module_id): Path<String>,

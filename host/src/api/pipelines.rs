@@ -6,34 +6,31 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AdminState;
 use super::{parse_json, ApiError};
+use crate::pipeline::metrics::MetricsSnapshot;
 use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
+use crate::pipeline::PipelineStatus;
 use crate::pipeline::{PipelineError, PipelineManager};
 use crate::state::{
     StateReset, StateView, DEFAULT_STATE_PAGE_KEYS, MAX_STATE_PAGE_BYTES, MAX_STATE_PAGE_KEYS,
 };
 use crate::wire::{PipelineCreated, PipelineDeleted, PipelineList};
 
-/// The pipeline routes, under `/api/v1/etl/pipelines`.
-pub fn router() -> Router<AdminState> {
-    Router::new()
-        .route("/api/v1/etl/pipelines", get(list).post(create))
-        .route(
-            "/api/v1/etl/pipelines/{id}",
-            get(status).patch(update).delete(delete),
-        )
-        .route("/api/v1/etl/pipelines/{id}/start", post(start))
-        .route("/api/v1/etl/pipelines/{id}/stop", post(stop))
-        .route("/api/v1/etl/pipelines/{id}/status", get(status))
-        .route("/api/v1/etl/pipelines/{id}/metrics", get(metrics))
-        .route(
-            "/api/v1/etl/pipelines/{id}/state",
-            get(state_get).delete(state_reset),
-        )
+/// The pipeline routes, under `/api/v1/etl/pipelines`, each with its description.
+pub fn router() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_pipeline, update, delete))
+        .routes(routes!(start))
+        .routes(routes!(stop))
+        .routes(routes!(status))
+        .routes(routes!(metrics))
+        .routes(routes!(state_get, state_reset))
 }
 
 /// Pipelines only run with `[etl] enabled = true`.
@@ -58,6 +55,9 @@ async fn blocking<T: Send + 'static>(
     super::blocking(move || f(&manager)).await
 }
 
+#[utoipa::path(post, path = "/api/v1/etl/pipelines", tag = "pipelines",
+    request_body = PipelineSpec,
+    responses((status = 201, description = "Created; runs now unless `enabled` is false", body = PipelineCreated)))]
 async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response, ApiError> {
     let spec: PipelineSpec = parse_json(&body)?;
     require_enabled(&state)?;
@@ -75,6 +75,8 @@ async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/etl/pipelines", tag = "pipelines",
+    responses((status = 200, description = "Every pipeline's status", body = PipelineList)))]
 async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let pipelines = blocking(&state.pipelines, |m| Ok(m.list())).await?;
     Ok(Json(PipelineList {
@@ -84,6 +86,9 @@ async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
     .into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/etl/pipelines/{id}/status", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    responses((status = 200, description = "Status and position", body = PipelineStatus)))]
 async fn status(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -92,6 +97,17 @@ async fn status(
     Ok(Json(s).into_response())
 }
 
+/// The same as [`status`], at the pipeline's own path.
+#[utoipa::path(get, path = "/api/v1/etl/pipelines/{id}", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    responses((status = 200, description = "Status and position", body = PipelineStatus)))]
+async fn get_pipeline(state: State<AdminState>, id: Path<String>) -> Result<Response, ApiError> {
+    status(state, id).await
+}
+
+#[utoipa::path(post, path = "/api/v1/etl/pipelines/{id}/start", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    responses((status = 200, description = "Running", body = PipelineStatus)))]
 async fn start(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -101,6 +117,9 @@ async fn start(
     Ok(Json(s).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/etl/pipelines/{id}/stop", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    responses((status = 200, description = "Stopped at a batch boundary", body = PipelineStatus)))]
 async fn stop(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -109,6 +128,10 @@ async fn stop(
     Ok(Json(s).into_response())
 }
 
+#[utoipa::path(patch, path = "/api/v1/etl/pipelines/{id}", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    request_body = PipelinePatch,
+    responses((status = 200, description = "Changed (a new module version takes over at a batch boundary)", body = PipelineStatus)))]
 async fn update(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -119,6 +142,9 @@ async fn update(
     Ok(Json(s).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/etl/pipelines/{id}", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    responses((status = 200, description = "Deleted; its topics stay", body = PipelineDeleted)))]
 async fn delete(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -132,9 +158,9 @@ async fn delete(
     .into_response())
 }
 
-/// The pipeline's committed durable state.
 /// Query parameters of a state listing.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StateQuery {
     /// List the keys after this one (the previous page's `next_after`).
@@ -143,6 +169,9 @@ struct StateQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/api/v1/etl/pipelines/{id}/state", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name"), StateQuery),
+    responses((status = 200, description = "A page of the committed durable state", body = StateView)))]
 async fn state_get(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -166,6 +195,9 @@ async fn state_get(
 }
 
 /// Deletes a stopped pipeline's durable state.
+#[utoipa::path(delete, path = "/api/v1/etl/pipelines/{id}/state", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    responses((status = 200, description = "The state of a stopped pipeline, deleted", body = StateReset)))]
 async fn state_reset(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -182,6 +214,9 @@ async fn state_reset(
     Ok(Json(reset).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/etl/pipelines/{id}/metrics", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    responses((status = 200, description = "Counters, rates and latencies", body = MetricsSnapshot)))]
 async fn metrics(
     State(state): State<AdminState>,
     Path(id): Path<String>,

@@ -37,7 +37,7 @@ pub use config::{ClusterConfig, KafkaConfig, Transactions};
 pub const WORKER_ID_FILE: &str = "worker-id";
 
 /// A pipeline's delivery guarantee, as its status reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// Every source message's effects land once (one transaction for outputs,

@@ -47,7 +47,7 @@ struct State {
 }
 
 /// What the status and metrics routes show of a Kafka source.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct KafkaSnapshot {
     /// `kafka://cluster/topic`.
     pub source: String,
@@ -70,7 +70,7 @@ pub struct KafkaSnapshot {
 }
 
 /// One partition's position.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct PartitionLag {
     /// The partition.
     pub partition: i32,

@@ -37,13 +37,14 @@ use cache::CompiledCache;
 pub const MAX_MODULE_NAME_LEN: usize = 128;
 
 /// What the broker knows about one uploaded `(name, version)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModuleRecord {
     /// `<name>-v<version>`.
     pub module_id: String,
     /// The name given at upload (`X-Module-Name`).
     pub name: String,
     /// The version given at upload (`X-Module-Version`).
+    #[schema(value_type = String, example = "1.0.0")]
     pub version: Version,
     /// `blake3:<hex>` of the module bytes.
     pub hash: String,

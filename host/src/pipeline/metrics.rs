@@ -71,7 +71,7 @@ impl Default for PipelineMetrics {
 }
 
 /// A point-in-time copy, in the guide's field names plus ours.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct MetricsSnapshot {
     /// See [`PipelineMetrics::processed`].
     pub messages_processed: u64,

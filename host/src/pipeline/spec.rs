@@ -22,7 +22,7 @@ pub const MAX_PARAMS: usize = 256;
 pub const MAX_PARAM_LEN: usize = 64 * 1024;
 
 /// A pipeline definition as posted to `POST /api/v1/etl/pipelines`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
     /// A unique name; the pipeline can be addressed by it as well as by its id.
@@ -77,7 +77,7 @@ fn default_true() -> bool {
 pub use crate::runtime::chain::MAX_STAGES;
 
 /// One stage of a chain (`modules` in the definition).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     /// The module's name.
@@ -110,7 +110,7 @@ impl PipelineSpec {
 }
 
 /// Processing settings (`configuration` in the definition).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Configuration {
     /// How many messages are read and committed together.
@@ -148,7 +148,7 @@ impl Default for Configuration {
 }
 
 /// How messages are handed to the module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessingMode {
     /// One call per message (the guide's mode).
@@ -160,7 +160,7 @@ pub enum ProcessingMode {
 }
 
 /// Retries of a failed call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Tries after the first.
@@ -198,7 +198,7 @@ impl RetryPolicy {
 }
 
 /// Where a new pipeline starts reading its source topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
 pub enum StartFrom {
     /// The oldest retained message.
     #[default]
@@ -241,7 +241,7 @@ impl<'de> Deserialize<'de> for StartFrom {
 }
 
 /// A change posted to `PATCH /api/v1/etl/pipelines/{id}`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelinePatch {
     /// Settings to change; absent fields keep their value.
@@ -266,7 +266,7 @@ pub struct PipelinePatch {
 }
 
 /// Partial [`Configuration`].
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigurationPatch {
     /// See [`Configuration::batch_size`].

@@ -10,7 +10,7 @@ use crate::kafka::Delivery;
 use crate::storage::Storage;
 
 /// Whether a pipeline is running, as its status shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Processing, or waiting for messages.
@@ -49,7 +49,7 @@ impl PartialEq<&str> for RunStatus {
 }
 
 /// What `GET .../status` shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PipelineStatus {
     /// `pipeline-<n>`.
     pub pipeline_id: String,
@@ -102,7 +102,7 @@ pub struct PipelineStatus {
 }
 
 /// One stage of a chain, in a status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageStatus {
     /// Its index, from 0.
     pub stage: usize,

@@ -96,7 +96,7 @@ impl StageCounters {
 }
 
 /// One stage's metrics, as `GET .../metrics` shows them under `stages`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageMetrics {
     /// Its index in the chain, from 0.
     pub stage: usize,

@@ -12,7 +12,9 @@ use super::error::LoadError;
 use super::{Transform, TransformError};
 
 /// What kind of WebAssembly binary a module is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ModuleKind {
     /// A component targeting the `rustmq:etl/etl` world.

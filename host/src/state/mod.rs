@@ -380,7 +380,7 @@ impl SharedState {
 
 /// One key of a pipeline's state as the admin API shows it: the value as text
 /// when it is UTF-8, else in base64.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StateEntry {
     /// The key.
     pub key: String,
@@ -428,7 +428,7 @@ pub const MAX_STATE_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// `GET /api/v1/etl/pipelines/{id}/state`: one page of the committed state of a
 /// pipeline, with the size of the whole.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StateView {
     /// The pipeline.
     pub pipeline_id: String,
@@ -467,7 +467,7 @@ impl StateView {
 }
 
 /// `DELETE /api/v1/etl/pipelines/{id}/state`: what a reset removed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StateReset {
     /// The pipeline.
     pub pipeline_id: String,

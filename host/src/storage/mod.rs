@@ -123,7 +123,7 @@ pub struct Commit {
 }
 
 /// Whether the store accepts writes (`GET /api/v1/status` shows it as `storage`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StorageHealth {
     /// False while the filesystem is below the reserve (plus the smallest write
     /// refused since data was last added: it must fit too) or the database is

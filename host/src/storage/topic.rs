@@ -49,7 +49,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), StorageError> {
 }
 
 /// Retention limits. `0` in either field means "no limit".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Retention {
     /// Messages appended longer ago than this many milliseconds are deleted.
     pub retention_ms: u64,
@@ -67,7 +67,7 @@ impl Retention {
 /// Settings given when a topic is created; `None` takes the broker's default from
 /// `[storage]` (resolved when retention runs, so changing the default applies to
 /// existing topics that did not override it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
     /// Age limit in ms (`0` = unlimited), or the default.
@@ -165,7 +165,7 @@ impl TopicMeta {
 }
 
 /// A topic as callers see it (and as the API returns it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TopicInfo {
     /// The topic's name.
     pub name: String,

@@ -9,80 +9,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use rustmq_etl_tests::broker::BrokerProcess;
 use rustmq_etl_tests::guests;
+use rustmq_etl_tests::http::ADMIN_ROUTES;
 use serde_json::json;
 
 use super::*;
-
-/// Every admin route and method. Must match the routers: the test below checks
-/// this list against the `.route(...)` calls in the admin API's source.
-const ADMIN_ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/status"),
-    ("GET", "/api/v1/etl/modules"),
-    ("POST", "/api/v1/etl/modules"),
-    ("GET", "/api/v1/etl/modules/{module_id}"),
-    ("DELETE", "/api/v1/etl/modules/{module_id}"),
-    ("GET", "/api/v1/etl/modules/{module_id}/wasm"),
-    ("GET", "/api/v1/etl/pipelines"),
-    ("POST", "/api/v1/etl/pipelines"),
-    ("GET", "/api/v1/etl/pipelines/{id}"),
-    ("PATCH", "/api/v1/etl/pipelines/{id}"),
-    ("DELETE", "/api/v1/etl/pipelines/{id}"),
-    ("POST", "/api/v1/etl/pipelines/{id}/start"),
-    ("POST", "/api/v1/etl/pipelines/{id}/stop"),
-    ("GET", "/api/v1/etl/pipelines/{id}/status"),
-    ("GET", "/api/v1/etl/pipelines/{id}/metrics"),
-    ("GET", "/api/v1/etl/pipelines/{id}/state"),
-    ("DELETE", "/api/v1/etl/pipelines/{id}/state"),
-    ("GET", "/api/v1/metrics"),
-    ("GET", "/metrics"),
-];
-
-/// `(method, path)` of every `.route(path, method(..).method(..))` in the admin
-/// API's source files.
-fn routes_in_source() -> Vec<(String, String)> {
-    let api = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src/api");
-    let mut found = Vec::new();
-    for file in ["admin.rs", "modules.rs", "pipelines.rs", "metrics.rs"] {
-        let text = std::fs::read_to_string(api.join(file)).unwrap();
-        for call in text.split(".route(").skip(1) {
-            let path = call.split('"').nth(1).unwrap().to_string();
-            // The handlers run to the closing parenthesis of `.route(`.
-            let mut depth = 1;
-            let end = call
-                .char_indices()
-                .find(|&(_, c)| {
-                    depth += match c {
-                        '(' => 1,
-                        ')' => -1,
-                        _ => 0,
-                    };
-                    depth == 0
-                })
-                .map(|(i, _)| i)
-                .unwrap();
-            for method in ["get", "post", "patch", "delete", "put"] {
-                let used = call[..end].contains(&format!(" {method}("))
-                    || call[..end].contains(&format!("({method}("))
-                    || call[..end].contains(&format!(".{method}("));
-                if used {
-                    found.push((method.to_uppercase(), path.clone()));
-                }
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-#[test]
-fn admin_route_list_matches_the_routers() {
-    let mut listed: Vec<(String, String)> = ADMIN_ROUTES
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
-    listed.sort();
-    assert_eq!(listed, routes_in_source());
-}
 
 #[test]
 fn every_admin_route_needs_the_token_and_changes_nothing_without_it() {
