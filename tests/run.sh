@@ -4,8 +4,9 @@
 # when missing; cargo-component goes to ~/.cargo/bin, outside the repository), the
 # Kafka-protocol test servers (into a cache outside the repository, see
 # tests/tools/kafka-servers.sh), componentize-py and componentize-js (into a cache
-# outside the repository), cargo-fuzz (into a cache outside the repository, by
-# tests/fuzz.sh) and, on Debian, systemd-analyze.
+# outside the repository), cargo-fuzz and schemathesis (into caches outside the
+# repository, by tests/fuzz.sh and tests/schemathesis.sh) and, on Debian,
+# systemd-analyze.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,6 +69,9 @@ echo "==> JavaScript SDK and template unit tests (native, no wasm)"
 
 echo "==> fuzz targets (tests/fuzz.sh: every parser of outside bytes, 30 s each)"
 tests/fuzz.sh
+
+echo "==> schemathesis against a live broker (tests/schemathesis.sh, 60 s per API)"
+tests/schemathesis.sh
 
 echo "==> README quick start (tests/quickstart.sh)"
 tests/quickstart.sh

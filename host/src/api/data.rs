@@ -112,7 +112,7 @@ async fn reserve_produce_memory(
 }
 
 #[utoipa::path(post, path = "/api/v1/topics/{topic}/messages", tag = "messages",
-    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'")),
+    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'", pattern = "^[A-Za-z0-9._-]{1,249}$")),
     request_body(content = ProduceRequest, description = "One message, or a batch `{\"messages\": [...]}`; answered once durable. Any content type is read as JSON."),
     responses((status = 200, description = "Stored: the offset, or each offset of a batch", body = ProduceAnswer)))]
 #[tracing::instrument(target = "rustmq::api", name = "produce", skip_all, fields(topic))]
@@ -157,6 +157,7 @@ struct ConsumeQuery {
     #[serde(default)]
     offset: u64,
     /// Most messages returned (default 100, capped by `server.max_read_messages`).
+    #[param(minimum = 1)]
     max_messages: Option<u64>,
     /// Rough byte cap (default and cap `server.max_read_bytes`).
     max_bytes: Option<u64>,
@@ -169,7 +170,7 @@ struct ConsumeQuery {
 const DEFAULT_MAX_MESSAGES: u64 = 100;
 
 #[utoipa::path(get, path = "/api/v1/topics/{topic}/messages", tag = "messages",
-    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'"), ConsumeQuery),
+    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'", pattern = "^[A-Za-z0-9._-]{1,249}$"), ConsumeQuery),
     responses((status = 200, description = "Messages from `offset` on, in offset order", body = Consumed<MessageOut>)))]
 #[tracing::instrument(target = "rustmq::api", name = "consume", skip_all, fields(topic))]
 async fn consume(
@@ -238,6 +239,7 @@ async fn consume(
 #[serde(deny_unknown_fields)]
 struct CreateTopic {
     /// The topic's name: 1 to 249 characters of letters, digits, '.', '_' and '-'.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,249}$")]
     name: String,
     /// Delete messages older than this (default: keep).
     #[serde(default)]
@@ -274,7 +276,7 @@ async fn list_topics(State(broker): State<Arc<Broker>>) -> Result<Response, ApiE
 }
 
 #[utoipa::path(get, path = "/api/v1/topics/{topic}", tag = "topics",
-    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'")),
+    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'", pattern = "^[A-Za-z0-9._-]{1,249}$")),
     responses((status = 200, description = "Offsets, size and retention", body = TopicInfo)))]
 async fn get_topic(
     State(broker): State<Arc<Broker>>,
@@ -288,7 +290,7 @@ async fn get_topic(
 }
 
 #[utoipa::path(delete, path = "/api/v1/topics/{topic}", tag = "topics",
-    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'")),
+    params(("topic" = String, Path, description = "The topic: 1 to 249 characters of letters, digits, '.', '_' and '-'", pattern = "^[A-Za-z0-9._-]{1,249}$")),
     security(("admin_token" = []), ()),
     responses((status = 204, description = "Deleted with its messages (needs the admin token when one is set)")))]
 async fn delete_topic(
@@ -301,4 +303,22 @@ async fn delete_topic(
     blocking(move || storage.delete_topic(&name)).await?;
     tracing::info!(target: "rustmq::api", topic = %topic, "topic deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema as _;
+
+    use super::CreateTopic;
+    use crate::storage::MAX_TOPIC_NAME_LEN;
+
+    #[test]
+    fn the_documented_topic_name_pattern_is_the_storage_rule() {
+        let schema = serde_json::to_value(CreateTopic::schema()).unwrap();
+        let pattern = schema["properties"]["name"]["pattern"].as_str().unwrap();
+        assert_eq!(
+            pattern,
+            format!("^[A-Za-z0-9._-]{{1,{MAX_TOPIC_NAME_LEN}}}$")
+        );
+    }
 }

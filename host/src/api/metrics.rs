@@ -69,7 +69,7 @@ async fn json_metrics(State(state): State<AdminState>) -> Result<Response, ApiEr
 type Labels = Vec<(String, String)>;
 
 #[utoipa::path(get, path = "/metrics", tag = "metrics",
-    responses((status = 200, description = "The same in the Prometheus text format", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "The same in the Prometheus text format", content_type = "application/openmetrics-text", body = String)))]
 async fn prometheus_metrics(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let pipelines = snapshots(&state).await?;
     let mut registry = Registry::with_prefix("rustmq_etl");

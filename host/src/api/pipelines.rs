@@ -166,6 +166,7 @@ struct StateQuery {
     /// List the keys after this one (the previous page's `next_after`).
     after: Option<String>,
     /// Most entries in the page (default 1000, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
@@ -223,4 +224,24 @@ async fn metrics(
 ) -> Result<Response, ApiError> {
     let snapshot = blocking(&state.pipelines, move |m| m.metrics(&id)).await?;
     Ok(Json(snapshot).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::IntoParams as _;
+
+    use super::StateQuery;
+    use crate::state::MAX_STATE_PAGE_KEYS;
+
+    #[test]
+    fn the_documented_state_page_limit_is_the_one_enforced() {
+        let params = serde_json::to_value(StateQuery::into_params(|| None)).unwrap();
+        let limit = params
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(limit["schema"]["maximum"], MAX_STATE_PAGE_KEYS);
+    }
 }

@@ -198,7 +198,7 @@ impl RetryPolicy {
 }
 
 /// Where a new pipeline starts reading its source topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFrom {
     /// The oldest retained message.
     #[default]
@@ -208,6 +208,29 @@ pub enum StartFrom {
     /// A given offset.
     Offset(u64),
 }
+
+impl utoipa::PartialSchema for StartFrom {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .description(Some(
+                "\"earliest\" (the default), \"latest\", or an offset to start from",
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["earliest", "latest"])),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StartFrom {}
 
 impl Serialize for StartFrom {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
