@@ -131,6 +131,21 @@ impl Rig {
         }
     }
 
+    /// Creates the pipeline `definition`, waits until it has committed `n` messages,
+    /// deletes it, and returns the seconds from creation to the last commit.
+    fn drain(&self, definition: PipelineSpec, n: usize) -> f64 {
+        let started = Instant::now();
+        let id = self
+            .pipelines
+            .create(definition)
+            .expect("create pipeline")
+            .pipeline_id;
+        self.wait_committed(std::slice::from_ref(&id), n as u64);
+        let secs = started.elapsed().as_secs_f64();
+        self.stop_all(&[id]);
+        secs
+    }
+
     fn stop_all(&self, ids: &[String]) {
         for id in ids {
             self.pipelines.delete(id).expect("delete pipeline");
@@ -271,15 +286,7 @@ fn languages(rig: &Rig, n: usize, out: &mut String) {
             }
             let mut definition = spec(&format!("lang-{module}-{label}"), module, LANG_SOURCE, 100);
             definition.configuration.processing_mode = mode;
-            let started = Instant::now();
-            let id = rig
-                .pipelines
-                .create(definition)
-                .expect("create pipeline")
-                .pipeline_id;
-            rig.wait_committed(std::slice::from_ref(&id), n as u64);
-            let secs = started.elapsed().as_secs_f64();
-            rig.stop_all(&[id]);
+            let secs = rig.drain(definition, n);
             let rate = n as f64 / secs;
             if module == "template" {
                 rust = rate;
@@ -317,15 +324,7 @@ fn chains(rig: &Rig, n: usize, out: &mut String) {
                 })
                 .collect();
         }
-        let started = Instant::now();
-        let id = rig
-            .pipelines
-            .create(definition)
-            .expect("create pipeline")
-            .pipeline_id;
-        rig.wait_committed(std::slice::from_ref(&id), n as u64);
-        let secs = started.elapsed().as_secs_f64();
-        rig.stop_all(&[id]);
+        let secs = rig.drain(definition, n);
         let rate = n as f64 / secs;
         if stages == 1 {
             one = rate;
