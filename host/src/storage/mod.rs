@@ -27,6 +27,7 @@ mod health;
 mod meta;
 mod offsets;
 mod retention;
+mod seek;
 mod state;
 mod topic;
 mod writer;
@@ -47,6 +48,7 @@ pub use codec::{DecodeError, EncodeError};
 pub use error::StorageError;
 pub use health::{free_bytes, is_out_of_space};
 pub use meta::MetaTable;
+pub use seek::Seek;
 pub use state::{StatePage, StateWrites};
 pub use topic::{validate_topic_name, Retention, TopicConfig, TopicInfo, MAX_TOPIC_NAME_LEN};
 

@@ -23,6 +23,15 @@ impl Storage {
         Ok(table.get(consumer)?.map(|v| v.value()))
     }
 
+    /// Sets `consumer`'s offset outside a pipeline commit: a reset, made while the
+    /// pipeline's worker is stopped, so no commit of its can race it.
+    pub fn set_consumer_offset(&self, consumer: &str, offset: u64) -> Result<(), StorageError> {
+        self.write_txn(0, |txn| {
+            txn.open_table(CONSUMER_OFFSETS)?.insert(consumer, offset)?;
+            Ok(())
+        })
+    }
+
     /// Forgets `consumer`'s offset (when its pipeline is deleted).
     pub fn delete_consumer_offset(&self, consumer: &str) -> Result<(), StorageError> {
         self.write_txn(0, |txn| {

@@ -500,3 +500,45 @@ fn a_reserve_the_filesystem_can_keep_takes_writes_and_reports_healthy() {
     assert!(health.free_bytes.unwrap() > 0);
     assert_eq!(health.fault, None);
 }
+
+#[test]
+fn seek_finds_offsets_by_position_and_by_append_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    // Three appends, each begun after the clock has passed the previous one's end,
+    // so each group's append times lie after every earlier group's. Groups of 3000
+    // span several chunk rows.
+    let mut begun = Vec::new();
+    let mut first = Vec::new();
+    for group in 0..3 {
+        let since = crate::message::now_millis();
+        begun.push(since);
+        let messages: Vec<Message> = (0..3000).map(|i| msg(&format!("{group}-{i}"))).collect();
+        first.push(s.append_blocking("t", messages).unwrap().start);
+        let done = crate::message::now_millis();
+        while crate::message::now_millis() <= done {
+            std::hint::spin_loop();
+        }
+    }
+    assert_eq!(s.seek("t", Seek::Earliest).unwrap(), 0);
+    assert_eq!(s.seek("t", Seek::Latest).unwrap(), 9000);
+    assert_eq!(s.seek("t", Seek::Offset(4321)).unwrap(), 4321);
+    assert_eq!(s.seek("t", Seek::Offset(9000)).unwrap(), 9000);
+    for (since, first) in begun.iter().zip(&first) {
+        assert_eq!(s.seek("t", Seek::AppendedAt(*since)).unwrap(), *first);
+    }
+    assert_eq!(s.seek("t", Seek::AppendedAt(0)).unwrap(), 0);
+    assert_eq!(s.seek("t", Seek::AppendedAt(i64::MAX)).unwrap(), 9000);
+    assert!(matches!(
+        s.seek("t", Seek::Offset(9001)),
+        Err(StorageError::OffsetOutOfRange {
+            start: 0,
+            end: 9000,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.seek("missing", Seek::Earliest),
+        Err(StorageError::TopicNotFound(_))
+    ));
+}
