@@ -17,6 +17,7 @@ mod languages;
 mod legacy;
 mod lifecycle;
 mod openapi;
+mod operate;
 mod packaging;
 mod pipelines;
 mod properties;

@@ -30,6 +30,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/etl/pipelines/{id}"),
     ("POST", "/api/v1/etl/pipelines/{id}/start"),
     ("POST", "/api/v1/etl/pipelines/{id}/stop"),
+    ("POST", "/api/v1/etl/pipelines/{id}/reset"),
     ("GET", "/api/v1/etl/pipelines/{id}/status"),
     ("GET", "/api/v1/etl/pipelines/{id}/metrics"),
     ("GET", "/api/v1/etl/pipelines/{id}/state"),

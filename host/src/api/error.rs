@@ -218,9 +218,13 @@ impl From<PipelineError> for ApiError {
             PipelineError::Running(_) => {
                 ApiError::new(StatusCode::CONFLICT, "pipeline_running", e.to_string())
             }
+            // What the client can act on: a full or unavailable store, and (a reset's
+            // target) an offset outside the topic or a topic that is gone.
             PipelineError::Storage(
                 e @ (crate::storage::StorageError::Full { .. }
-                | crate::storage::StorageError::Unavailable(_)),
+                | crate::storage::StorageError::Unavailable(_)
+                | crate::storage::StorageError::OffsetOutOfRange { .. }
+                | crate::storage::StorageError::TopicNotFound(_)),
             ) => e.into(),
             PipelineError::Storage(_) | PipelineError::Io(_) => ApiError::internal(&e),
         }

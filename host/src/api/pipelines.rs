@@ -14,8 +14,8 @@ use super::AdminState;
 use super::{parse_json, ApiError};
 use crate::pipeline::metrics::MetricsSnapshot;
 use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
-use crate::pipeline::PipelineStatus;
 use crate::pipeline::{PipelineError, PipelineManager};
+use crate::pipeline::{PipelineStatus, ResetRequest};
 use crate::state::{
     StateReset, StateView, DEFAULT_STATE_PAGE_KEYS, MAX_STATE_PAGE_BYTES, MAX_STATE_PAGE_KEYS,
 };
@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AdminState> {
         .routes(routes!(get_pipeline, update, delete))
         .routes(routes!(start))
         .routes(routes!(stop))
+        .routes(routes!(reset))
         .routes(routes!(status))
         .routes(routes!(metrics))
         .routes(routes!(state_get, state_reset))
@@ -156,6 +157,22 @@ async fn delete(
         status: "deleted".to_string(),
     })
     .into_response())
+}
+
+/// Moves a pipeline's committed position: a running one stops at a batch boundary
+/// and starts again from there; what it wrote downstream stays (a reset re-delivers).
+#[utoipa::path(post, path = "/api/v1/etl/pipelines/{id}/reset", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    request_body = ResetRequest,
+    responses((status = 200, description = "The pipeline at its new position", body = PipelineStatus)))]
+async fn reset(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: ResetRequest = parse_json(&body)?;
+    let s = blocking(&state.pipelines, move |m| m.reset(&id, request.to)).await?;
+    Ok(Json(s).into_response())
 }
 
 /// Query parameters of a state listing.

@@ -36,10 +36,12 @@ mod fakes;
 pub mod io;
 pub mod metrics;
 pub mod read_ahead;
+mod reset;
 pub mod spec;
 mod status;
 pub mod worker;
 
+pub use reset::{ResetRequest, ResetTo};
 pub use status::{PipelineStatus, RunStatus, StageStatus};
 
 use std::collections::BTreeMap;

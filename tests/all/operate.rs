@@ -1,0 +1,168 @@
+//! Operating pipelines over HTTP: resetting a pipeline's position re-delivers exactly
+//! from the offset (or the time) it is reset to, running or stopped, and a target
+//! that does not exist changes nothing.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use rustmq_etl_tests::broker::BrokerProcess;
+use rustmq_etl_tests::guests;
+use rustmq_etl_tests::http::{admin_get, admin_post, produce, read_all, upload_module, wait_until};
+
+/// A broker with the identity module and a pipeline `replay` from `in` to `out`.
+fn broker_with_pipeline() -> (BrokerProcess, String) {
+    let b = BrokerProcess::start("[etl]\nenabled = true\n");
+    let (code, v) = upload_module(
+        &b,
+        "identity",
+        "1.0.0",
+        std::fs::read(guests::IDENTITY).unwrap(),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    let (code, v) = admin_post(
+        &b,
+        "/api/v1/etl/pipelines",
+        &json!({
+            "pipeline_name": "replay",
+            "source_topic": "in",
+            "destination_topic": "out",
+            "module_name": "identity",
+            "module_version": "^1",
+            "configuration": {"batch_size": 4}
+        }),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    (b, v["pipeline_id"].as_str().unwrap().to_string())
+}
+
+fn produce_values(b: &BrokerProcess, values: std::ops::Range<u32>) {
+    let messages: Vec<Value> = values.map(|i| json!({"value": format!("m{i}")})).collect();
+    let (code, v) = produce(b, "in", &json!({ "messages": messages }));
+    assert_eq!(code, StatusCode::OK, "{v}");
+}
+
+/// Waits until the pipeline has committed up to `offset` and `out` holds `count`
+/// messages; returns their values.
+fn delivered(b: &BrokerProcess, id: &str, offset: u64, count: usize) -> Vec<String> {
+    wait_until(
+        "the pipeline to deliver",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || {
+            let (_, s) = admin_get(b, &format!("/api/v1/etl/pipelines/{id}/status"));
+            let out = read_all(b, "out");
+            (s["committed_offset"].as_u64() >= Some(offset) && out.len() >= count)
+                .then(|| {
+                    out.iter()
+                        .map(|m| m["value"].as_str().unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .ok_or(format!("status {s}, {} delivered", out.len()))
+        },
+    )
+}
+
+fn values(range: std::ops::Range<u32>) -> Vec<String> {
+    range.map(|i| format!("m{i}")).collect()
+}
+
+fn reset(b: &BrokerProcess, id: &str, to: Value) -> (StatusCode, Value) {
+    admin_post(
+        b,
+        &format!("/api/v1/etl/pipelines/{id}/reset"),
+        &json!({ "to": to }),
+    )
+}
+
+#[test]
+fn reset_to_an_offset_redelivers_exactly_from_there_and_the_pipeline_runs_on() {
+    let (b, id) = broker_with_pipeline();
+    produce_values(&b, 0..10);
+    assert_eq!(delivered(&b, &id, 10, 10), values(0..10));
+    let (code, s) = reset(&b, &id, json!(4));
+    assert_eq!(code, StatusCode::OK, "{s}");
+    assert_eq!(s["status"], "running", "{s}");
+    let mut want = values(0..10);
+    want.extend(values(4..10));
+    assert_eq!(delivered(&b, &id, 10, 16), want);
+    // It runs on: new messages follow once, after the replay.
+    produce_values(&b, 10..12);
+    want.extend(values(10..12));
+    assert_eq!(delivered(&b, &id, 12, 18), want);
+    // Earliest replays everything; latest skips what is there.
+    let (code, s) = reset(&b, &id, json!("earliest"));
+    assert_eq!(code, StatusCode::OK, "{s}");
+    want.extend(values(0..12));
+    assert_eq!(delivered(&b, &id, 12, 30), want);
+    let (code, s) = reset(&b, &id, json!("latest"));
+    assert_eq!(code, StatusCode::OK, "{s}");
+    produce_values(&b, 12..13);
+    want.extend(values(12..13));
+    assert_eq!(delivered(&b, &id, 13, 31), want);
+}
+
+#[test]
+fn reset_to_a_time_redelivers_from_the_first_message_appended_at_or_after_it() {
+    let (b, id) = broker_with_pipeline();
+    produce_values(&b, 0..5);
+    // The next messages are appended after the clock has passed every earlier one's
+    // append time (the broker and the test read the same clock).
+    let appended = rustmq_etl::message::now_millis();
+    while rustmq_etl::message::now_millis() <= appended {
+        std::hint::spin_loop();
+    }
+    let since = rustmq_etl::message::now_millis();
+    produce_values(&b, 5..9);
+    assert_eq!(delivered(&b, &id, 9, 9), values(0..9));
+    let (code, s) = reset(&b, &id, json!({ "timestamp_ms": since }));
+    assert_eq!(code, StatusCode::OK, "{s}");
+    let mut want = values(0..9);
+    want.extend(values(5..9));
+    assert_eq!(delivered(&b, &id, 9, 13), want);
+}
+
+#[test]
+fn a_stopped_pipeline_is_reset_without_starting_and_a_bad_target_changes_nothing() {
+    let (b, id) = broker_with_pipeline();
+    produce_values(&b, 0..6);
+    assert_eq!(delivered(&b, &id, 6, 6), values(0..6));
+    let (code, s) = admin_post(&b, &format!("/api/v1/etl/pipelines/{id}/stop"), &json!({}));
+    assert_eq!(code, StatusCode::OK, "{s}");
+
+    let (code, v) = reset(&b, &id, json!(7));
+    assert_eq!(code, StatusCode::RANGE_NOT_SATISFIABLE, "{v}");
+    assert_eq!(v["error"]["code"], "offset_out_of_range", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("0..6"),
+        "{v}"
+    );
+    let (code, v) = reset(&b, &id, json!("beginning"));
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"earliest\""),
+        "{v}"
+    );
+    let (code, v) = reset(&b, "no-such-pipeline", json!(0));
+    assert_eq!(code, StatusCode::NOT_FOUND, "{v}");
+    let (_, s) = admin_get(&b, &format!("/api/v1/etl/pipelines/{id}/status"));
+    assert_eq!(
+        s["committed_offset"], 6,
+        "a refused reset moved the pipeline: {s}"
+    );
+
+    let (code, s) = reset(&b, &id, json!(2));
+    assert_eq!(code, StatusCode::OK, "{s}");
+    assert_eq!(s["status"], "stopped", "{s}");
+    assert_eq!(s["committed_offset"], 2, "{s}");
+    assert_eq!(read_all(&b, "out").len(), 6, "a stopped pipeline delivered");
+    let (code, s) = admin_post(&b, &format!("/api/v1/etl/pipelines/{id}/start"), &json!({}));
+    assert_eq!(code, StatusCode::OK, "{s}");
+    let mut want = values(0..6);
+    want.extend(values(2..6));
+    assert_eq!(delivered(&b, &id, 6, 10), want);
+}
