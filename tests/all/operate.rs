@@ -166,3 +166,52 @@ fn a_stopped_pipeline_is_reset_without_starting_and_a_bad_target_changes_nothing
     want.extend(values(2..6));
     assert_eq!(delivered(&b, &id, 6, 10), want);
 }
+
+#[test]
+fn the_cli_resets_a_pipeline_by_offset_or_by_time_and_names_a_bad_position() {
+    let (b, id) = broker_with_pipeline();
+    produce_values(&b, 0..5);
+    assert_eq!(delivered(&b, &id, 5, 5), values(0..5));
+    let cli = |args: &[&str]| {
+        std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
+            .args(args)
+            .env("RUSTMQ_CLI_ADMIN_URL", &b.admin_url)
+            .env("RUSTMQ_CLI_URL", &b.data_url)
+            .env_remove("RUSTMQ_ADMIN_TOKEN")
+            .output()
+            .expect("run rustmq-etl")
+    };
+    let out = cli(&["pipeline", "reset", "replay", "--to", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("next offset 3"), "{stdout}");
+    let mut want = values(0..5);
+    want.extend(values(3..5));
+    assert_eq!(delivered(&b, &id, 5, 7), want);
+
+    let out = cli(&["pipeline", "reset", "replay", "--timestamp-ms", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    want.extend(values(0..5));
+    assert_eq!(delivered(&b, &id, 5, 12), want);
+
+    let out = cli(&["pipeline", "reset", "replay", "--to", "first"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("give earliest, latest or an offset"),
+        "{stderr}"
+    );
+    let out = cli(&["pipeline", "reset", "replay"]);
+    assert!(
+        !out.status.success(),
+        "a reset without a position must be refused"
+    );
+}

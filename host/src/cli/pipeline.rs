@@ -1,4 +1,4 @@
-//! `rustmq-etl pipeline create|list|start|stop|status|metrics|update|delete|state`: the
+//! `rustmq-etl pipeline create|list|start|stop|status|metrics|update|reset|delete|state`: the
 //! admin API's pipeline routes (`/api/v1/etl/pipelines`, the deployment guide's
 //! Steps 5–6). Every command that names a pipeline accepts its id (`pipeline-1`) or
 //! its name.
@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{segment, Api, Client, ClientArgs};
 use super::{output, CliError};
+use crate::pipeline::{ResetRequest, ResetTo};
 use crate::wire::{
     KafkaSnapshot, MetricsSnapshot, PipelineCreated, PipelineDeleted, PipelineList, PipelineStatus,
     StateReset, StateView,
@@ -73,6 +74,19 @@ Examples:
 The flags build the body of PATCH /api/v1/etl/pipelines/{id}; --patch-file sends a
 body as written (the flags are then not allowed). --param replaces all parameters.")]
     Update(UpdateArgs),
+    /// Move a pipeline's position: replay from an offset or a time, or skip to the end.
+    #[command(after_help = "\
+Examples:
+  rustmq-etl pipeline reset pipeline-1 --to earliest
+  rustmq-etl pipeline reset pipeline-1 --to 1500
+  rustmq-etl pipeline reset pipeline-1 --timestamp-ms 1764892800000
+  rustmq-etl pipeline reset pipeline-1 --to latest
+
+POST /api/v1/etl/pipelines/{id}/reset. A running pipeline stops after its current
+batch and starts again from the new position; a stopped one stays stopped. What it
+already wrote downstream stays: replayed messages are delivered again (see
+docs/pipelines.md).")]
+    Reset(ResetArgs),
     /// Delete a pipeline (its topics stay).
     #[command(after_help = "Example:\n  rustmq-etl pipeline delete pipeline-1")]
     Delete(Target),
@@ -100,6 +114,30 @@ pub struct StateArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
               .range(1..=crate::state::MAX_STATE_PAGE_KEYS as u64))]
     pub page_size: usize,
+}
+
+/// Arguments of `pipeline reset`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true))]
+pub struct ResetArgs {
+    /// The pipeline's id or name.
+    pub pipeline: String,
+    /// `earliest`, `latest`, or an offset of the source topic.
+    #[arg(long, group = "target", value_parser = parse_reset_to)]
+    pub to: Option<ResetTo>,
+    /// The first message appended at or after this time (ms since the epoch).
+    #[arg(long, group = "target", value_name = "MS")]
+    pub timestamp_ms: Option<i64>,
+}
+
+fn parse_reset_to(text: &str) -> Result<ResetTo, String> {
+    match text {
+        "earliest" => Ok(ResetTo::Earliest),
+        "latest" => Ok(ResetTo::Latest),
+        _ => text.parse().map(ResetTo::Offset).map_err(|_| {
+            format!("{text:?} is not a position: give earliest, latest or an offset (or --timestamp-ms)")
+        }),
+    }
 }
 
 /// The pipeline a command acts on.
@@ -266,6 +304,19 @@ pub fn run(
                     .json(&patch),
             )?
         }
+        PipelineCommand::Reset(r) => {
+            let to = match (r.to, r.timestamp_ms) {
+                (Some(to), _) => to,
+                (None, Some(ms)) => ResetTo::TimestampMs(ms),
+                (None, None) => unreachable!("clap requires one of --to and --timestamp-ms"),
+            };
+            client.post_json(
+                Api::Admin,
+                &path_of(&r.pipeline, "/reset"),
+                &serde_json::to_value(ResetRequest { to })
+                    .map_err(|e| CliError::Local(e.to_string()))?,
+            )?
+        }
         PipelineCommand::Delete(t) => {
             client.send(client.request(Api::Admin, Method::DELETE, &path_of(&t.pipeline, "")))?
         }
@@ -300,6 +351,17 @@ pub fn run(
                 status.pipeline_id,
                 status.pipeline_name,
                 state(&status),
+            )?
+        }
+        PipelineCommand::Reset(_) => {
+            let status: PipelineStatus = output::decode(&answer)?;
+            writeln!(
+                out,
+                "{} ({}): {}, next offset {}",
+                status.pipeline_id,
+                status.pipeline_name,
+                state(&status),
+                status.committed_offset,
             )?
         }
         PipelineCommand::List => {
