@@ -215,3 +215,82 @@ fn the_cli_resets_a_pipeline_by_offset_or_by_time_and_names_a_bad_position() {
         "a reset without a position must be refused"
     );
 }
+
+/// Creates a pipeline over `in` into `into`, from `start` to before `end`.
+fn bounded(b: &BrokerProcess, name: &str, into: &str, start: u64, end: u64) -> String {
+    let (code, v) = admin_post(
+        b,
+        "/api/v1/etl/pipelines",
+        &json!({
+            "pipeline_name": name,
+            "source_topic": "in",
+            "destination_topic": into,
+            "module_name": "identity",
+            "module_version": "^1",
+            "start_from": start,
+            "end_offset": end,
+            "configuration": {"batch_size": 2}
+        }),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    v["pipeline_id"].as_str().unwrap().to_string()
+}
+
+fn completed(b: &BrokerProcess, id: &str) -> Value {
+    wait_until(
+        "the bounded pipeline to complete",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || {
+            let (_, s) = admin_get(b, &format!("/api/v1/etl/pipelines/{id}/status"));
+            (s["status"] == "completed")
+                .then(|| s.clone())
+                .ok_or(s.to_string())
+        },
+    )
+}
+
+#[test]
+fn a_bounded_pipeline_delivers_exactly_its_range_then_completes_and_stays_completed() {
+    let (mut b, live) = broker_with_pipeline();
+    produce_values(&b, 0..10);
+    let id = bounded(&b, "range", "range-out", 3, 7);
+    let s = completed(&b, &id);
+    assert_eq!(s["committed_offset"], 7, "{s}");
+    assert_eq!(s["end_offset"], 7, "{s}");
+    assert_eq!(s["lag"], 0, "{s}");
+    let got: Vec<String> = read_all(&b, "range-out")
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, values(3..7));
+    // The live pipeline beside it delivered everything once.
+    assert_eq!(delivered(&b, &live, 10, 10), values(0..10));
+    // An empty range completes at once, with its position at its end.
+    let empty = bounded(&b, "empty-range", "empty-out", 5, 5);
+    assert_eq!(completed(&b, &empty)["committed_offset"], 5);
+    // Completed pipelines are not resumed by a restart; more messages change nothing.
+    b.restart();
+    produce_values(&b, 10..12);
+    assert_eq!(delivered(&b, &live, 12, 12), values(0..12));
+    for (id, out, count) in [(&id, "range-out", 4), (&empty, "empty-out", 0)] {
+        let (_, s) = admin_get(&b, &format!("/api/v1/etl/pipelines/{id}/status"));
+        assert_eq!(s["status"], "completed", "{s}");
+        assert_eq!(read_all(&b, out).len(), count, "{out}");
+    }
+    // A range that ends before it starts is refused.
+    let (code, v) = admin_post(
+        &b,
+        "/api/v1/etl/pipelines",
+        &json!({"pipeline_name": "backwards", "source_topic": "in", "destination_topic": "x",
+                "module_name": "identity", "module_version": "^1", "start_from": 5, "end_offset": 4}),
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("end_offset"),
+        "{v}"
+    );
+}

@@ -174,6 +174,7 @@ fn spec(name: &str, module: &str, source: &str, batch_size: u32) -> PipelineSpec
         enabled: true,
         start_from: StartFrom::Earliest,
         consumer_group: None,
+        end_offset: None,
         routes: Vec::new(),
     }
 }

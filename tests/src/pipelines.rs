@@ -27,6 +27,7 @@ pub fn spec(name: &str, module: &str, max_retries: u32) -> PipelineSpec {
         enabled: true,
         start_from: StartFrom::Earliest,
         consumer_group: None,
+        end_offset: None,
         routes: Vec::new(),
     }
 }

@@ -196,6 +196,7 @@ impl WorkerParts {
             state: self.state,
             header_limits: self.header_limits,
             carried: Vec::new(),
+            until: record.spec.end_offset,
         }
     }
 }
@@ -536,8 +537,10 @@ impl PipelineManager {
                 .name(worker_thread_name(&id))
                 .spawn(move || {
                     let end = manager.run_worker(&record, loaded, metrics, control, &state);
-                    if let RunState::Failed(reason) = &end {
-                        manager.record_failure(&id, reason);
+                    match &end {
+                        RunState::Failed(reason) => manager.record_failure(&id, reason),
+                        RunState::Completed => manager.record_completion(&id),
+                        _ => {}
                     }
                     *state.lock().unwrap_or_else(|p| p.into_inner()) = end;
                 })
@@ -1108,6 +1111,34 @@ impl PipelineManager {
         };
         if let Err(e) = self.persist(&record) {
             tracing::error!(target: "rustmq::etl::pipeline", pipeline_id = %id, error = %e, "could not persist the pipeline's failure");
+        }
+    }
+
+    /// Persists that a bounded pipeline completed: its position is its end (even
+    /// when its range held no message to commit), and it is not resumed at a restart.
+    fn record_completion(&self, id: &str) {
+        let record = {
+            let mut pipelines = self.lock();
+            match pipelines.get_mut(id) {
+                Some(entry) => {
+                    entry.record.desired = DesiredState::Stopped;
+                    entry.record.clone()
+                }
+                None => return,
+            }
+        };
+        if let Some(end) = record.spec.end_offset {
+            let consumer = record.consumer_id();
+            let at = self.inner.storage.consumer_offset(&consumer);
+            if let Err(e) = at.and_then(|at| match at {
+                Some(at) if at >= end => Ok(()),
+                _ => self.inner.storage.set_consumer_offset(&consumer, end),
+            }) {
+                tracing::error!(target: "rustmq::etl::pipeline", pipeline_id = %id, error = %e, "could not persist the pipeline's end position");
+            }
+        }
+        if let Err(e) = self.persist(&record) {
+            tracing::error!(target: "rustmq::etl::pipeline", pipeline_id = %id, error = %e, "could not persist the pipeline's completion");
         }
     }
 

@@ -68,6 +68,11 @@ pub struct PipelineSpec {
     /// pipeline (default `rustmq-etl.<pipeline_name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_group: Option<String>,
+    /// A bounded pipeline: it ends, with status `completed`, once it has committed
+    /// every message of its source before this offset (a topic of this broker only).
+    /// What a backfill runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_offset: Option<u64>,
 }
 
 fn default_true() -> bool {
@@ -405,6 +410,22 @@ impl PipelineSpec {
             ));
         }
         self.validate_modules()?;
+        if let Some(end) = self.end_offset {
+            if self.source_topic.starts_with(super::endpoint::KAFKA_SCHEME) {
+                return Err(bad(
+                    "end_offset",
+                    "a bounded pipeline reads a topic of this broker; a Kafka source has no single offset to end at",
+                ));
+            }
+            if let StartFrom::Offset(start) = self.start_from {
+                if end < start {
+                    return Err(bad(
+                        "end_offset",
+                        format!("{end} is before start_from {start}: the range would be empty"),
+                    ));
+                }
+            }
+        }
         if let Some(group) = &self.consumer_group {
             if !crate::kafka::config::valid_name(group) {
                 return Err(bad(

@@ -21,6 +21,9 @@ pub enum RunStatus {
     Failed,
     /// Waiting for the storage to take writes again; it goes on by itself.
     Stalled,
+    /// A bounded pipeline (a backfill) that committed every message before its
+    /// `end_offset`.
+    Completed,
 }
 
 impl RunStatus {
@@ -31,6 +34,7 @@ impl RunStatus {
             RunStatus::Stopped => "stopped",
             RunStatus::Failed => "failed",
             RunStatus::Stalled => "stalled",
+            RunStatus::Completed => "completed",
         }
     }
 }
@@ -55,8 +59,9 @@ pub struct PipelineStatus {
     pub pipeline_id: String,
     /// The unique name.
     pub pipeline_name: String,
-    /// `running`, `stopped`, `failed`, or `stalled` (waiting for the storage to
-    /// take writes again; it goes on by itself).
+    /// `running`, `stopped`, `failed`, `stalled` (waiting for the storage to take
+    /// writes again; it goes on by itself), or `completed` (a bounded pipeline that
+    /// reached its `end_offset`).
     pub status: RunStatus,
     /// Why it failed or stalled, when it did.
     pub failure: Option<String>,
@@ -83,9 +88,13 @@ pub struct PipelineStatus {
     /// The next source offset to process (everything before is committed); for a
     /// Kafka source, see `kafka.partitions`.
     pub committed_offset: u64,
-    /// Source end offset minus committed offset (for a Kafka source, summed over
-    /// the partitions this broker owns).
+    /// Source end offset (a bounded pipeline's `end_offset`, when sooner) minus
+    /// committed offset (for a Kafka source, summed over the partitions this broker
+    /// owns).
     pub lag: u64,
+    /// A bounded pipeline's end: its progress is `committed_offset` towards it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub end_offset: Option<u64>,
     /// `exactly_once` or `at_least_once`: what the pipeline's endpoints give (see
     /// docs/scaling.md).
     pub delivery: Delivery,
@@ -128,19 +137,23 @@ impl PipelineStatus {
         kafka: Option<KafkaSnapshot>,
     ) -> Self {
         let r = record;
-        let (status, failure) = match run_state {
-            Some(RunState::Running) => (RunStatus::Running, None),
-            Some(RunState::Failed(reason)) => (RunStatus::Failed, Some(reason)),
-            Some(RunState::Stalled(reason)) => (RunStatus::Stalled, Some(reason)),
-            _ if r.failure.is_some() => (RunStatus::Failed, r.failure.clone()),
-            _ => (RunStatus::Stopped, None),
-        };
         let committed = storage
             .consumer_offset(&r.consumer_id())
             .ok()
             .flatten()
             .unwrap_or(0);
+        let reached_end = r.spec.end_offset.is_some_and(|end| committed >= end);
+        let (status, failure) = match run_state {
+            Some(RunState::Running) => (RunStatus::Running, None),
+            Some(RunState::Failed(reason)) => (RunStatus::Failed, Some(reason)),
+            Some(RunState::Stalled(reason)) => (RunStatus::Stalled, Some(reason)),
+            Some(RunState::Completed) => (RunStatus::Completed, None),
+            _ if r.failure.is_some() => (RunStatus::Failed, r.failure.clone()),
+            _ if reached_end => (RunStatus::Completed, None),
+            _ => (RunStatus::Stopped, None),
+        };
         let end = storage.end_offset(&r.spec.source_topic).unwrap_or(0);
+        let end = r.spec.end_offset.map_or(end, |bound| bound.min(end));
         PipelineStatus {
             pipeline_id: r.pipeline_id.clone(),
             pipeline_name: r.spec.pipeline_name.clone(),
@@ -161,6 +174,7 @@ impl PipelineStatus {
                 Some(k) => k.lag,
                 None => end.saturating_sub(committed),
             },
+            end_offset: r.spec.end_offset,
             delivery,
             kafka,
             created_at_ms: r.created_at_ms,

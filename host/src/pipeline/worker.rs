@@ -106,6 +106,8 @@ pub enum RunState {
     /// Waiting for the broker's storage to take writes again (its disk is full);
     /// the pipeline goes on from its committed offset once it does.
     Stalled(String),
+    /// A bounded pipeline (`end_offset`) committed every message before its end.
+    Completed,
 }
 
 impl RunState {
@@ -228,6 +230,8 @@ pub struct Worker {
     /// Messages fetched but left out of the last commit, because its outputs
     /// reached [`MAX_BATCH_OUTPUT_BYTES`]: processed before anything is fetched.
     pub carried: Vec<Fetched>,
+    /// For a bounded pipeline (a local source only): the offset it ends before.
+    pub until: Option<u64>,
 }
 
 /// What one call made of its message.
@@ -280,6 +284,8 @@ impl Worker {
         self.metrics.mark_started();
         info!(target: "rustmq::etl::pipeline", offset = start, "pipeline running");
         let mut in_flight = None;
+        // A bounded pipeline has fetched a message at or past its end.
+        let mut reached_until = false;
         loop {
             if self.control.stopping() {
                 if let Err(reason) = self.settle(&mut in_flight) {
@@ -287,6 +293,16 @@ impl Worker {
                 }
                 info!(target: "rustmq::etl::pipeline", "pipeline stopped");
                 return RunState::Stopped;
+            }
+            if let Some(until) = self.until {
+                let fetched_all = reached_until && self.carried.is_empty();
+                if fetched_all || self.metrics.committed_offset.load(Ordering::Relaxed) >= until {
+                    if let Err(reason) = self.settle(&mut in_flight) {
+                        return self.fail(reason);
+                    }
+                    info!(target: "rustmq::etl::pipeline", end_offset = until, "pipeline completed");
+                    return RunState::Completed;
+                }
             }
             self.apply_update();
             // With a commit in flight, take only what is already there: if nothing
@@ -303,7 +319,17 @@ impl Worker {
                     .fetch(self.configuration.batch_size as usize, wait)
             };
             let fetched = match fetched {
-                Ok(f) => f,
+                // A bounded pipeline never processes a message at or past its end.
+                Ok(mut f) => {
+                    if let Some(until) = self.until {
+                        let before = f.len();
+                        f.retain(|m| m.offset < until);
+                        // Offsets come in order: one at or past the end means every
+                        // message before it has been fetched.
+                        reached_until |= f.len() < before;
+                    }
+                    f
+                }
                 Err(e) => {
                     let fault = Fault::io("reading the source failed", &e);
                     return self.fail(self.settle(&mut in_flight).err().unwrap_or(fault));
@@ -934,6 +960,7 @@ mod tests {
             state: SharedState::default(),
             header_limits: HeaderLimits::default(),
             carried: Vec::new(),
+            until: None,
         };
         (worker.run(), log, metrics)
     }
