@@ -294,3 +294,85 @@ fn a_bounded_pipeline_delivers_exactly_its_range_then_completes_and_stays_comple
         "{v}"
     );
 }
+
+#[test]
+fn a_backfill_gives_exactly_its_range_in_the_side_topic_while_the_live_pipeline_runs_on() {
+    let (b, live) = broker_with_pipeline();
+    // A second version of the module, which the backfill runs instead of the pinned one.
+    let (code, v) = upload_module(
+        &b,
+        "identity",
+        "1.1.0",
+        std::fs::read(guests::IDENTITY).unwrap(),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    produce_values(&b, 0..20);
+    assert_eq!(delivered(&b, &live, 20, 20), values(0..20));
+    let (code, v) = admin_post(
+        &b,
+        &format!("/api/v1/etl/pipelines/{live}/backfill"),
+        &json!({"from": 5, "to": 15, "into": "side", "module_version": "1.1.0"}),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    assert_eq!(v["module_version"], "1.1.0", "{v}");
+    let backfill = v["pipeline_id"].as_str().unwrap().to_string();
+    // Messages produced while it runs go to the live pipeline only.
+    produce_values(&b, 20..25);
+    let s = completed(&b, &backfill);
+    assert_eq!(s["pipeline_name"], "replay.backfill-1", "{s}");
+    assert_eq!(
+        (s["committed_offset"].as_u64(), s["end_offset"].as_u64()),
+        (Some(15), Some(15))
+    );
+    let side: Vec<String> = read_all(&b, "side")
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        side,
+        values(5..15),
+        "the side topic holds exactly the range, once"
+    );
+    assert_eq!(
+        delivered(&b, &live, 25, 25),
+        values(0..25),
+        "the live pipeline is undisturbed"
+    );
+    let (_, s) = admin_get(&b, &format!("/api/v1/etl/pipelines/{live}/status"));
+    assert_eq!(
+        (s["status"].as_str(), s["module_version"].as_str()),
+        (Some("running"), Some("1.0.0"))
+    );
+
+    // "earliest" to "latest", the pinned version, a second name; a range backwards
+    // and a missing pipeline are refused.
+    let (code, v) = admin_post(
+        &b,
+        &format!("/api/v1/etl/pipelines/{live}/backfill"),
+        &json!({"from": "earliest", "to": "latest", "into": "side-all"}),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    assert_eq!(v["module_version"], "1.0.0", "{v}");
+    let all = v["pipeline_id"].as_str().unwrap().to_string();
+    assert_eq!(completed(&b, &all)["pipeline_name"], "replay.backfill-2");
+    assert_eq!(read_all(&b, "side-all").len(), 25);
+    let (code, v) = admin_post(
+        &b,
+        &format!("/api/v1/etl/pipelines/{live}/backfill"),
+        &json!({"from": 9, "to": 3, "into": "never"}),
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("before it starts"),
+        "{v}"
+    );
+    let (code, _) = admin_post(
+        &b,
+        "/api/v1/etl/pipelines/nobody/backfill",
+        &json!({"from": 0, "to": 1, "into": "never"}),
+    );
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}

@@ -14,8 +14,8 @@ use super::AdminState;
 use super::{parse_json, ApiError};
 use crate::pipeline::metrics::MetricsSnapshot;
 use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
+use crate::pipeline::{BackfillRequest, PipelineStatus, ResetRequest};
 use crate::pipeline::{PipelineError, PipelineManager};
-use crate::pipeline::{PipelineStatus, ResetRequest};
 use crate::state::{
     StateReset, StateView, DEFAULT_STATE_PAGE_KEYS, MAX_STATE_PAGE_BYTES, MAX_STATE_PAGE_KEYS,
 };
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AdminState> {
         .routes(routes!(start))
         .routes(routes!(stop))
         .routes(routes!(reset))
+        .routes(routes!(backfill))
         .routes(routes!(status))
         .routes(routes!(metrics))
         .routes(routes!(state_get, state_reset))
@@ -63,17 +64,18 @@ async fn create(State(state): State<AdminState>, body: Bytes) -> Result<Response
     let spec: PipelineSpec = parse_json(&body)?;
     require_enabled(&state)?;
     let status = blocking(&state.pipelines, move |m| m.create(spec)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(PipelineCreated {
-            pipeline_id: status.pipeline_id,
-            status: "created".to_string(),
-            state: status.status,
-            module_id: status.module_id,
-            module_version: status.module_version,
-        }),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(created(status))).into_response())
+}
+
+/// What a creation answers.
+fn created(status: PipelineStatus) -> PipelineCreated {
+    PipelineCreated {
+        pipeline_id: status.pipeline_id,
+        status: "created".to_string(),
+        state: status.status,
+        module_id: status.module_id,
+        module_version: status.module_version,
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/etl/pipelines", tag = "pipelines",
@@ -173,6 +175,23 @@ async fn reset(
     let request: ResetRequest = parse_json(&body)?;
     let s = blocking(&state.pipelines, move |m| m.reset(&id, request.to)).await?;
     Ok(Json(s).into_response())
+}
+
+/// Runs the pipeline's module over a range of its source into a side topic, as a
+/// bounded pipeline of its own beside the live one.
+#[utoipa::path(post, path = "/api/v1/etl/pipelines/{id}/backfill", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    request_body = BackfillRequest,
+    responses((status = 201, description = "The backfill, running: a pipeline named `<name>.backfill-<n>` that completes by itself", body = PipelineCreated)))]
+async fn backfill(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: BackfillRequest = parse_json(&body)?;
+    require_enabled(&state)?;
+    let status = blocking(&state.pipelines, move |m| m.backfill(&id, request)).await?;
+    Ok((StatusCode::CREATED, Json(created(status))).into_response())
 }
 
 /// Query parameters of a state listing.

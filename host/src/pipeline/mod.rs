@@ -29,6 +29,7 @@
 //! another is being deleted can neither take its id nor see its state or position,
 //! which are deleted before its definition, and its entry goes last.
 
+mod backfill;
 pub mod connect;
 pub mod endpoint;
 #[cfg(test)]
@@ -41,6 +42,7 @@ pub mod spec;
 mod status;
 pub mod worker;
 
+pub use backfill::BackfillRequest;
 pub use reset::{ResetRequest, ResetTo};
 pub use status::{PipelineStatus, RunStatus, StageStatus};
 

@@ -1,0 +1,116 @@
+//! Backfills: a pipeline's module run over a range of its source into a side topic,
+//! beside the live pipeline ([`PipelineManager::backfill`],
+//! `POST /api/v1/etl/pipelines/{id}/backfill`).
+//!
+//! A backfill is a bounded pipeline of its own (`end_offset`): its own position,
+//! metrics and status (`completed` at the end, `committed_offset` towards
+//! `end_offset` while it runs), exactly once within its range, and it ends by itself.
+
+use serde::{Deserialize, Serialize};
+
+use super::endpoint::Endpoint;
+use super::reset::ResetTo;
+use super::spec::{PipelineSpec, SpecError, StartFrom};
+use super::{Endpoints, PipelineError, PipelineManager, PipelineStatus};
+use crate::storage::Seek;
+
+/// The body of `POST /api/v1/etl/pipelines/{id}/backfill`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// The first message of the range (as a reset's `to`: `"earliest"`, an offset,
+    /// `{"timestamp_ms": T}`).
+    pub from: ResetTo,
+    /// The end of the range, exclusive (`"latest"` is the topic's end now).
+    pub to: ResetTo,
+    /// The side topic the outputs go to (failures go to `<into>-errors` when the
+    /// pipeline has an error topic).
+    pub into: String,
+    /// The module version to run (default: the one the pipeline is pinned to); a
+    /// pipeline of one module only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_version: Option<String>,
+}
+
+impl PipelineManager {
+    /// Starts a backfill of pipeline `id_or_name`: a new bounded pipeline named
+    /// `<name>.backfill-<n>` that runs the pipeline's module (or `module_version`)
+    /// over `from..to` of its source into `into`, and completes by itself. The live
+    /// pipeline is not touched.
+    pub fn backfill(
+        &self,
+        id_or_name: &str,
+        request: BackfillRequest,
+    ) -> Result<PipelineStatus, PipelineError> {
+        let parent = self.status(id_or_name)?;
+        let record = self
+            .lock()
+            .get(&parent.pipeline_id)
+            .ok_or_else(|| PipelineError::NotFound(parent.pipeline_id.clone()))?
+            .record
+            .clone();
+        let bad = |field, message: String| PipelineError::Spec(SpecError { field, message });
+        let Endpoint::Local(topic) = Endpoints::of(&record.spec, &self.inner.kafka)?.source else {
+            return Err(bad(
+                "from",
+                "a backfill reads a topic of this broker; for a Kafka source, run a pipeline with its own consumer group".into(),
+            ));
+        };
+        let from = self.inner.storage.seek(&topic, Seek::from(request.from))?;
+        let to = self.inner.storage.seek(&topic, Seek::from(request.to))?;
+        if to < from {
+            return Err(bad(
+                "to",
+                format!("the range ends at offset {to}, before it starts at {from}"),
+            ));
+        }
+        let mut spec: PipelineSpec = record.spec.clone();
+        spec.pipeline_name = self.backfill_name(&record.spec.pipeline_name);
+        spec.description = format!(
+            "backfill of {} ({}), offsets {from}..{to}",
+            record.spec.pipeline_name, record.pipeline_id
+        );
+        spec.error_topic = record
+            .spec
+            .error_topic
+            .as_ref()
+            .map(|_| format!("{}-errors", request.into));
+        spec.destination_topic = request.into;
+        // Routed outputs would land in the live pipeline's topics.
+        spec.routes.clear();
+        spec.start_from = StartFrom::Offset(from);
+        spec.end_offset = Some(to);
+        spec.enabled = true;
+        spec.consumer_group = None;
+        // The exact versions the live pipeline runs, unless told otherwise.
+        match (&request.module_version, spec.modules.is_empty()) {
+            (Some(version), true) => spec.module_version = version.clone(),
+            (Some(_), false) => {
+                return Err(bad(
+                    "module_version",
+                    "a chain's backfill runs the versions its stages are pinned to; leave module_version out".into(),
+                ))
+            }
+            (None, true) => spec.module_version = format!("={}", record.module_version),
+            (None, false) => {
+                for (stage, pinned) in spec.modules.iter_mut().zip(&record.stages) {
+                    stage.module_version = format!("={}", pinned.module_version);
+                }
+            }
+        }
+        self.create(spec)
+    }
+
+    /// `<name>.backfill-<n>`, the first `n` from 1 no pipeline is named with.
+    fn backfill_name(&self, name: &str) -> String {
+        let pipelines = self.lock();
+        (1..)
+            .map(|n| format!("{name}.backfill-{n}"))
+            .find(|candidate| {
+                !pipelines
+                    .values()
+                    .any(|e| &e.record.spec.pipeline_name == candidate)
+            })
+            .expect("a free name")
+    }
+}
