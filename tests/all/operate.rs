@@ -168,7 +168,7 @@ fn a_stopped_pipeline_is_reset_without_starting_and_a_bad_target_changes_nothing
 }
 
 #[test]
-fn the_cli_resets_a_pipeline_by_offset_or_by_time_and_names_a_bad_position() {
+fn the_cli_resets_and_backfills_a_pipeline_and_names_a_bad_position() {
     let (b, id) = broker_with_pipeline();
     produce_values(&b, 0..5);
     assert_eq!(delivered(&b, &id, 5, 5), values(0..5));
@@ -206,7 +206,7 @@ fn the_cli_resets_a_pipeline_by_offset_or_by_time_and_names_a_bad_position() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("give earliest, latest or an offset"),
+        stderr.contains("give earliest, latest, an offset or ms:T"),
         "{stderr}"
     );
     let out = cli(&["pipeline", "reset", "replay"]);
@@ -214,6 +214,41 @@ fn the_cli_resets_a_pipeline_by_offset_or_by_time_and_names_a_bad_position() {
         !out.status.success(),
         "a reset without a position must be refused"
     );
+
+    // A backfill is followed until it completes.
+    let out = cli(&[
+        "pipeline", "backfill", "replay", "--from", "1", "--to", "4", "--into", "cli-side",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("completed, offsets 1..4 into cli-side"),
+        "{stdout}"
+    );
+    let side: Vec<String> = read_all(&b, "cli-side")
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(side, values(1..4));
+    let out = cli(&[
+        "pipeline",
+        "backfill",
+        "replay",
+        "--from",
+        "ms:0",
+        "--to",
+        "latest",
+        "--into",
+        "cli-all",
+        "--no-wait",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("started backfill"), "{stdout}");
 }
 
 /// Creates a pipeline over `in` into `into`, from `start` to before `end`.

@@ -1,4 +1,4 @@
-//! `rustmq-etl pipeline create|list|start|stop|status|metrics|update|reset|delete|state`: the
+//! `rustmq-etl pipeline create|list|start|stop|status|metrics|update|reset|backfill|delete|state`: the
 //! admin API's pipeline routes (`/api/v1/etl/pipelines`, the deployment guide's
 //! Steps 5–6). Every command that names a pipeline accepts its id (`pipeline-1`) or
 //! its name.
@@ -12,10 +12,10 @@ use serde_json::{json, Map, Value};
 
 use super::client::{segment, Api, Client, ClientArgs};
 use super::{output, CliError};
-use crate::pipeline::{ResetRequest, ResetTo};
+use crate::pipeline::{BackfillRequest, ResetRequest, ResetTo};
 use crate::wire::{
     KafkaSnapshot, MetricsSnapshot, PipelineCreated, PipelineDeleted, PipelineList, PipelineStatus,
-    StateReset, StateView,
+    RunStatus, StateReset, StateView,
 };
 
 /// `rustmq-etl pipeline`: the broker options and one subcommand.
@@ -87,6 +87,18 @@ batch and starts again from the new position; a stopped one stays stopped. What 
 already wrote downstream stays: replayed messages are delivered again (see
 docs/pipelines.md).")]
     Reset(ResetArgs),
+    /// Run the pipeline's module over a range of its source into a side topic.
+    #[command(after_help = "\
+Examples:
+  rustmq-etl pipeline backfill pipeline-1 --from 0 --to 5000 --into reprocessed
+  rustmq-etl pipeline backfill pipeline-1 --from ms:1764892800000 --to latest \\
+      --into reprocessed --module-version 1.2.0
+
+POST /api/v1/etl/pipelines/{id}/backfill. The backfill is a pipeline of its own
+(<name>.backfill-<n>) beside the live one, which it does not touch; it ends by itself.
+The command follows its progress with a bar until it completes (--no-wait returns at
+once; `pipeline status` shows committed_offset towards end_offset).")]
+    Backfill(BackfillArgs),
     /// Delete a pipeline (its topics stay).
     #[command(after_help = "Example:\n  rustmq-etl pipeline delete pipeline-1")]
     Delete(Target),
@@ -116,27 +128,56 @@ pub struct StateArgs {
     pub page_size: usize,
 }
 
+/// Arguments of `pipeline backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The pipeline's id or name.
+    pub pipeline: String,
+    /// The range's first message: `earliest`, an offset, or `ms:T` (the first
+    /// message appended at or after T, ms since the epoch).
+    #[arg(long, value_parser = parse_position)]
+    pub from: ResetTo,
+    /// The range's end, exclusive: `latest` (the end now), an offset, or `ms:T`.
+    #[arg(long, value_parser = parse_position)]
+    pub to: ResetTo,
+    /// The side topic the outputs go to.
+    #[arg(long)]
+    pub into: String,
+    /// The module version to run (default: the one the pipeline is pinned to).
+    #[arg(long)]
+    pub module_version: Option<String>,
+    /// Start it and return at once, without following its progress.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
 /// Arguments of `pipeline reset`.
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("target").required(true))]
 pub struct ResetArgs {
     /// The pipeline's id or name.
     pub pipeline: String,
-    /// `earliest`, `latest`, or an offset of the source topic.
-    #[arg(long, group = "target", value_parser = parse_reset_to)]
+    /// `earliest`, `latest`, an offset of the source topic, or `ms:T` (as
+    /// --timestamp-ms T).
+    #[arg(long, group = "target", value_parser = parse_position)]
     pub to: Option<ResetTo>,
     /// The first message appended at or after this time (ms since the epoch).
     #[arg(long, group = "target", value_name = "MS")]
     pub timestamp_ms: Option<i64>,
 }
 
-fn parse_reset_to(text: &str) -> Result<ResetTo, String> {
+/// A position in a topic as the command line writes it.
+fn parse_position(text: &str) -> Result<ResetTo, String> {
+    let bad = || {
+        format!("{text:?} is not a position: give earliest, latest, an offset or ms:T (T in ms since the epoch)")
+    };
     match text {
         "earliest" => Ok(ResetTo::Earliest),
         "latest" => Ok(ResetTo::Latest),
-        _ => text.parse().map(ResetTo::Offset).map_err(|_| {
-            format!("{text:?} is not a position: give earliest, latest or an offset (or --timestamp-ms)")
-        }),
+        _ => match text.strip_prefix("ms:") {
+            Some(ms) => ms.parse().map(ResetTo::TimestampMs).map_err(|_| bad()),
+            None => text.parse().map(ResetTo::Offset).map_err(|_| bad()),
+        },
     }
 }
 
@@ -273,6 +314,48 @@ fn all_state_pages(client: &Client, pipeline: &str, page_size: usize) -> Result<
     serde_json::to_value(view).map_err(|e| CliError::Local(e.to_string()))
 }
 
+/// How often a followed backfill's status is asked for.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Follows backfill `id` with a progress bar (drawn only on a terminal) until it
+/// completes or fails; returns its last status. A failure is an error that says why.
+fn follow_backfill(client: &Client, id: &str) -> Result<Value, CliError> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} messages ({per_sec}, {eta} left)",
+        )
+        .map_err(|e| CliError::Local(e.to_string()))?
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("backfill {id}"));
+    loop {
+        let answer = client.get(Api::Admin, &path_of(id, "/status"))?;
+        let status: PipelineStatus = output::decode(&answer)?;
+        let start = status.start_offset.unwrap_or(0);
+        let end = status.end_offset.unwrap_or(start);
+        bar.set_length(end.saturating_sub(start));
+        bar.set_position(status.committed_offset.clamp(start, end) - start);
+        match status.status {
+            RunStatus::Completed => {
+                bar.finish_and_clear();
+                return Ok(answer);
+            }
+            RunStatus::Failed | RunStatus::Stopped => {
+                bar.abandon();
+                return Err(CliError::Local(format!(
+                    "backfill {id} {}: {}",
+                    status.status,
+                    status
+                        .failure
+                        .as_deref()
+                        .unwrap_or("stopped before its end")
+                )));
+            }
+            RunStatus::Running | RunStatus::Stalled => std::thread::sleep(FOLLOW_EVERY),
+        }
+    }
+}
+
 /// Runs a pipeline subcommand.
 pub fn run(
     command: &PipelineCommand,
@@ -317,6 +400,25 @@ pub fn run(
                     .map_err(|e| CliError::Local(e.to_string()))?,
             )?
         }
+        PipelineCommand::Backfill(f) => {
+            let request = BackfillRequest {
+                from: f.from,
+                to: f.to,
+                into: f.into.clone(),
+                module_version: f.module_version.clone(),
+            };
+            let created = client.post_json(
+                Api::Admin,
+                &path_of(&f.pipeline, "/backfill"),
+                &serde_json::to_value(request).map_err(|e| CliError::Local(e.to_string()))?,
+            )?;
+            if f.no_wait || args.json {
+                created
+            } else {
+                let created: PipelineCreated = output::decode(&created)?;
+                follow_backfill(&client, &created.pipeline_id)?
+            }
+        }
         PipelineCommand::Delete(t) => {
             client.send(client.request(Api::Admin, Method::DELETE, &path_of(&t.pipeline, "")))?
         }
@@ -351,6 +453,27 @@ pub fn run(
                 status.pipeline_id,
                 status.pipeline_name,
                 state(&status),
+            )?
+        }
+        PipelineCommand::Backfill(f) if f.no_wait => {
+            let created: PipelineCreated = output::decode(&answer)?;
+            writeln!(
+                out,
+                "started backfill {} (module {}); follow it with: rustmq-etl pipeline status {}",
+                created.pipeline_id, created.module_id, created.pipeline_id
+            )?
+        }
+        PipelineCommand::Backfill(_) => {
+            let status: PipelineStatus = output::decode(&answer)?;
+            writeln!(
+                out,
+                "backfill {} ({}): {}, offsets {}..{} into {}",
+                status.pipeline_id,
+                status.pipeline_name,
+                state(&status),
+                status.start_offset.unwrap_or(0),
+                status.end_offset.unwrap_or(0),
+                status.destination_topic,
             )?
         }
         PipelineCommand::Reset(_) => {

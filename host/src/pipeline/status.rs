@@ -92,7 +92,11 @@ pub struct PipelineStatus {
     /// committed offset (for a Kafka source, summed over the partitions this broker
     /// owns).
     pub lag: u64,
-    /// A bounded pipeline's end: its progress is `committed_offset` towards it.
+    /// A bounded pipeline's range (a backfill's): from `start_offset` to before
+    /// `end_offset`; its progress is `committed_offset` within it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub start_offset: Option<u64>,
+    /// See `start_offset`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub end_offset: Option<u64>,
     /// `exactly_once` or `at_least_once`: what the pipeline's endpoints give (see
@@ -173,6 +177,10 @@ impl PipelineStatus {
             lag: match &kafka {
                 Some(k) => k.lag,
                 None => end.saturating_sub(committed),
+            },
+            start_offset: match (r.spec.end_offset, r.spec.start_from) {
+                (Some(_), spec::StartFrom::Offset(start)) => Some(start),
+                _ => None,
             },
             end_offset: r.spec.end_offset,
             delivery,
