@@ -411,3 +411,139 @@ fn a_backfill_gives_exactly_its_range_in_the_side_topic_while_the_live_pipeline_
     );
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
+
+/// A pipeline `name` on module `scripted` (failures to the shared topic `errs`).
+fn scripted_pipeline(b: &BrokerProcess, name: &str, source: &str, into: &str) -> String {
+    let (code, v) = admin_post(
+        b,
+        "/api/v1/etl/pipelines",
+        &json!({
+            "pipeline_name": name, "source_topic": source, "destination_topic": into,
+            "error_topic": "errs", "module_name": "scripted", "module_version": "=1.0.0",
+            "configuration": {"batch_size": 2, "retry_policy": {"max_retries": 0, "backoff_ms": 1}}
+        }),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    v["pipeline_id"].as_str().unwrap().to_string()
+}
+
+fn value_of(m: &Value) -> &str {
+    m["value"].as_str().unwrap()
+}
+
+#[test]
+fn a_redrive_takes_only_the_pipelines_dead_letters_and_a_fixed_version_delivers_them() {
+    let b = BrokerProcess::start("[etl]\nenabled = true\n");
+    for (version, module) in [("1.0.0", guests::SCRIPTED), ("1.1.0", guests::IDENTITY)] {
+        let (code, v) = upload_module(&b, "scripted", version, std::fs::read(module).unwrap());
+        assert_eq!(code, StatusCode::CREATED, "{v}");
+    }
+    let id = scripted_pipeline(&b, "dl", "in", "out");
+    let other = scripted_pipeline(&b, "other", "in2", "out2");
+    let batch = |topic: &str, values: &[&str]| {
+        let messages: Vec<Value> = values
+            .iter()
+            .map(|v| json!({"value": v, "key": v}))
+            .collect();
+        let (code, v) = produce(&b, topic, &json!({ "messages": messages }));
+        assert_eq!(code, StatusCode::OK, "{v}");
+    };
+    batch("in", &["a", "dead", "b", "dead", "c"]);
+    batch("in2", &["dead"]);
+    let settled = |want_errs: usize| {
+        wait_until(
+            "dead letters",
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+            || {
+                let errs = read_all(&b, "errs");
+                (errs.len() == want_errs)
+                    .then_some(errs.clone())
+                    .ok_or(format!("{} dead letters", errs.len()))
+            },
+        )
+    };
+    settled(3);
+    assert_eq!(delivered(&b, &id, 5, 3), ["a", "b", "c"]);
+
+    // The pinned version fails them again: they go back once each, counted, as
+    // this pipeline's dead letters from where they first came; the redrive ends.
+    let (code, v) = admin_post(
+        &b,
+        &format!("/api/v1/etl/pipelines/{id}/redrive"),
+        &json!({}),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    let first = v["pipeline_id"].as_str().unwrap().to_string();
+    assert_eq!(completed(&b, &first)["pipeline_name"], "dl.redrive-1");
+    let errs = settled(5);
+    for again in &errs[3..] {
+        assert_eq!(value_of(again), "dead");
+        assert_eq!(
+            again["headers"]["x-rustmq-pipeline"],
+            id.as_str(),
+            "{again}"
+        );
+        assert_eq!(again["headers"]["x-rustmq-redrives"], "1", "{again}");
+        assert_eq!(again["headers"]["x-rustmq-source-topic"], "in", "{again}");
+        assert_eq!(
+            again["headers"]["x-rustmq-error-cause"], "dead_letter",
+            "{again}"
+        );
+    }
+    let offsets: Vec<&Value> = errs[3..]
+        .iter()
+        .map(|m| &m["headers"]["x-rustmq-source-offset"])
+        .collect();
+    assert_eq!(offsets, [&json!("1"), &json!("3")]);
+
+    // The fixed version delivers every dead letter of this pipeline in the range
+    // (the two first ones and their second failures), without failure headers; the
+    // other pipeline's stays where it is.
+    let (code, v) = admin_post(
+        &b,
+        &format!("/api/v1/etl/pipelines/{id}/redrive"),
+        &json!({"module_version": "1.1.0"}),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    let fixed = v["pipeline_id"].as_str().unwrap().to_string();
+    let s = completed(&b, &fixed);
+    assert_eq!(
+        (s["pipeline_name"].as_str(), s["module_version"].as_str()),
+        (Some("dl.redrive-2"), Some("1.1.0"))
+    );
+    assert_eq!(settled(5).len(), 5, "nothing failed again");
+    let out = read_all(&b, "out");
+    let values: Vec<&str> = out.iter().map(value_of).collect();
+    assert_eq!(values, ["a", "b", "c", "dead", "dead", "dead", "dead"]);
+    for redriven in &out[3..] {
+        assert!(
+            redriven["headers"]["x-rustmq-error"].is_null(),
+            "{redriven}"
+        );
+        assert_eq!(
+            redriven["headers"]["x-rustmq-module-version"], "1.1.0",
+            "{redriven}"
+        );
+    }
+    let redrives: Vec<&Value> = out[3..]
+        .iter()
+        .map(|m| &m["headers"]["x-rustmq-redrives"])
+        .collect();
+    assert_eq!(
+        redrives,
+        [&json!("1"), &json!("1"), &json!("2"), &json!("2")]
+    );
+    assert!(read_all(&b, "out2").is_empty());
+    let of_other = errs[..3]
+        .iter()
+        .filter(|m| m["headers"]["x-rustmq-pipeline"] == other.as_str())
+        .count();
+    assert_eq!(
+        of_other, 1,
+        "the other pipeline's dead letter is still there, once"
+    );
+    // A pipeline without an error topic has nothing to redrive.
+    let (code, v) = admin_post(&b, "/api/v1/etl/pipelines/nobody/redrive", &json!({}));
+    assert_eq!(code, StatusCode::NOT_FOUND, "{v}");
+}

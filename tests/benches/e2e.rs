@@ -175,6 +175,7 @@ fn spec(name: &str, module: &str, source: &str, batch_size: u32) -> PipelineSpec
         start_from: StartFrom::Earliest,
         consumer_group: None,
         end_offset: None,
+        redrive_of: None,
         routes: Vec::new(),
     }
 }

@@ -32,6 +32,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/etl/pipelines/{id}/stop"),
     ("POST", "/api/v1/etl/pipelines/{id}/reset"),
     ("POST", "/api/v1/etl/pipelines/{id}/backfill"),
+    ("POST", "/api/v1/etl/pipelines/{id}/redrive"),
     ("GET", "/api/v1/etl/pipelines/{id}/status"),
     ("GET", "/api/v1/etl/pipelines/{id}/metrics"),
     ("GET", "/api/v1/etl/pipelines/{id}/state"),

@@ -28,6 +28,7 @@ pub fn spec(name: &str, module: &str, max_retries: u32) -> PipelineSpec {
         start_from: StartFrom::Earliest,
         consumer_group: None,
         end_offset: None,
+        redrive_of: None,
         routes: Vec::new(),
     }
 }

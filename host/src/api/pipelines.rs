@@ -14,7 +14,7 @@ use super::AdminState;
 use super::{parse_json, ApiError};
 use crate::pipeline::metrics::MetricsSnapshot;
 use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
-use crate::pipeline::{BackfillRequest, PipelineStatus, ResetRequest};
+use crate::pipeline::{BackfillRequest, PipelineStatus, RedriveRequest, ResetRequest};
 use crate::pipeline::{PipelineError, PipelineManager};
 use crate::state::{
     StateReset, StateView, DEFAULT_STATE_PAGE_KEYS, MAX_STATE_PAGE_BYTES, MAX_STATE_PAGE_KEYS,
@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AdminState> {
         .routes(routes!(stop))
         .routes(routes!(reset))
         .routes(routes!(backfill))
+        .routes(routes!(redrive))
         .routes(routes!(status))
         .routes(routes!(metrics))
         .routes(routes!(state_get, state_reset))
@@ -191,6 +192,27 @@ async fn backfill(
     let request: BackfillRequest = parse_json(&body)?;
     require_enabled(&state)?;
     let status = blocking(&state.pipelines, move |m| m.backfill(&id, request)).await?;
+    Ok((StatusCode::CREATED, Json(created(status))).into_response())
+}
+
+/// Runs the pipeline's dead letters through its module (or a fixed version) again,
+/// as a bounded pipeline of its own over the error topic.
+#[utoipa::path(post, path = "/api/v1/etl/pipelines/{id}/redrive", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    request_body = RedriveRequest,
+    responses((status = 201, description = "The redrive, running: a pipeline named `<name>.redrive-<n>` that completes by itself", body = PipelineCreated)))]
+async fn redrive(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: RedriveRequest = if body.is_empty() {
+        RedriveRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    require_enabled(&state)?;
+    let status = blocking(&state.pipelines, move |m| m.redrive(&id, request)).await?;
     Ok((StatusCode::CREATED, Json(created(status))).into_response())
 }
 

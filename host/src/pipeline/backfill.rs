@@ -32,6 +32,31 @@ pub struct BackfillRequest {
     pub module_version: Option<String>,
 }
 
+/// Pins `spec` (derived from `record`) to the exact versions `record` runs, or its
+/// one module to `module_version`.
+pub(super) fn pin_versions(
+    spec: &mut PipelineSpec,
+    record: &super::spec::PipelineRecord,
+    module_version: Option<&str>,
+) -> Result<(), PipelineError> {
+    match (module_version, spec.modules.is_empty()) {
+        (Some(version), true) => spec.module_version = version.to_string(),
+        (Some(_), false) => return Err(PipelineError::Spec(SpecError {
+            field: "module_version",
+            message:
+                "a chain runs the versions its stages are pinned to here; leave module_version out"
+                    .into(),
+        })),
+        (None, true) => spec.module_version = format!("={}", record.module_version),
+        (None, false) => {
+            for (stage, pinned) in spec.modules.iter_mut().zip(&record.stages) {
+                stage.module_version = format!("={}", pinned.module_version);
+            }
+        }
+    }
+    Ok(())
+}
+
 impl PipelineManager {
     /// Starts a backfill of pipeline `id_or_name`: a new bounded pipeline named
     /// `<name>.backfill-<n>` that runs the pipeline's module (or `module_version`)
@@ -65,7 +90,7 @@ impl PipelineManager {
             ));
         }
         let mut spec: PipelineSpec = record.spec.clone();
-        spec.pipeline_name = self.backfill_name(&record.spec.pipeline_name);
+        spec.pipeline_name = self.child_name(&record.spec.pipeline_name, "backfill");
         spec.description = format!(
             "backfill of {} ({}), offsets {from}..{to}",
             record.spec.pipeline_name, record.pipeline_id
@@ -82,30 +107,15 @@ impl PipelineManager {
         spec.end_offset = Some(to);
         spec.enabled = true;
         spec.consumer_group = None;
-        // The exact versions the live pipeline runs, unless told otherwise.
-        match (&request.module_version, spec.modules.is_empty()) {
-            (Some(version), true) => spec.module_version = version.clone(),
-            (Some(_), false) => {
-                return Err(bad(
-                    "module_version",
-                    "a chain's backfill runs the versions its stages are pinned to; leave module_version out".into(),
-                ))
-            }
-            (None, true) => spec.module_version = format!("={}", record.module_version),
-            (None, false) => {
-                for (stage, pinned) in spec.modules.iter_mut().zip(&record.stages) {
-                    stage.module_version = format!("={}", pinned.module_version);
-                }
-            }
-        }
+        pin_versions(&mut spec, &record, request.module_version.as_deref())?;
         self.create(spec)
     }
 
-    /// `<name>.backfill-<n>`, the first `n` from 1 no pipeline is named with.
-    fn backfill_name(&self, name: &str) -> String {
+    /// `<name>.<kind>-<n>`, the first `n` from 1 no pipeline is named with.
+    pub(super) fn child_name(&self, name: &str, kind: &str) -> String {
         let pipelines = self.lock();
         (1..)
-            .map(|n| format!("{name}.backfill-{n}"))
+            .map(|n| format!("{name}.{kind}-{n}"))
             .find(|candidate| {
                 !pipelines
                     .values()

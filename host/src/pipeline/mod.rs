@@ -37,12 +37,14 @@ mod fakes;
 pub mod io;
 pub mod metrics;
 pub mod read_ahead;
+mod redrive;
 mod reset;
 pub mod spec;
 mod status;
 pub mod worker;
 
 pub use backfill::BackfillRequest;
+pub use redrive::RedriveRequest;
 pub use reset::{ResetRequest, ResetTo};
 pub use status::{PipelineStatus, RunStatus, StageStatus};
 
@@ -199,6 +201,7 @@ impl WorkerParts {
             header_limits: self.header_limits,
             carried: Vec::new(),
             until: record.spec.end_offset,
+            redrive_of: record.spec.redrive_of.clone(),
         }
     }
 }

@@ -73,6 +73,12 @@ pub struct PipelineSpec {
     /// What a backfill runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_offset: Option<u64>,
+    /// A redrive: the pipeline (by id) whose dead letters this one takes from its
+    /// source, the error topic. Only that pipeline's messages are processed, without
+    /// their failure headers; what fails again goes back to the error topic as that
+    /// pipeline's, counted in `x-rustmq-redrives`. Set by `POST …/redrive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_of: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -373,7 +379,8 @@ impl PipelineSpec {
         topic_ok(&self.destination_topic).map_err(|m| bad("destination_topic", m))?;
         if let Some(t) = &self.error_topic {
             topic_ok(t).map_err(|m| bad("error_topic", m))?;
-            if t == &self.source_topic {
+            // A bounded pipeline (a redrive) never reads what it appends past its end.
+            if t == &self.source_topic && self.end_offset.is_none() {
                 return Err(bad(
                     "error_topic",
                     "must differ from source_topic (failures would be read again)",

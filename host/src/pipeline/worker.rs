@@ -70,6 +70,37 @@ pub mod headers {
     pub const ERROR_MODULE: &str = "x-rustmq-error-module";
     /// On error-topic messages of a chain: that module's version.
     pub const ERROR_MODULE_VERSION: &str = "x-rustmq-error-module-version";
+    /// On a dead letter a redrive takes (so on its outputs and on its failure, if
+    /// it fails again): how many redrives it has been through.
+    pub const REDRIVES: &str = "x-rustmq-redrives";
+
+    /// What a redrive removes from a dead letter before the module sees it: the
+    /// failure, not where the message came from.
+    pub const FAILURE: [&str; 6] = [
+        ERROR,
+        ERROR_CAUSE,
+        ATTEMPTS,
+        ERROR_STAGE,
+        ERROR_MODULE,
+        ERROR_MODULE_VERSION,
+    ];
+}
+
+/// Readies a dead letter of pipeline `parent` for a redrive: false for another
+/// pipeline's (a shared error topic); else its failure headers are removed and its
+/// redrive count raised.
+fn redrive_input(parent: &str, m: &mut Message) -> bool {
+    if m.header(headers::PIPELINE) != Some(parent) {
+        return false;
+    }
+    let redrives = m
+        .header(headers::REDRIVES)
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    m.headers
+        .retain(|(name, _)| !headers::FAILURE.contains(&name.as_str()));
+    m.set_header(headers::REDRIVES, redrives.saturating_add(1).to_string());
+    true
 }
 
 /// The module a worker runs: a live instance plus what identifies it.
@@ -232,6 +263,9 @@ pub struct Worker {
     pub carried: Vec<Fetched>,
     /// For a bounded pipeline (a local source only): the offset it ends before.
     pub until: Option<u64>,
+    /// For a redrive: the pipeline whose dead letters it takes (from its source, the
+    /// error topic) and in whose name it writes failures again.
+    pub redrive_of: Option<String>,
 }
 
 /// What one call made of its message.
@@ -327,6 +361,9 @@ impl Worker {
                         // Offsets come in order: one at or past the end means every
                         // message before it has been fetched.
                         reached_until |= f.len() < before;
+                    }
+                    if let Some(parent) = &self.redrive_of {
+                        f.retain_mut(|m| redrive_input(parent, &mut m.message));
                     }
                     f
                 }
@@ -808,11 +845,17 @@ impl Worker {
             .then(|| self.loaded.transform.failed_stage())
             .flatten();
         for m in &mut msgs {
-            m.set_header(headers::PIPELINE, self.pipeline_id.as_str());
-            m.set_header(headers::SOURCE_TOPIC, self.source_topic.as_str());
-            m.set_header(headers::SOURCE_OFFSET, f.offset.to_string());
-            if self.source_topic.starts_with(KAFKA_SCHEME) {
-                m.set_header(headers::SOURCE_PARTITION, f.partition.to_string());
+            // A redrive's failure goes back as its pipeline's dead letter, from where
+            // it first came.
+            if let Some(parent) = &self.redrive_of {
+                m.set_header(headers::PIPELINE, parent.as_str());
+            } else {
+                m.set_header(headers::PIPELINE, self.pipeline_id.as_str());
+                m.set_header(headers::SOURCE_TOPIC, self.source_topic.as_str());
+                m.set_header(headers::SOURCE_OFFSET, f.offset.to_string());
+                if self.source_topic.starts_with(KAFKA_SCHEME) {
+                    m.set_header(headers::SOURCE_PARTITION, f.partition.to_string());
+                }
             }
             m.set_header(headers::ERROR, error);
             m.set_header(headers::ERROR_CAUSE, cause);
@@ -961,6 +1004,7 @@ mod tests {
             header_limits: HeaderLimits::default(),
             carried: Vec::new(),
             until: None,
+            redrive_of: None,
         };
         (worker.run(), log, metrics)
     }
