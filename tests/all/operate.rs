@@ -248,7 +248,7 @@ fn the_cli_resets_and_backfills_a_pipeline_and_names_a_bad_position() {
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("started backfill"), "{stdout}");
+    assert!(stdout.contains("started pipeline-"), "{stdout}");
 }
 
 /// Creates a pipeline over `in` into `into`, from `start` to before `end`.
@@ -543,7 +543,92 @@ fn a_redrive_takes_only_the_pipelines_dead_letters_and_a_fixed_version_delivers_
         of_other, 1,
         "the other pipeline's dead letter is still there, once"
     );
-    // A pipeline without an error topic has nothing to redrive.
+    // The command line does the same, following the redrive until it completes.
+    let out = std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
+        .args(["pipeline", "redrive", "dl", "--module-version", "1.1.0"])
+        .env("RUSTMQ_CLI_ADMIN_URL", &b.admin_url)
+        .env_remove("RUSTMQ_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("(dl.redrive-3): completed, offsets 0..5 into out"),
+        "{stdout}"
+    );
+    assert_eq!(read_all(&b, "out").len(), 11);
     let (code, v) = admin_post(&b, "/api/v1/etl/pipelines/nobody/redrive", &json!({}));
     assert_eq!(code, StatusCode::NOT_FOUND, "{v}");
+}
+
+#[test]
+fn a_redrive_killed_midway_delivers_every_dead_letter_exactly_once_after_the_restart() {
+    const N: usize = 3000;
+    let mut b = BrokerProcess::start("[etl]\nenabled = true\n");
+    for (version, module) in [("1.0.0", guests::SCRIPTED), ("1.1.0", guests::IDENTITY)] {
+        let (code, v) = upload_module(&b, "scripted", version, std::fs::read(module).unwrap());
+        assert_eq!(code, StatusCode::CREATED, "{v}");
+    }
+    let id = scripted_pipeline(&b, "crashy", "in", "out");
+    let keys: Vec<String> = (0..N).map(|i| format!("k{i:05}")).collect();
+    for part in keys.chunks(500) {
+        let messages: Vec<Value> = part
+            .iter()
+            .map(|k| json!({"key": k, "value": "dead"}))
+            .collect();
+        let (code, v) = produce(&b, "in", &json!({ "messages": messages }));
+        assert_eq!(code, StatusCode::OK, "{v}");
+    }
+    wait_until(
+        "the dead letters",
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+        || {
+            let (_, t) = rustmq_etl_tests::http::send(
+                rustmq_etl_tests::http::client().get(format!("{}/api/v1/topics/errs", b.data_url)),
+            );
+            (t["end_offset"].as_u64() == Some(N as u64))
+                .then_some(())
+                .ok_or(t.to_string())
+        },
+    );
+    let (code, v) = admin_post(
+        &b,
+        &format!("/api/v1/etl/pipelines/{id}/redrive"),
+        &json!({"module_version": "1.1.0"}),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    let redrive = v["pipeline_id"].as_str().unwrap().to_string();
+    // Killed as soon as it has committed part of the range.
+    let at = wait_until(
+        "the redrive to be midway",
+        Duration::from_secs(60),
+        Duration::from_millis(1),
+        || {
+            let (_, s) = admin_get(&b, &format!("/api/v1/etl/pipelines/{redrive}/status"));
+            let at = s["committed_offset"].as_u64().unwrap_or(0);
+            (at > 0).then_some(at).ok_or(s.to_string())
+        },
+    );
+    assert!(at < N as u64, "the redrive ended before the kill (at {at})");
+    b.sigkill();
+    b.restart();
+    completed(&b, &redrive);
+    let mut delivered: Vec<String> = read_all(&b, "out")
+        .iter()
+        .map(|m| m["key"].as_str().unwrap().to_string())
+        .collect();
+    delivered.sort();
+    assert_eq!(
+        delivered, keys,
+        "every dead letter in the destination, once"
+    );
+    let (_, t) = rustmq_etl_tests::http::send(
+        rustmq_etl_tests::http::client().get(format!("{}/api/v1/topics/errs", b.data_url)),
+    );
+    assert_eq!(t["end_offset"], N, "nothing failed again: {t}");
 }

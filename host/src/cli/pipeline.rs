@@ -1,4 +1,4 @@
-//! `rustmq-etl pipeline create|list|start|stop|status|metrics|update|reset|backfill|delete|state`: the
+//! `rustmq-etl pipeline create|list|start|stop|status|metrics|update|reset|backfill|redrive|delete|state`: the
 //! admin API's pipeline routes (`/api/v1/etl/pipelines`, the deployment guide's
 //! Steps 5–6). Every command that names a pipeline accepts its id (`pipeline-1`) or
 //! its name.
@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{segment, Api, Client, ClientArgs};
 use super::{output, CliError};
-use crate::pipeline::{BackfillRequest, ResetRequest, ResetTo};
+use crate::pipeline::{BackfillRequest, RedriveRequest, ResetRequest, ResetTo};
 use crate::wire::{
     KafkaSnapshot, MetricsSnapshot, PipelineCreated, PipelineDeleted, PipelineList, PipelineStatus,
     RunStatus, StateReset, StateView,
@@ -99,6 +99,18 @@ POST /api/v1/etl/pipelines/{id}/backfill. The backfill is a pipeline of its own
 The command follows its progress with a bar until it completes (--no-wait returns at
 once; `pipeline status` shows committed_offset towards end_offset).")]
     Backfill(BackfillArgs),
+    /// Run a pipeline's dead letters through its module (or a fixed version) again.
+    #[command(after_help = "\
+Examples:
+  rustmq-etl pipeline redrive pipeline-1 --module-version 1.2.1
+  rustmq-etl pipeline redrive pipeline-1 --from 1200 --to 1300
+
+POST /api/v1/etl/pipelines/{id}/redrive. Takes the pipeline's messages from its error
+topic (from the start to the end now, or --from/--to there), without their failure
+headers; successes go to its destination, what fails again goes back to the error
+topic counted in x-rustmq-redrives. The redrive is a pipeline of its own
+(<name>.redrive-<n>); the command follows it with a bar until it completes.")]
+    Redrive(RedriveArgs),
     /// Delete a pipeline (its topics stay).
     #[command(after_help = "Example:\n  rustmq-etl pipeline delete pipeline-1")]
     Delete(Target),
@@ -143,6 +155,25 @@ pub struct BackfillArgs {
     /// The side topic the outputs go to.
     #[arg(long)]
     pub into: String,
+    /// The module version to run (default: the one the pipeline is pinned to).
+    #[arg(long)]
+    pub module_version: Option<String>,
+    /// Start it and return at once, without following its progress.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Arguments of `pipeline redrive`.
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    /// The pipeline's id or name.
+    pub pipeline: String,
+    /// The first error-topic message to consider (default `earliest`).
+    #[arg(long, value_parser = parse_position)]
+    pub from: Option<ResetTo>,
+    /// The end of the range in the error topic, exclusive (default `latest`).
+    #[arg(long, value_parser = parse_position)]
+    pub to: Option<ResetTo>,
     /// The module version to run (default: the one the pipeline is pinned to).
     #[arg(long)]
     pub module_version: Option<String>,
@@ -317,9 +348,10 @@ fn all_state_pages(client: &Client, pipeline: &str, page_size: usize) -> Result<
 /// How often a followed backfill's status is asked for.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Follows backfill `id` with a progress bar (drawn only on a terminal) until it
-/// completes or fails; returns its last status. A failure is an error that says why.
-fn follow_backfill(client: &Client, id: &str) -> Result<Value, CliError> {
+/// Follows bounded pipeline `id` (a backfill, a redrive) with a progress bar (drawn
+/// only on a terminal) until it completes or fails; returns its last status. A
+/// failure is an error that says why.
+fn follow_bounded(client: &Client, id: &str) -> Result<Value, CliError> {
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "{msg} [{bar:40}] {pos}/{len} messages ({per_sec}, {eta} left)",
@@ -327,7 +359,7 @@ fn follow_backfill(client: &Client, id: &str) -> Result<Value, CliError> {
         .map_err(|e| CliError::Local(e.to_string()))?
         .progress_chars("=> "),
     );
-    bar.set_message(format!("backfill {id}"));
+    bar.set_message(id.to_string());
     loop {
         let answer = client.get(Api::Admin, &path_of(id, "/status"))?;
         let status: PipelineStatus = output::decode(&answer)?;
@@ -343,7 +375,7 @@ fn follow_backfill(client: &Client, id: &str) -> Result<Value, CliError> {
             RunStatus::Failed | RunStatus::Stopped => {
                 bar.abandon();
                 return Err(CliError::Local(format!(
-                    "backfill {id} {}: {}",
+                    "{id} {}: {}",
                     status.status,
                     status
                         .failure
@@ -416,7 +448,25 @@ pub fn run(
                 created
             } else {
                 let created: PipelineCreated = output::decode(&created)?;
-                follow_backfill(&client, &created.pipeline_id)?
+                follow_bounded(&client, &created.pipeline_id)?
+            }
+        }
+        PipelineCommand::Redrive(r) => {
+            let request = RedriveRequest {
+                from: r.from,
+                to: r.to,
+                module_version: r.module_version.clone(),
+            };
+            let created = client.post_json(
+                Api::Admin,
+                &path_of(&r.pipeline, "/redrive"),
+                &serde_json::to_value(request).map_err(|e| CliError::Local(e.to_string()))?,
+            )?;
+            if r.no_wait || args.json {
+                created
+            } else {
+                let created: PipelineCreated = output::decode(&created)?;
+                follow_bounded(&client, &created.pipeline_id)?
             }
         }
         PipelineCommand::Delete(t) => {
@@ -455,19 +505,20 @@ pub fn run(
                 state(&status),
             )?
         }
-        PipelineCommand::Backfill(f) if f.no_wait => {
+        PipelineCommand::Backfill(BackfillArgs { no_wait: true, .. })
+        | PipelineCommand::Redrive(RedriveArgs { no_wait: true, .. }) => {
             let created: PipelineCreated = output::decode(&answer)?;
             writeln!(
                 out,
-                "started backfill {} (module {}); follow it with: rustmq-etl pipeline status {}",
+                "started {} (module {}); follow it with: rustmq-etl pipeline status {}",
                 created.pipeline_id, created.module_id, created.pipeline_id
             )?
         }
-        PipelineCommand::Backfill(_) => {
+        PipelineCommand::Backfill(_) | PipelineCommand::Redrive(_) => {
             let status: PipelineStatus = output::decode(&answer)?;
             writeln!(
                 out,
-                "backfill {} ({}): {}, offsets {}..{} into {}",
+                "{} ({}): {}, offsets {}..{} into {}",
                 status.pipeline_id,
                 status.pipeline_name,
                 state(&status),
