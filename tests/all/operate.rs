@@ -64,6 +64,17 @@ fn delivered(b: &BrokerProcess, id: &str, offset: u64, count: usize) -> Vec<Stri
     )
 }
 
+/// Runs `rustmq-etl` against `b`.
+fn cli(b: &BrokerProcess, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
+        .args(args)
+        .env("RUSTMQ_CLI_ADMIN_URL", &b.admin_url)
+        .env("RUSTMQ_CLI_URL", &b.data_url)
+        .env_remove("RUSTMQ_ADMIN_TOKEN")
+        .output()
+        .expect("run rustmq-etl")
+}
+
 fn values(range: std::ops::Range<u32>) -> Vec<String> {
     range.map(|i| format!("m{i}")).collect()
 }
@@ -172,15 +183,7 @@ fn the_cli_resets_and_backfills_a_pipeline_and_names_a_bad_position() {
     let (b, id) = broker_with_pipeline();
     produce_values(&b, 0..5);
     assert_eq!(delivered(&b, &id, 5, 5), values(0..5));
-    let cli = |args: &[&str]| {
-        std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
-            .args(args)
-            .env("RUSTMQ_CLI_ADMIN_URL", &b.admin_url)
-            .env("RUSTMQ_CLI_URL", &b.data_url)
-            .env_remove("RUSTMQ_ADMIN_TOKEN")
-            .output()
-            .expect("run rustmq-etl")
-    };
+    let cli = |args: &[&str]| cli(&b, args);
     let out = cli(&["pipeline", "reset", "replay", "--to", "3"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -544,12 +547,10 @@ fn a_redrive_takes_only_the_pipelines_dead_letters_and_a_fixed_version_delivers_
         "the other pipeline's dead letter is still there, once"
     );
     // The command line does the same, following the redrive until it completes.
-    let out = std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
-        .args(["pipeline", "redrive", "dl", "--module-version", "1.1.0"])
-        .env("RUSTMQ_CLI_ADMIN_URL", &b.admin_url)
-        .env_remove("RUSTMQ_ADMIN_TOKEN")
-        .output()
-        .unwrap();
+    let out = cli(
+        &b,
+        &["pipeline", "redrive", "dl", "--module-version", "1.1.0"],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

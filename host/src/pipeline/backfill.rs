@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::endpoint::Endpoint;
 use super::reset::ResetTo;
-use super::spec::{PipelineSpec, SpecError, StartFrom};
+use super::spec::{PipelineRecord, PipelineSpec, SpecError, StartFrom};
 use super::{Endpoints, PipelineError, PipelineManager, PipelineStatus};
 use crate::storage::Seek;
 
@@ -32,11 +32,16 @@ pub struct BackfillRequest {
     pub module_version: Option<String>,
 }
 
+/// A definition error of a derived pipeline's request.
+pub(super) fn bad(field: &'static str, message: String) -> PipelineError {
+    PipelineError::Spec(SpecError { field, message })
+}
+
 /// Pins `spec` (derived from `record`) to the exact versions `record` runs, or its
 /// one module to `module_version`.
 pub(super) fn pin_versions(
     spec: &mut PipelineSpec,
-    record: &super::spec::PipelineRecord,
+    record: &PipelineRecord,
     module_version: Option<&str>,
 ) -> Result<(), PipelineError> {
     match (module_version, spec.modules.is_empty()) {
@@ -67,28 +72,14 @@ impl PipelineManager {
         id_or_name: &str,
         request: BackfillRequest,
     ) -> Result<PipelineStatus, PipelineError> {
-        let parent = self.status(id_or_name)?;
-        let record = self
-            .lock()
-            .get(&parent.pipeline_id)
-            .ok_or_else(|| PipelineError::NotFound(parent.pipeline_id.clone()))?
-            .record
-            .clone();
-        let bad = |field, message: String| PipelineError::Spec(SpecError { field, message });
+        let record = self.record_of(id_or_name)?;
         let Endpoint::Local(topic) = Endpoints::of(&record.spec, &self.inner.kafka)?.source else {
             return Err(bad(
                 "from",
                 "a backfill reads a topic of this broker; for a Kafka source, run a pipeline with its own consumer group".into(),
             ));
         };
-        let from = self.inner.storage.seek(&topic, Seek::from(request.from))?;
-        let to = self.inner.storage.seek(&topic, Seek::from(request.to))?;
-        if to < from {
-            return Err(bad(
-                "to",
-                format!("the range ends at offset {to}, before it starts at {from}"),
-            ));
-        }
+        let (from, to) = self.range(&topic, request.from.into(), request.to.into())?;
         let mut spec: PipelineSpec = record.spec.clone();
         spec.pipeline_name = self.child_name(&record.spec.pipeline_name, "backfill");
         spec.description = format!(
@@ -109,6 +100,35 @@ impl PipelineManager {
         spec.consumer_group = None;
         pin_versions(&mut spec, &record, request.module_version.as_deref())?;
         self.create(spec)
+    }
+
+    /// The record of pipeline `id_or_name`.
+    pub(super) fn record_of(&self, id_or_name: &str) -> Result<PipelineRecord, PipelineError> {
+        let id = self.status(id_or_name)?.pipeline_id;
+        Ok(self
+            .lock()
+            .get(&id)
+            .ok_or(PipelineError::NotFound(id))?
+            .record
+            .clone())
+    }
+
+    /// The offsets `from` and `to` name in `topic`, refused when `to` comes first.
+    pub(super) fn range(
+        &self,
+        topic: &str,
+        from: Seek,
+        to: Seek,
+    ) -> Result<(u64, u64), PipelineError> {
+        let from = self.inner.storage.seek(topic, from)?;
+        let to = self.inner.storage.seek(topic, to)?;
+        if to < from {
+            return Err(bad(
+                "to",
+                format!("the range ends at offset {to}, before it starts at {from}"),
+            ));
+        }
+        Ok((from, to))
     }
 
     /// `<name>.<kind>-<n>`, the first `n` from 1 no pipeline is named with.

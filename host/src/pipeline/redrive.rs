@@ -12,10 +12,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::backfill::pin_versions;
+use super::backfill::{bad, pin_versions};
 use super::endpoint::Endpoint;
 use super::reset::ResetTo;
-use super::spec::{PipelineSpec, SpecError, StartFrom};
+use super::spec::{PipelineSpec, StartFrom};
 use super::{Endpoints, PipelineError, PipelineManager, PipelineStatus};
 use crate::storage::Seek;
 
@@ -44,14 +44,7 @@ impl PipelineManager {
         id_or_name: &str,
         request: RedriveRequest,
     ) -> Result<PipelineStatus, PipelineError> {
-        let parent = self.status(id_or_name)?;
-        let record = self
-            .lock()
-            .get(&parent.pipeline_id)
-            .ok_or_else(|| PipelineError::NotFound(parent.pipeline_id.clone()))?
-            .record
-            .clone();
-        let bad = |field, message: String| PipelineError::Spec(SpecError { field, message });
+        let record = self.record_of(id_or_name)?;
         let Some(error_topic) = record.spec.error_topic.clone() else {
             return Err(bad(
                 "error_topic",
@@ -70,19 +63,11 @@ impl PipelineManager {
                     .into(),
             ));
         }
-        let seek = |to: Option<ResetTo>, default: Seek| {
-            self.inner
-                .storage
-                .seek(&error_topic, to.map_or(default, Seek::from))
-        };
-        let from = seek(request.from, Seek::Earliest)?;
-        let to = seek(request.to, Seek::Latest)?;
-        if to < from {
-            return Err(bad(
-                "to",
-                format!("the range ends at offset {to}, before it starts at {from}"),
-            ));
-        }
+        let (from, to) = self.range(
+            &error_topic,
+            request.from.map_or(Seek::Earliest, Seek::from),
+            request.to.map_or(Seek::Latest, Seek::from),
+        )?;
         spec.pipeline_name = self.child_name(&record.spec.pipeline_name, "redrive");
         spec.description = format!(
             "redrive of {} ({}): {error_topic} offsets {from}..{to}",
