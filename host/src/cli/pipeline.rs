@@ -348,6 +348,24 @@ fn all_state_pages(client: &Client, pipeline: &str, page_size: usize) -> Result<
 /// How often a followed backfill's status is asked for.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Starts a bounded pipeline (a backfill, a redrive) by posting `request` to
+/// `path`; with `follow`, follows it until it ends and returns its last status, else
+/// returns the creation's answer.
+fn start_bounded(
+    client: &Client,
+    path: &str,
+    request: &impl serde::Serialize,
+    follow: bool,
+) -> Result<Value, CliError> {
+    let body = serde_json::to_value(request).map_err(|e| CliError::Local(e.to_string()))?;
+    let created = client.post_json(Api::Admin, path, &body)?;
+    if !follow {
+        return Ok(created);
+    }
+    let created: PipelineCreated = output::decode(&created)?;
+    follow_bounded(client, &created.pipeline_id)
+}
+
 /// Follows bounded pipeline `id` (a backfill, a redrive) with a progress bar (drawn
 /// only on a terminal) until it completes or fails; returns its last status. A
 /// failure is an error that says why.
@@ -432,43 +450,27 @@ pub fn run(
                     .map_err(|e| CliError::Local(e.to_string()))?,
             )?
         }
-        PipelineCommand::Backfill(f) => {
-            let request = BackfillRequest {
+        PipelineCommand::Backfill(f) => start_bounded(
+            &client,
+            &path_of(&f.pipeline, "/backfill"),
+            &BackfillRequest {
                 from: f.from,
                 to: f.to,
                 into: f.into.clone(),
                 module_version: f.module_version.clone(),
-            };
-            let created = client.post_json(
-                Api::Admin,
-                &path_of(&f.pipeline, "/backfill"),
-                &serde_json::to_value(request).map_err(|e| CliError::Local(e.to_string()))?,
-            )?;
-            if f.no_wait || args.json {
-                created
-            } else {
-                let created: PipelineCreated = output::decode(&created)?;
-                follow_bounded(&client, &created.pipeline_id)?
-            }
-        }
-        PipelineCommand::Redrive(r) => {
-            let request = RedriveRequest {
+            },
+            !(f.no_wait || args.json),
+        )?,
+        PipelineCommand::Redrive(r) => start_bounded(
+            &client,
+            &path_of(&r.pipeline, "/redrive"),
+            &RedriveRequest {
                 from: r.from,
                 to: r.to,
                 module_version: r.module_version.clone(),
-            };
-            let created = client.post_json(
-                Api::Admin,
-                &path_of(&r.pipeline, "/redrive"),
-                &serde_json::to_value(request).map_err(|e| CliError::Local(e.to_string()))?,
-            )?;
-            if r.no_wait || args.json {
-                created
-            } else {
-                let created: PipelineCreated = output::decode(&created)?;
-                follow_bounded(&client, &created.pipeline_id)?
-            }
-        }
+            },
+            !(r.no_wait || args.json),
+        )?,
         PipelineCommand::Delete(t) => {
             client.send(client.request(Api::Admin, Method::DELETE, &path_of(&t.pipeline, "")))?
         }

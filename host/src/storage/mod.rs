@@ -398,11 +398,7 @@ impl Storage {
         validate_topic_name(topic)?;
         let db = self.db()?;
         let txn = db.begin_read()?;
-        let topics = txn.open_table(TOPICS)?;
-        let meta = match topics.get(topic)? {
-            Some(row) => TopicMeta::decode(topic, row.value())?,
-            None => return Err(StorageError::TopicNotFound(topic.to_string())),
-        };
+        let meta = topic_meta(&txn, topic)?;
         if from > meta.end_offset {
             return Err(StorageError::OffsetOutOfRange {
                 topic: topic.to_string(),
@@ -629,6 +625,15 @@ fn load_topics(db: &Database) -> Result<BTreeMap<String, TopicMeta>, StorageErro
         topics.insert(name, meta);
     }
     Ok(topics)
+}
+
+/// The metadata of `topic` as `txn` sees it; a topic that does not exist is
+/// [`StorageError::TopicNotFound`].
+fn topic_meta(txn: &redb::ReadTransaction, topic: &str) -> Result<TopicMeta, StorageError> {
+    match txn.open_table(TOPICS)?.get(topic)? {
+        Some(row) => TopicMeta::decode(topic, row.value()),
+        None => Err(StorageError::TopicNotFound(topic.to_string())),
+    }
 }
 
 #[cfg(test)]

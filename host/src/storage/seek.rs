@@ -3,8 +3,7 @@
 
 use redb::TableDefinition;
 
-use super::{codec, topic, validate_topic_name, Storage, StorageError, TOPICS};
-use topic::TopicMeta;
+use super::{codec, topic, topic_meta, validate_topic_name, Storage, StorageError};
 
 /// A position in a topic, by what a caller knows of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +30,7 @@ impl Storage {
         validate_topic_name(topic)?;
         let db = self.db()?;
         let txn = db.begin_read()?;
-        let meta = match txn.open_table(TOPICS)?.get(topic)? {
-            Some(row) => TopicMeta::decode(topic, row.value())?,
-            None => return Err(StorageError::TopicNotFound(topic.to_string())),
-        };
+        let meta = topic_meta(&txn, topic)?;
         let at_ms = match seek {
             Seek::Earliest => return Ok(meta.start_offset),
             Seek::Latest => return Ok(meta.end_offset),
