@@ -10,6 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every test runner's output also goes to one log, summed up at the end, so the last
+# lines of a run say how many tests ran and passed.
+summary_log="$(mktemp)"
+trap 'rm -f "$summary_log"' EXIT
+logged() { "$@" 2>&1 | tee -a "$summary_log"; }
+
 echo "==> WebAssembly targets"
 rustup target add wasm32-wasip2 wasm32-wasip1 wasm32-unknown-unknown
 
@@ -51,21 +57,21 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 fi
 
 echo "==> workspace tests (guests are built from source by tests/build.rs)"
-cargo test --workspace --locked
+logged cargo test --workspace --locked
 
 echo "==> guest SDK unit tests (native, no wasm)"
-(cd guest-sdk && cargo test --locked --target-dir ../target/guest-sdk)
+(cd guest-sdk && logged cargo test --locked --target-dir ../target/guest-sdk)
 
 echo "==> guest template unit tests (native, no wasm)"
-(cd guest-template && cargo test --locked)
+(cd guest-template && logged cargo test --locked)
 
 echo "==> Python SDK and template unit tests (native, no wasm)"
-(cd guest-sdk-python && python3 -m unittest discover -s tests)
-(cd guest-template-python && PYTHONPATH=../guest-sdk-python python3 -m unittest)
+(cd guest-sdk-python && logged python3 -m unittest discover -s tests)
+(cd guest-template-python && PYTHONPATH=../guest-sdk-python logged python3 -m unittest)
 
 echo "==> JavaScript SDK and template unit tests (native, no wasm)"
-(cd guest-sdk-js && node --test)
-(cd guest-template-js && node --test)
+(cd guest-sdk-js && logged node --test)
+(cd guest-template-js && logged node --test)
 
 echo "==> fuzz targets (tests/fuzz.sh: every parser of outside bytes, 30 s each)"
 tests/fuzz.sh
@@ -75,3 +81,17 @@ tests/schemathesis.sh
 
 echo "==> README quick start (tests/quickstart.sh)"
 tests/quickstart.sh
+
+echo "==> summary"
+# cargo: "test result: ok. 12 passed; 0 failed; 3 ignored; ..."; unittest: "Ran 9 tests";
+# node --test: "# pass 7" / "# fail 0".
+awk '
+  /^test result:/ { suites++; passed += $4; failed += $6; ignored += $8 }
+  /^Ran [0-9]+ tests?/ { suites++; passed += $2 }
+  /^# pass [0-9]+/ { suites++; passed += $3 }
+  /^# fail [0-9]+/ { failed += $3 }
+  END {
+    printf "tests: %d suites, %d passed, %d failed, %d ignored\n", suites, passed, failed, ignored
+    if (suites == 0 || passed == 0 || failed > 0) exit 1
+  }' "$summary_log" | tee target/test-summary.txt
+echo "fuzz targets, schemathesis and the quick start: passed" | tee -a target/test-summary.txt
