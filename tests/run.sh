@@ -56,6 +56,24 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   fi
 fi
 
+echo "==> headless Chromium and playwright-core (the console's browser test)"
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y --no-install-recommends chromium >/dev/null \
+      || { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }
+  else
+    echo "chromium is missing and cannot be installed here: the console's browser test will say SKIPPED"
+  fi
+fi
+browser_tools="${XDG_CACHE_HOME:-$HOME/.cache}/rustmq-etl/browser-tools"
+if [ ! -f "$browser_tools/node_modules/playwright-core/package.json" ]; then
+  mkdir -p "$browser_tools"
+  (cd "$browser_tools" && npm install --no-audit --no-fund --silent playwright-core@1.65.1)
+fi
+export RUSTMQ_TEST_PLAYWRIGHT="$browser_tools/node_modules/playwright-core"
+RUSTMQ_TEST_CHROMIUM="$(command -v chromium || true)"
+export RUSTMQ_TEST_CHROMIUM
+
 echo "==> workspace tests (guests are built from source by tests/build.rs)"
 logged cargo test --workspace --locked
 

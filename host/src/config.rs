@@ -277,7 +277,7 @@ impl Default for StorageConfig {
 }
 
 /// `[admin]`: admin API access.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// When set, every admin request needs `Authorization: Bearer <token>`.
@@ -287,6 +287,20 @@ pub struct AdminConfig {
     /// broker refuses to start so). Anyone who reaches the port can then upload and
     /// run code; the broker logs a warning at every start.
     pub allow_open_admin: bool,
+    /// Serve the web console at `/console` on the admin port (default true). The
+    /// message API then answers the console's cross-origin requests (CORS) from the
+    /// admin port's origin only.
+    pub console: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            allow_open_admin: false,
+            console: true,
+        }
+    }
 }
 
 /// `[logging]`, as in the guide's troubleshooting section.

@@ -144,16 +144,20 @@ impl Server {
             })
         };
         let server = &broker.config.server;
+        let listening = api::Listening {
+            admin: admin.local_addr().unwrap_or(server.admin_addr),
+            messages: messages.local_addr().unwrap_or(server.messages_addr),
+        };
         let mut admin_task = serve(
             "admin",
             admin,
-            api::admin::router(broker.clone()),
+            api::admin::router(broker.clone(), listening),
             server.admin_limits(),
         );
         let mut messages_task = serve(
             "message",
             messages,
-            api::data::router(broker.clone()),
+            api::data::router(broker.clone(), listening),
             server.message_limits(),
         );
         let (mut admin_done, mut messages_done) = (None, None);

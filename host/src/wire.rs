@@ -81,6 +81,10 @@ pub struct BrokerStatus {
     pub version: String,
     /// Seconds since it started.
     pub uptime_secs: u64,
+    /// The message API's bound address (the console reaches it on the host it was
+    /// loaded from, at this port).
+    #[serde(default)]
+    pub messages_addr: String,
     /// The store.
     pub storage: StorageStatus,
     /// The `[etl]` settings in force (the guide's step 1.3 reads `.etl.enabled`).

@@ -4,6 +4,7 @@ mod bounds;
 mod broker;
 mod chains;
 mod cli;
+mod console;
 mod contract_1_1;
 mod deadlines;
 mod disk_full;

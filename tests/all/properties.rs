@@ -195,7 +195,12 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 
 fn produce(body: Vec<u8>) -> (StatusCode, serde_json::Value) {
     let api = api();
-    let router = rustmq_etl::api::data::router(api.broker.clone());
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let listening = rustmq_etl::api::Listening {
+        admin: addr,
+        messages: addr,
+    };
+    let router = rustmq_etl::api::data::router(api.broker.clone(), listening);
     api.rt.block_on(async {
         let request = Request::post("/api/v1/topics/fuzzed/messages")
             .header("content-type", "application/json")

@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -17,14 +17,22 @@ use super::{method_not_allowed, no_route, AdminState, ApiError};
 use crate::wire::{BrokerStatus, EtlSettings, StorageStatus};
 
 /// The admin API: every sub-router merged, its document served beside it, then the
-/// token check over all of it (the document included).
-pub fn router(state: AdminState) -> Router {
+/// token check over all of it (the document included); and, outside the check, the
+/// console's files (they hold no data: the page asks for the token).
+pub fn router(state: AdminState, listening: super::Listening) -> Router {
+    let console = state.config.admin.console;
     let (routes, _) = super::openapi::serve_document(routes(), Api::Admin);
-    routes
+    let api = routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(listening))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+        .with_state(state);
+    if console {
+        api.merge(super::console::router())
+    } else {
+        api
+    }
 }
 
 /// Every admin route with its description.
@@ -40,13 +48,17 @@ pub fn routes() -> OpenApiRouter<AdminState> {
 /// (the guide's step 1.3 reads `.etl.enabled`).
 #[utoipa::path(get, path = "/api/v1/status", tag = "broker",
     responses((status = 200, description = "Version, uptime, storage and the [etl] settings", body = BrokerStatus)))]
-async fn status(State(broker): State<AdminState>) -> Response {
+async fn status(
+    State(broker): State<AdminState>,
+    Extension(listening): Extension<super::Listening>,
+) -> Response {
     let etl = &broker.config.etl;
     let topics = broker.storage.list_topics().map(|t| t.len()).unwrap_or(0);
     let health = broker.storage.health();
     Json(BrokerStatus {
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_secs: broker.started_at.elapsed().as_secs(),
+        messages_addr: listening.messages.to_string(),
         storage: StorageStatus {
             path: broker.storage.path().to_path_buf(),
             size_bytes: broker.storage.size_bytes(),

@@ -33,15 +33,22 @@ use crate::serve::memory::{CONSUME_MEMORY_FACTOR, PRODUCE_MEMORY_FACTOR};
 use crate::storage::{Storage, TopicConfig, TopicInfo};
 use crate::wire::{Consumed, Produced, ProducedBatch, TopicList};
 
-/// The message API's routes, limits included.
-pub fn router(state: Arc<Broker>) -> Router {
+/// The message API's routes, limits included; with the console on, its CORS answer
+/// to pages from the admin port.
+pub fn router(state: Arc<Broker>, listening: super::Listening) -> Router {
     let body_limit = usize::try_from(state.config.server.max_body_bytes).unwrap_or(usize::MAX);
+    let console = state.config.admin.console;
     let (routes, _) = super::openapi::serve_document(routes(&state), Api::Message);
-    routes
+    let router = routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .with_state(state);
+    if console {
+        router.layer(super::console::message_api_cors(listening.admin))
+    } else {
+        router
+    }
 }
 
 /// Every message API route with its description.

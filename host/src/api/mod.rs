@@ -5,6 +5,8 @@
 //! - [`admin`]: the admin API (port 9094): status now; modules and pipelines merge
 //!   their routers into it. An optional bearer token guards all of it.
 //! - `metrics`, `modules`, `pipelines`: the admin API's routes for each.
+//! - [`console`]: the web console's files, served on the admin port, and the message
+//!   API's CORS answer to it.
 //! - [`produce_body`]: what a produce body says, read without I/O.
 //! - [`openapi`]: each API's OpenAPI document, made from its router and served by it.
 //! - `error`: [`ApiError`], the one error type both answer with, and how every
@@ -17,6 +19,7 @@
 //! The memory budget each produce and consume reserves is `crate::serve::memory`.
 
 pub mod admin;
+pub mod console;
 pub mod data;
 mod error;
 pub mod metrics;
@@ -29,6 +32,17 @@ pub use error::ApiError;
 
 /// What admin handlers get as state.
 pub type AdminState = std::sync::Arc<crate::broker::Broker>;
+
+/// The addresses both listeners are bound to (port 0 resolved), which the routers
+/// need: the console's origin is the admin port's, and the status says where the
+/// message API is.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    /// The admin API's address.
+    pub admin: std::net::SocketAddr,
+    /// The message API's address.
+    pub messages: std::net::SocketAddr,
+}
 
 /// Parses a JSON body with our error shape (axum's `Json` rejects by content type
 /// first; produce accepts any content type, as `curl -d` sends form encoding).
