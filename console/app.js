@@ -1,6 +1,5 @@
 // The console's shell: connects (asking for the admin token when the API wants one),
-// polls the broker every two seconds, keeps each pipeline's recent samples for the
-// charts, and routes #/… to the views.
+// polls the broker every two seconds, and routes #/… to the views.
 
 import { admin, messages, ApiError, setToken, hasToken, setMessagesAddr } from './api.js';
 import { h, clear, duration, bytes } from './format.js';
@@ -20,35 +19,26 @@ const routes = [
   { pattern: /^#\/topics(?:\/([^/]+))?$/, view: topics, section: 'topics' },
 ];
 
-// What every view reads: the latest poll, and the samples kept per pipeline.
+// What every view reads: the latest poll, and each pipeline's rate over the last one.
 const snapshot = { status: null, metrics: null, pipelines: [], topics: [], at: 0 };
-const history = new Map();
+const last = new Map();
+const rates = new Map();
 
 let current = null;
-let pollTimer = null;
 
 function record(metrics, at) {
   for (const [id, m] of Object.entries(metrics.pipelines || {})) {
-    const samples = history.get(id) || [];
-    const prev = samples[samples.length - 1];
-    let throughput = 0;
+    const prev = last.get(id);
     if (prev && at > prev.t && m.messages_processed >= prev.processed) {
-      throughput = ((m.messages_processed - prev.processed) * 1000) / (at - prev.t);
+      rates.set(id, ((m.messages_processed - prev.processed) * 1000) / (at - prev.t));
     }
-    samples.push({ t: at, processed: m.messages_processed, throughput, p50: m.p50_processing_time_ms, p99: m.p99_processing_time_ms });
-    while (samples.length && samples[0].t < at - WINDOW_MS - POLL_MS) samples.shift();
-    history.set(id, samples);
+    last.set(id, { t: at, processed: m.messages_processed });
   }
 }
 
-export function samples(id) {
-  return history.get(id) || [];
-}
-
-// The throughput of a pipeline over the last poll, or null before two samples.
+// The throughput of a pipeline over the last poll, or null before two polls.
 export function lastRate(id) {
-  const list = samples(id);
-  return list.length >= 2 ? list[list.length - 1].throughput : null;
+  return rates.has(id) ? rates.get(id) : null;
 }
 
 async function poll() {
@@ -162,7 +152,7 @@ export async function act(label, fn) {
   }
 }
 
-const ctx = { snapshot, samples, lastRate, toast, confirmAction, act, WINDOW_MS };
+const ctx = { snapshot, lastRate, toast, confirmAction, act, WINDOW_MS };
 
 function route() {
   const hash = location.hash || '#/';
@@ -205,9 +195,9 @@ async function start() {
   await show();
   const tick = async () => {
     await refresh();
-    pollTimer = setTimeout(tick, POLL_MS);
+    setTimeout(tick, POLL_MS);
   };
-  pollTimer = setTimeout(tick, POLL_MS);
+  setTimeout(tick, POLL_MS);
   document.body.dataset.ready = 'true';
 }
 

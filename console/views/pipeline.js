@@ -1,5 +1,5 @@
-// One pipeline: its state and position, throughput and latency over the last
-// minutes, counts, definition, the last messages of its error topic with their
+// One pipeline: its state and position, throughput and latency over the last five
+// minutes (the broker's 5 s buckets), counts, definition, the last messages of its error topic with their
 // failure headers, start/stop, and moving it to another module version.
 
 import { admin, messages, enc } from '../api.js';
@@ -93,14 +93,20 @@ function renderCounts(m, p) {
     cell('Lag', num(p.lag), 'lag', p.lag ? 'warn' : null));
 }
 
-function renderCharts(ctx) {
-  const samples = ctx.samples(view.id);
-  const pts = (key) => samples.map((s) => [s.t, s[key]]);
+// The broker keeps the last five minutes in 5 s buckets; each point is a bucket, drawn
+// at its end (the current one, partial, at now), from the pipeline's creation on.
+function renderCharts(ctx, p, history) {
+  const now = Date.now();
+  const at = (s) => Math.min(now, s.at_ms + history.bucket_ms);
+  const pts = (key) => history.samples
+    .filter((s) => s[key] !== null && at(s) >= p.created_at_ms)
+    .map((s) => [at(s), s[key]]);
+  const seconds = history.bucket_ms / 1000;
   clear(view.charts,
-    lineChart({ title: 'Throughput (messages in per second)', windowMs: ctx.WINDOW_MS, format: (v) => rate(v),
-      series: [{ name: 'in', tone: 'a', points: pts('throughput').slice(1) }] }),
-    lineChart({ title: 'Module time per message (since the run started)', windowMs: ctx.WINDOW_MS, format: (v) => ms(v),
-      series: [{ name: 'p50', tone: 'b', points: pts('p50') }, { name: 'p99', tone: 'c', points: pts('p99') }] }));
+    lineChart({ title: `Throughput (messages per second, ${seconds} s buckets)`, windowMs: ctx.WINDOW_MS, format: (v) => rate(v),
+      series: [{ name: 'in', tone: 'a', points: pts('throughput_msgs_per_sec') }] }),
+    lineChart({ title: `Module time per message (${seconds} s buckets)`, windowMs: ctx.WINDOW_MS, format: (v) => ms(v),
+      series: [{ name: 'p50', tone: 'b', points: pts('p50_processing_time_ms') }, { name: 'p99', tone: 'c', points: pts('p99_processing_time_ms') }] }));
 }
 
 function renderDefinition(p) {
@@ -162,7 +168,10 @@ export async function update(ctx) {
     clear(view.head, h('h1', {}, 'No such pipeline'), h('p', {}, `${view.id} is not defined on this broker.`));
     return;
   }
-  const list = await admin.get(`/api/v1/etl/modules`);
+  const [list, history] = await Promise.all([
+    admin.get('/api/v1/etl/modules'),
+    admin.get(`/api/v1/etl/pipelines/${enc(p.pipeline_id)}/metrics/history`),
+  ]);
   if (!view) return;
   view.versions = list.modules.filter((m) => m.name === p.module_name).map((m) => m.version).sort(semverDesc);
   const m = ctx.snapshot.metrics.pipelines[p.pipeline_id] || {};
@@ -174,7 +183,7 @@ export async function update(ctx) {
     renderHead(ctx, p);
   }
   renderCounts(m, p);
-  renderCharts(ctx);
+  renderCharts(ctx, p, history);
   renderDefinition(p);
   await renderErrors(ctx, p);
 }

@@ -261,6 +261,48 @@ fn guide_steps_4_to_6_with_the_guides_legacy_module() {
 }
 
 #[test]
+fn the_metrics_history_counts_the_last_minutes_bucket_by_bucket() {
+    let b = guide_steps_4_to_6(guests::GUIDE_MODULE);
+    let mut broken = guide_message();
+    broken["value"] = json!("{not json");
+    let mut batch: Vec<Value> = (0..9).map(|_| guide_message()).collect();
+    batch.push(broken);
+    let (status, v) = produce(&b, "raw-events", &json!({ "messages": batch }));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    wait_committed(&b, "pipeline-1", 11);
+    let (status, h) = admin_get(
+        &b,
+        "/api/v1/etl/pipelines/message-transformation/metrics/history",
+    );
+    assert_eq!(status, StatusCode::OK, "{h}");
+    assert_eq!(h["bucket_ms"], 5000);
+    let samples = h["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 60, "five minutes of 5 s buckets");
+    let at: Vec<u64> = samples
+        .iter()
+        .map(|s| s["at_ms"].as_u64().unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[1] == w[0] + 5000), "{at:?}");
+    let sum = |field: &str| -> u64 { samples.iter().map(|s| s[field].as_u64().unwrap()).sum() };
+    // The guide's message of steps 4 to 6, the nine good ones and the broken one.
+    assert_eq!(sum("handled"), 11, "{h}");
+    assert_eq!(sum("failed"), 1, "{h}");
+    let busy: Vec<&Value> = samples.iter().filter(|s| s["handled"] != 0).collect();
+    assert!(
+        busy.iter()
+            .all(|s| s["p99_processing_time_ms"].as_f64().unwrap() > 0.0
+                && s["throughput_msgs_per_sec"].as_f64().unwrap() > 0.0),
+        "{busy:?}"
+    );
+    assert!(samples[0]["p50_processing_time_ms"].is_null(), "{h}");
+    let (status, v) = admin_get(&b, "/api/v1/etl/pipelines/nope/metrics/history");
+    assert_eq!(
+        error_code(status, &v, StatusCode::NOT_FOUND),
+        "pipeline_not_found"
+    );
+}
+
+#[test]
 fn guide_steps_4_to_6_with_the_component_template_then_delete_the_pipeline() {
     let b = guide_steps_4_to_6(guests::GUEST_TEMPLATE);
 

@@ -35,6 +35,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/etl/pipelines/{id}/redrive"),
     ("GET", "/api/v1/etl/pipelines/{id}/status"),
     ("GET", "/api/v1/etl/pipelines/{id}/metrics"),
+    ("GET", "/api/v1/etl/pipelines/{id}/metrics/history"),
     ("GET", "/api/v1/etl/pipelines/{id}/state"),
     ("DELETE", "/api/v1/etl/pipelines/{id}/state"),
     ("GET", "/api/v1/metrics"),

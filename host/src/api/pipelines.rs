@@ -14,6 +14,7 @@ use super::AdminState;
 use super::{parse_json, ApiError};
 use crate::pipeline::metrics::MetricsSnapshot;
 use crate::pipeline::spec::{PipelinePatch, PipelineSpec};
+use crate::pipeline::window::MetricsHistory;
 use crate::pipeline::{BackfillRequest, PipelineStatus, RedriveRequest, ResetRequest};
 use crate::pipeline::{PipelineError, PipelineManager};
 use crate::state::{
@@ -33,6 +34,7 @@ pub fn router() -> OpenApiRouter<AdminState> {
         .routes(routes!(redrive))
         .routes(routes!(status))
         .routes(routes!(metrics))
+        .routes(routes!(history))
         .routes(routes!(state_get, state_reset))
 }
 
@@ -282,6 +284,17 @@ async fn metrics(
 ) -> Result<Response, ApiError> {
     let snapshot = blocking(&state.pipelines, move |m| m.metrics(&id)).await?;
     Ok(Json(snapshot).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/etl/pipelines/{id}/metrics/history", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    responses((status = 200, description = "The last five minutes in 5 s buckets: inputs, failures, throughput, p50/p99", body = MetricsHistory)))]
+async fn history(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let history = blocking(&state.pipelines, move |m| m.history(&id)).await?;
+    Ok(Json(history).into_response())
 }
 
 #[cfg(test)]

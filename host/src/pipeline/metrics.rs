@@ -10,6 +10,12 @@ use serde::Serialize;
 use crate::kafka::progress::{KafkaSnapshot, Progress};
 use crate::runtime::chain::{StageCounters, StageMetrics};
 
+use super::window::{MetricsHistory, Recent};
+
+fn now_ms() -> u64 {
+    u64::try_from(crate::message::now_millis()).unwrap_or(0)
+}
+
 /// Longest processing time the histogram tracks (60 s, in microseconds); longer
 /// calls are counted at the cap.
 const MAX_TRACKED_MICROS: u64 = 60_000_000;
@@ -40,6 +46,8 @@ pub struct PipelineMetrics {
     /// Offset committed last.
     pub committed_offset: AtomicU64,
     histogram: Mutex<hdrhistogram::Histogram<u64>>,
+    /// The last minutes, bucket by bucket.
+    recent: Recent,
     /// The Kafka source's progress, while the pipeline reads one.
     kafka: Mutex<Option<Arc<Progress>>>,
     /// A chain's stages, while it runs.
@@ -64,6 +72,7 @@ impl Default for PipelineMetrics {
                 hdrhistogram::Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, 2)
                     .expect("static histogram bounds are valid"),
             ),
+            recent: Recent::default(),
             kafka: Mutex::new(None),
             stages: Mutex::new(Vec::new()),
         }
@@ -144,8 +153,32 @@ impl PipelineMetrics {
 
     /// Records `count` inputs that took `micros` each (a batch call's share).
     pub fn record_times(&self, micros: u64, count: u64) {
-        let mut h = self.histogram.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = h.record_n(micros.clamp(1, MAX_TRACKED_MICROS), count);
+        {
+            let mut h = self.histogram.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = h.record_n(micros.clamp(1, MAX_TRACKED_MICROS), count);
+        }
+        self.recent.record_times(now_ms(), micros, count);
+    }
+
+    /// One input the module handled without error; `filtered` when it answered
+    /// nothing.
+    pub fn processed_one(&self, filtered: bool) {
+        self.processed.fetch_add(1, Ordering::Relaxed);
+        if filtered {
+            self.filtered.fetch_add(1, Ordering::Relaxed);
+        }
+        self.recent.handled(now_ms(), false);
+    }
+
+    /// One input sent to the error topic.
+    pub fn failed_one(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.recent.handled(now_ms(), true);
+    }
+
+    /// The last minutes, bucket by bucket.
+    pub fn history(&self) -> MetricsHistory {
+        self.recent.history(now_ms())
     }
 
     /// A snapshot; `source_end` is a local source's next offset, for lag (a Kafka

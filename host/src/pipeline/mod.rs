@@ -10,6 +10,7 @@
 //! - `read_ahead`: a [`io::Source`] wrapper that reads the next batch on its own thread.
 //! - `worker`: the loop of one running pipeline (its own thread).
 //! - `metrics`: per-pipeline counters and latency histograms.
+//! - `window`: the last minutes of those, in 5 s buckets (the console's charts).
 //! - `status`: [`PipelineStatus`], what the status routes show.
 //!
 //! [`PipelineManager`] owns every pipeline: it persists definitions, pins each to an
@@ -41,6 +42,7 @@ mod redrive;
 mod reset;
 pub mod spec;
 mod status;
+pub mod window;
 pub mod worker;
 
 pub use backfill::BackfillRequest;
@@ -916,6 +918,16 @@ impl PipelineManager {
         };
         let end = self.inner.storage.end_offset(&topic).unwrap_or(0);
         Ok(metrics.snapshot(end))
+    }
+
+    /// One pipeline's last minutes, bucket by bucket.
+    pub fn history(&self, id_or_name: &str) -> Result<window::MetricsHistory, PipelineError> {
+        let id = self.resolve_id(id_or_name)?;
+        let pipelines = self.lock();
+        let e = pipelines
+            .get(&id)
+            .ok_or_else(|| PipelineError::NotFound(id.clone()))?;
+        Ok(e.metrics.history())
     }
 
     /// Every pipeline's metrics, by id.

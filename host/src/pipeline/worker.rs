@@ -780,10 +780,7 @@ impl Worker {
                     }
                 };
                 self.state.with(|s| s.accept_call());
-                self.metrics.processed.fetch_add(1, Ordering::Relaxed);
-                if out.messages.is_empty() {
-                    self.metrics.filtered.fetch_add(1, Ordering::Relaxed);
-                }
+                self.metrics.processed_one(out.messages.is_empty());
                 if out.topics.is_empty() {
                     return Outcome::Done(Routed::Outputs(out.messages, Vec::new()));
                 }
@@ -838,7 +835,7 @@ impl Worker {
                 f.offset, self.source_topic
             ));
         }
-        self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+        self.metrics.failed_one();
         let error = truncate(error, MAX_ERROR_HEADER_LEN);
         // With no call made (a message over the header limits), no stage failed.
         let failed_stage = (attempts > 0)
