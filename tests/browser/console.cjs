@@ -198,6 +198,13 @@ async function main() {
   await textMatching(page.locator('#last-errors'), /key broken[\s\S]*x-rustmq-error/, 'the last errors');
   await shot(page, '04-pipeline');
 
+  step('stop and start from the page');
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await textMatching(page.locator('h1 [data-state]'), /^stopped$/, 'the state after Stop');
+  if ((await api('GET', `/api/v1/etl/pipelines/${id}`)).status !== 'stopped') throw new Error('Stop did not stop the pipeline');
+  await page.getByRole('button', { name: 'Start' }).click();
+  await textMatching(page.locator('h1 [data-state]'), /^running$/, 'the state after Start');
+
   step('changing the version asks first; cancel keeps it');
   await page.selectOption('#module-version', '1.1.0');
   await page.getByRole('button', { name: 'Change version' }).click();
