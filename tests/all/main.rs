@@ -2,6 +2,7 @@
 
 mod bounds;
 mod broker;
+mod canary;
 mod chains;
 mod cli;
 mod console;

@@ -176,6 +176,7 @@ fn spec(name: &str, module: &str, source: &str, batch_size: u32) -> PipelineSpec
         consumer_group: None,
         end_offset: None,
         redrive_of: None,
+        canary: None,
         routes: Vec::new(),
     }
 }

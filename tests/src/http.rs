@@ -30,6 +30,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/etl/pipelines/{id}"),
     ("POST", "/api/v1/etl/pipelines/{id}/start"),
     ("POST", "/api/v1/etl/pipelines/{id}/stop"),
+    ("POST", "/api/v1/etl/pipelines/{id}/promote"),
     ("POST", "/api/v1/etl/pipelines/{id}/reset"),
     ("POST", "/api/v1/etl/pipelines/{id}/backfill"),
     ("POST", "/api/v1/etl/pipelines/{id}/redrive"),

@@ -29,6 +29,7 @@ pub fn spec(name: &str, module: &str, max_retries: u32) -> PipelineSpec {
         consumer_group: None,
         end_offset: None,
         redrive_of: None,
+        canary: None,
         routes: Vec::new(),
     }
 }

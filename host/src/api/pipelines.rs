@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AdminState> {
         .routes(routes!(get_pipeline, update, delete))
         .routes(routes!(start))
         .routes(routes!(stop))
+        .routes(routes!(promote))
         .routes(routes!(reset))
         .routes(routes!(backfill))
         .routes(routes!(redrive))
@@ -120,6 +121,17 @@ async fn start(
 ) -> Result<Response, ApiError> {
     require_enabled(&state)?;
     let s = blocking(&state.pipelines, move |m| m.start(&id)).await?;
+    Ok(Json(s).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/etl/pipelines/{id}/promote", tag = "pipelines",
+    params(("id" = String, Path, description = "The pipeline's id or name")),
+    responses((status = 200, description = "The canary's version pinned and the canary ended, at a batch boundary", body = PipelineStatus)))]
+async fn promote(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let s = blocking(&state.pipelines, move |m| m.promote(&id)).await?;
     Ok(Json(s).into_response())
 }
 

@@ -96,6 +96,8 @@ impl PipelineManager {
         spec.routes.clear();
         spec.start_from = StartFrom::Offset(from);
         spec.end_offset = Some(to);
+        // It runs the one version it is given, not the parent's canary.
+        spec.canary = None;
         spec.enabled = true;
         spec.consumer_group = None;
         pin_versions(&mut spec, &record, request.module_version.as_deref())?;

@@ -10,7 +10,11 @@ use serde::Serialize;
 use crate::kafka::progress::{KafkaSnapshot, Progress};
 use crate::runtime::chain::{StageCounters, StageMetrics};
 
-use super::window::{MetricsHistory, Recent};
+use super::canary::{CanarySpec, Sides, VersionMetrics};
+use super::window::{MetricsHistory, Recent, Totals};
+
+/// A running canary's definition, the pinned version, and both sides' counters.
+type CanaryView = (CanarySpec, String, Arc<Sides>);
 
 fn now_ms() -> u64 {
     u64::try_from(crate::message::now_millis()).unwrap_or(0)
@@ -48,6 +52,9 @@ pub struct PipelineMetrics {
     histogram: Mutex<hdrhistogram::Histogram<u64>>,
     /// The last minutes, bucket by bucket.
     recent: Recent,
+    /// While a canary runs: its definition, the pinned version, and both versions'
+    /// own counters.
+    canary: Mutex<Option<CanaryView>>,
     /// The Kafka source's progress, while the pipeline reads one.
     kafka: Mutex<Option<Arc<Progress>>>,
     /// A chain's stages, while it runs.
@@ -73,6 +80,7 @@ impl Default for PipelineMetrics {
                     .expect("static histogram bounds are valid"),
             ),
             recent: Recent::default(),
+            canary: Mutex::new(None),
             kafka: Mutex::new(None),
             stages: Mutex::new(Vec::new()),
         }
@@ -119,6 +127,10 @@ pub struct MetricsSnapshot {
     /// last loaded: a start or an update).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub stages: Vec<StageMetrics>,
+    /// While a canary runs: the pinned version's and the canary's numbers side by
+    /// side (see `pipeline::canary`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionMetrics>,
 }
 
 impl PipelineMetrics {
@@ -181,6 +193,27 @@ impl PipelineMetrics {
         self.recent.history(now_ms())
     }
 
+    /// Shows (or, with `None`, stops showing) a canary's counters beside the
+    /// pinned version's.
+    pub fn set_canary(&self, canary: Option<CanaryView>) {
+        *self.canary.lock().unwrap_or_else(|p| p.into_inner()) = canary;
+    }
+
+    /// Both versions' numbers while a canary runs; empty otherwise.
+    pub fn versions(&self) -> Vec<VersionMetrics> {
+        self.canary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(spec, stable, sides)| sides.view(spec, stable))
+            .unwrap_or_default()
+    }
+
+    /// The last `span_ms`, summed.
+    pub fn window(&self, span_ms: u64) -> Totals {
+        self.recent.totals(now_ms(), span_ms)
+    }
+
     /// A snapshot; `source_end` is a local source's next offset, for lag (a Kafka
     /// source's lag is the sum over its partitions).
     pub fn snapshot(&self, source_end: u64) -> MetricsSnapshot {
@@ -238,6 +271,7 @@ impl PipelineMetrics {
                 .enumerate()
                 .map(|(k, c)| c.snapshot(k))
                 .collect(),
+            versions: self.versions(),
         }
     }
 }

@@ -31,6 +31,7 @@
 //! which are deleted before its definition, and its entry goes last.
 
 mod backfill;
+pub mod canary;
 pub mod connect;
 pub mod endpoint;
 #[cfg(test)]
@@ -50,6 +51,7 @@ pub use redrive::RedriveRequest;
 pub use reset::{ResetRequest, ResetTo};
 pub use status::{PipelineStatus, RunStatus, StageStatus};
 
+use canary::{Canary, CanaryEvent, CanarySpec};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -203,9 +205,16 @@ impl WorkerParts {
             header_limits: self.header_limits,
             carried: Vec::new(),
             until: record.spec.end_offset,
+            side: worker::Side::Stable,
             redrive_of: record.spec.redrive_of.clone(),
         }
     }
+}
+
+/// Whether `canary` is not the canary `before` already was (a canary given anew
+/// with the pinned version is refused rather than silently dropped).
+fn patch_is_new(before: &Option<CanarySpec>, canary: &CanarySpec) -> bool {
+    before.as_ref() != Some(canary)
 }
 
 /// The key of the last pipeline id handed out, in [`MetaTable::Counters`].
@@ -391,9 +400,23 @@ impl PipelineManager {
 
     /// Creates a pipeline, pinning it to the highest module version matching its
     /// requirement, and starts it when `enabled`.
-    pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, PipelineError> {
+    pub fn create(&self, mut spec: PipelineSpec) -> Result<PipelineStatus, PipelineError> {
         let endpoints = self.check(&spec)?;
         let modules = self.resolve_stages(&spec)?;
+        // A canary given at creation is pinned like the module.
+        if let Some(canary) = spec.canary.as_mut() {
+            let module = self
+                .inner
+                .modules
+                .resolve(&spec.module_name, &canary.module_version)?;
+            if module.version == modules[0].version {
+                return Err(PipelineError::Spec(SpecError {
+                    field: "canary",
+                    message: format!("{} is the version the pipeline is pinned to; give another version as the canary", module.version),
+                }));
+            }
+            canary.module_version = module.version.to_string();
+        }
         // Fail now, not at start, if a module does not load or refuses its params.
         let loaded = self.load(&modules, "validation", &spec)?;
         drop(loaded);
@@ -456,6 +479,7 @@ impl PipelineManager {
             },
             failure: None,
             created_at_ms: crate::message::now_millis(),
+            canary_event: None,
             source_topic_id: match &endpoints.source {
                 Endpoint::Local(topic) => self.local_topic_id(topic)?,
                 Endpoint::Kafka { .. } => None,
@@ -821,6 +845,7 @@ impl PipelineManager {
                     .into(),
             }));
         }
+        self.patch_canary(&mut record, &modules[0].version, patch.canary)?;
         self.check(&record.spec)?;
         record.module_id = modules[0].module_id.clone();
         record.module_version = modules[0].version.clone();
@@ -861,6 +886,62 @@ impl PipelineManager {
             return self.start_locked(&id, Recreated::Fail);
         }
         self.status(&id)
+    }
+
+    /// Applies a patch's `canary` (a new one, resolved to an exact version, or `null`
+    /// for none) to `record`, which is to be pinned to `pinned`; a canary whose
+    /// version becomes the pinned one ends as promoted.
+    fn patch_canary(
+        &self,
+        record: &mut PipelineRecord,
+        pinned: &semver::Version,
+        patch: Option<Option<CanarySpec>>,
+    ) -> Result<(), PipelineError> {
+        let before = record.spec.canary.take();
+        let after = match patch {
+            None => before.clone(),
+            Some(None) => None,
+            Some(Some(mut canary)) => {
+                canary.validate()?;
+                if record.spec.is_chain() {
+                    return Err(PipelineError::Spec(SpecError {
+                        field: "canary",
+                        message: "a chain cannot run a canary yet; PATCH a stage's module_version instead".into(),
+                    }));
+                }
+                let module = self
+                    .inner
+                    .modules
+                    .resolve(&record.spec.module_name, &canary.module_version)?;
+                canary.module_version = module.version.to_string();
+                Some(canary)
+            }
+        };
+        let pinned = pinned.to_string();
+        let after = after.filter(|c| c.module_version != pinned || patch_is_new(&before, c));
+        if let Some(c) = &after {
+            if c.module_version == pinned {
+                return Err(PipelineError::Spec(SpecError {
+                    field: "canary",
+                    message: format!("{} is the version the pipeline is pinned to; give another version as the canary", c.module_version),
+                }));
+            }
+        }
+        if let (Some(old), None) = (&before, &after) {
+            record.canary_event = Some(CanaryEvent {
+                event: if old.module_version == pinned {
+                    "promoted"
+                } else {
+                    "removed"
+                }
+                .into(),
+                module_version: old.module_version.clone(),
+                at_ms: crate::message::now_millis(),
+                reason: None,
+            });
+        }
+        record.spec.canary = after;
+        Ok(())
     }
 
     /// Stops a pipeline, waits for its worker's last commit, then deletes its state,
@@ -1022,6 +1103,7 @@ impl PipelineManager {
             delivery,
             kafka,
         );
+        status.versions = entry.metrics.versions();
         // What the calls get, not what was asked for.
         status.configuration.timeout_ms =
             Some(self.effective_timeout_ms(&entry.record.spec.configuration));
@@ -1089,6 +1171,7 @@ impl PipelineManager {
                 version: stage.version,
                 chain: Vec::new(),
                 counters: Vec::new(),
+                canary: self.load_canary(pipeline_id, spec)?,
             });
         }
         let last = stages.last().expect("a chain has stages");
@@ -1103,7 +1186,88 @@ impl PipelineManager {
             module_id,
             version,
             chain: chain_ids,
+            canary: None,
         })
+    }
+
+    /// The canary of `spec`, instantiated, if it has one.
+    fn load_canary(
+        &self,
+        pipeline_id: &str,
+        spec: &PipelineSpec,
+    ) -> Result<Option<Box<Canary>>, PipelineError> {
+        let Some(canary) = &spec.canary else {
+            return Ok(None);
+        };
+        let module = self
+            .inner
+            .modules
+            .resolve(&spec.module_name, &canary.module_version)?;
+        let mut alone = spec.clone();
+        alone.canary = None;
+        let loaded = self.load(std::slice::from_ref(&module), pipeline_id, &alone)?;
+        let manager = Arc::downgrade(&self.inner);
+        let id = pipeline_id.to_string();
+        let on_rollback = Arc::new(move |event: CanaryEvent| {
+            if let Some(inner) = manager.upgrade() {
+                PipelineManager { inner }.end_canary(&id, event);
+            }
+        });
+        Ok(Some(Box::new(Canary::new(
+            loaded,
+            canary.clone(),
+            on_rollback,
+        ))))
+    }
+
+    /// Drops a rolled-back canary from the pipeline's definition and records why;
+    /// its worker already stopped sending it messages.
+    fn end_canary(&self, id: &str, event: CanaryEvent) {
+        let Ok((id, ops)) = self.ops(id) else {
+            return;
+        };
+        let _op = lock(&ops);
+        let mut pipelines = self.lock();
+        let Some(entry) = pipelines.get_mut(&id) else {
+            return;
+        };
+        let running = entry.record.spec.canary.as_ref().map(|c| &c.module_version);
+        if running != Some(&event.module_version) {
+            return;
+        }
+        let mut record = entry.record.clone();
+        record.spec.canary = None;
+        record.canary_event = Some(event.clone());
+        match self.persist(&record) {
+            Ok(()) => {
+                entry.record = record;
+                tracing::warn!(target: "rustmq::etl::pipeline", pipeline_id = %id, canary = %event.module_version, reason = event.reason.as_deref().unwrap_or(""), "canary rolled back: the pipeline stays on its pinned version");
+            }
+            Err(e) => {
+                tracing::error!(target: "rustmq::etl::pipeline", pipeline_id = %id, error = %e, "could not record a canary rollback; the canary stays off until the broker restarts")
+            }
+        }
+    }
+
+    /// Makes the canary the pinned version and ends it.
+    pub fn promote(&self, id_or_name: &str) -> Result<PipelineStatus, PipelineError> {
+        let canary = self
+            .status(id_or_name)?
+            .canary
+            .ok_or_else(|| {
+                PipelineError::Spec(SpecError {
+                    field: "canary",
+                    message: "this pipeline runs no canary; start one with PATCH {\"canary\": {\"module_version\": ..., \"percent\": ...}}".into(),
+                })
+            })?;
+        self.update(
+            id_or_name,
+            PipelinePatch {
+                module_version: Some(canary.module_version),
+                canary: Some(None),
+                ..PipelinePatch::default()
+            },
+        )
     }
 
     /// The deadline a pipeline's calls get: its `timeout_ms`, at most the broker's

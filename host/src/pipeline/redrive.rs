@@ -75,6 +75,8 @@ impl PipelineManager {
         );
         spec.start_from = StartFrom::Offset(from);
         spec.end_offset = Some(to);
+        // It runs the one version it is given, not the parent's canary.
+        spec.canary = None;
         spec.redrive_of = Some(record.pipeline_id.clone());
         spec.enabled = true;
         spec.consumer_group = None;

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::canary::{CanaryEvent, CanarySpec};
+
 /// The largest `batch_size`: a batch is held in memory while it is processed, so this
 /// bounds a pipeline's memory together with the message size cap.
 pub const MAX_BATCH_SIZE: u32 = 10_000;
@@ -79,6 +81,11 @@ pub struct PipelineSpec {
     /// pipeline's, counted in `x-rustmq-redrives`. Set by `POST …/redrive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redrive_of: Option<String>,
+    /// A canary version running beside the pinned one on a share of the messages
+    /// (see `pipeline::canary`); set with `PATCH`, ended by `POST …/promote`, by a
+    /// `PATCH` with `"canary": null`, or by its error rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
 }
 
 fn default_true() -> bool {
@@ -297,6 +304,19 @@ pub struct PipelinePatch {
     /// New routes (replacing the old ones).
     #[serde(default)]
     pub routes: Option<Vec<String>>,
+    /// A canary to start (or to change), or `null` to remove the one running.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable)]
+    pub canary: Option<Option<CanarySpec>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Partial [`Configuration`].
@@ -417,6 +437,21 @@ impl PipelineSpec {
             ));
         }
         self.validate_modules()?;
+        if let Some(canary) = &self.canary {
+            canary.validate()?;
+            if self.is_chain() {
+                return Err(bad(
+                    "canary",
+                    "a chain cannot run a canary yet; PATCH a stage's module_version instead",
+                ));
+            }
+            if self.end_offset.is_some() {
+                return Err(bad(
+                    "canary",
+                    "a bounded pipeline (a backfill or a redrive) runs one version",
+                ));
+            }
+        }
         if let Some(end) = self.end_offset {
             if self.source_topic.starts_with(super::endpoint::KAFKA_SCHEME) {
                 return Err(bad(
@@ -580,6 +615,9 @@ pub struct PipelineRecord {
     /// (see `TopicInfo::topic_id`); `None` until the topic is first seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_topic_id: Option<u64>,
+    /// How the last canary ended, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_event: Option<CanaryEvent>,
 }
 
 /// The exact module a stage of a chain is pinned to.

@@ -1,6 +1,7 @@
 //! [`PipelineStatus`]: what `GET /api/v1/etl/pipelines/{id}/status` shows, built
 //! from the persisted record, the worker's state and the stored offsets.
 
+use super::canary::{CanaryEvent, CanarySpec, VersionMetrics};
 use serde::{Deserialize, Serialize};
 
 use super::spec::{self, PipelineRecord};
@@ -112,6 +113,17 @@ pub struct PipelineStatus {
     /// stage's); empty for a pipeline of one module.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageStatus>,
+    /// The canary running beside the pinned version, if any (its `module_version`
+    /// is the exact version), with both versions' numbers in `versions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
+    /// While a canary runs: the pinned version's and the canary's numbers, side by
+    /// side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionMetrics>,
+    /// How the last canary ended (`rolled_back`, `promoted` or `removed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_event: Option<CanaryEvent>,
 }
 
 /// One stage of a chain, in a status.
@@ -199,6 +211,9 @@ impl PipelineStatus {
                     module_id: pinned.module_id.clone(),
                 })
                 .collect(),
+            canary: r.spec.canary.clone(),
+            versions: Vec::new(),
+            canary_event: r.canary_event.clone(),
         }
     }
 }

@@ -69,7 +69,61 @@ pub struct MetricsHistory {
     pub samples: Vec<WindowSample>,
 }
 
+/// What the buckets of a span hold together.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Totals {
+    /// Inputs handled.
+    pub handled: u64,
+    /// Of those, the ones failed.
+    pub failed: u64,
+    /// 99th percentile module time, ms; `None` without calls.
+    pub p99_ms: Option<f64>,
+}
+
+impl Totals {
+    /// `failed / handled`, 0 without inputs.
+    pub fn error_rate(&self) -> f64 {
+        if self.handled == 0 {
+            0.0
+        } else {
+            self.failed as f64 / self.handled as f64
+        }
+    }
+}
+
 impl Recent {
+    /// The buckets that overlap the last `span_ms` up to `now_ms`, the current one
+    /// included, summed.
+    pub fn totals(&self, now_ms: u64, span_ms: u64) -> Totals {
+        let current = now_ms / BUCKET_MS;
+        let first = now_ms.saturating_sub(span_ms) / BUCKET_MS;
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut totals = Totals::default();
+        let mut times: Option<Histogram<u32>> = None;
+        for index in first..=current {
+            let Some(b) = slots
+                .get((index % BUCKETS as u64) as usize)
+                .filter(|b| b.index == index)
+            else {
+                continue;
+            };
+            totals.handled += b.handled;
+            totals.failed += b.failed;
+            if let Some(h) = b.times.as_deref() {
+                match times.as_mut() {
+                    Some(t) => {
+                        let _ = t.add(h);
+                    }
+                    None => times = Some(h.clone()),
+                }
+            }
+        }
+        totals.p99_ms = times
+            .filter(|h| !h.is_empty())
+            .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
+        totals
+    }
+
     fn with_bucket(&self, now_ms: u64, f: impl FnOnce(&mut Bucket)) {
         let index = now_ms / BUCKET_MS;
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -186,6 +240,27 @@ mod tests {
         assert!((45.0..=55.0).contains(&p99), "{p99}");
         assert_eq!(h.samples[0].handled, 0);
         assert_eq!(h.samples[0].p50_processing_time_ms, None);
+    }
+
+    #[test]
+    fn totals_sum_the_buckets_of_the_span() {
+        let recent = Recent::default();
+        let t0 = 100 * BUCKET_MS;
+        for k in 0..4 {
+            let at = t0 + k * BUCKET_MS;
+            recent.handled(at, k == 3);
+            recent.record_times(at, 1000 * (k + 1), 1);
+        }
+        let now = t0 + 3 * BUCKET_MS + 10;
+        let all = recent.totals(now, 60_000);
+        assert_eq!((all.handled, all.failed), (4, 1));
+        assert_eq!(all.error_rate(), 0.25);
+        let p99 = all.p99_ms.unwrap();
+        assert!((3.8..=4.2).contains(&p99), "{p99}");
+        // The last 5 s reach back into the bucket before the current one.
+        let recent_two = recent.totals(now, BUCKET_MS);
+        assert_eq!(recent_two.handled, 2);
+        assert_eq!(Recent::default().totals(now, 60_000), Totals::default());
     }
 
     #[test]

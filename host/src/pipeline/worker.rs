@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, info_span, warn};
 
+use super::canary::Canary;
 use super::endpoint::KAFKA_SCHEME;
 use super::io::{
     CommitBatch, Fetched, IoError, PendingCommit, Positions, Sink, Source, LOCAL_PARTITION,
@@ -115,6 +116,18 @@ pub struct Loaded {
     pub chain: Vec<String>,
     /// Of a chain: every stage's counters, for the metrics.
     pub counters: Vec<Arc<StageCounters>>,
+    /// A canary version running beside this one on a share of the messages.
+    pub canary: Option<Box<Canary>>,
+}
+
+/// Which version handles the message in hand (see `pipeline::canary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Side {
+    /// The pinned version.
+    #[default]
+    Stable,
+    /// The canary.
+    Canary,
 }
 
 /// A change handed to a running worker; applied between two batches.
@@ -263,6 +276,8 @@ pub struct Worker {
     pub carried: Vec<Fetched>,
     /// For a bounded pipeline (a local source only): the offset it ends before.
     pub until: Option<u64>,
+    /// Which version handles the message in hand.
+    pub side: Side,
     /// For a redrive: the pipeline whose dead letters it takes (from its source, the
     /// error topic) and in whose name it writes failures again.
     pub redrive_of: Option<String>,
@@ -312,6 +327,7 @@ impl Worker {
         let start = start.unwrap_or(0);
         self.loaded.transform.attach_state(self.state.clone());
         self.metrics.set_stages(self.loaded.counters.clone());
+        self.attach_canary();
         self.metrics
             .committed_offset
             .store(start, Ordering::Relaxed);
@@ -426,7 +442,104 @@ impl Worker {
             // sees what the old one left.
             self.loaded.transform.attach_state(self.state.clone());
             self.metrics.set_stages(self.loaded.counters.clone());
+            self.attach_canary();
             self.configuration = update.configuration;
+        }
+    }
+
+    /// Binds the canary (if any) to the pipeline's state, and shows both versions'
+    /// counters in the metrics.
+    fn attach_canary(&mut self) {
+        if let Some(c) = self.loaded.canary.as_mut() {
+            c.loaded.transform.attach_state(self.state.clone());
+        }
+        self.metrics.set_canary(
+            self.loaded
+                .canary
+                .as_ref()
+                .map(|c| (c.spec.clone(), self.loaded.version.clone(), c.sides.clone())),
+        );
+    }
+
+    /// Counts into the counters of the version handling the message in hand, while
+    /// a canary runs.
+    fn count_side(&self, count: impl Fn(&PipelineMetrics)) {
+        if let Some(c) = &self.loaded.canary {
+            count(match self.side {
+                Side::Stable => &c.sides.stable,
+                Side::Canary => &c.sides.canary,
+            });
+        }
+    }
+
+    /// The module id and version that handled the message in hand.
+    fn side_identity(&self) -> (&str, &str) {
+        match (self.side, &self.loaded.canary) {
+            (Side::Canary, Some(c)) => (&c.loaded.module_id, &c.loaded.version),
+            _ => (&self.loaded.module_id, &self.loaded.version),
+        }
+    }
+
+    /// Tries the message on the canary, if it takes it: `Some` with the outcome when
+    /// the canary handled it; `None` when the message is the pinned version's,
+    /// including after the canary failed it (the failure is counted, and may roll
+    /// the canary back).
+    fn try_canary(&mut self, f: &Fetched, ctx: &mut ProcessContext) -> Option<Routed> {
+        let batch_mode = self.configuration.processing_mode == ProcessingMode::Batch;
+        let canary = self.loaded.canary.as_mut()?;
+        if !canary.spec.takes(&f.message, f.partition, f.offset) {
+            return None;
+        }
+        ctx.source_offset = f.offset;
+        ctx.attempt = 1;
+        self.state.with(|s| s.discard_call());
+        let started = Instant::now();
+        let result = if batch_mode {
+            let batch_ctx = BatchContext {
+                pipeline_id: ctx.pipeline_id.clone(),
+                source_topic: ctx.source_topic.clone(),
+                attempt: 1,
+            };
+            canary
+                .loaded
+                .transform
+                .process_batch(&[&f.message], &[f.offset], &batch_ctx)
+                .and_then(|mut answers| {
+                    answers.pop().ok_or_else(|| {
+                        TransformError::Abi("process-batch answered no result".into())
+                    })
+                })
+        } else {
+            canary.loaded.transform.process(&f.message, ctx)
+        };
+        let micros = started.elapsed().as_micros() as u64;
+        self.metrics.record_time(micros);
+        canary.sides.canary.record_time(micros);
+        let failure = match &result {
+            Err(e) => Some(describe(e)),
+            Ok(out) => out.error.clone(),
+        };
+        if let Some(error) = failure {
+            // The pinned version takes the message, with none of the canary's
+            // state changes.
+            self.state.with(|s| s.discard_call());
+            canary.sides.canary.failed_one();
+            debug!(target: "rustmq::etl::pipeline", offset = f.offset, error = %error, "the canary failed a message; the pinned version takes it");
+            if let Some(reason) = canary.judge() {
+                warn!(target: "rustmq::etl::pipeline", canary = %canary.loaded.module_id, reason = %reason, "canary rolled back");
+                self.loaded.canary = None;
+                self.metrics.set_canary(None);
+            }
+            return None;
+        }
+        self.side = Side::Canary;
+        match self.classify(f, result, 1) {
+            Outcome::Done(routed) => Some(routed),
+            // An answer without an error is never a failure.
+            Outcome::Failed { .. } => {
+                self.side = Side::Stable;
+                None
+            }
         }
     }
 
@@ -437,13 +550,19 @@ impl Worker {
         mut fetched: Vec<Fetched>,
         in_flight: &mut Option<InFlight>,
     ) -> Option<RunState> {
-        let mut stamp = vec![
-            (headers::MODULE.to_string(), self.loaded.module_id.clone()),
-            (
-                headers::MODULE_VERSION.to_string(),
-                self.loaded.version.clone(),
-            ),
-        ];
+        // While a canary runs, each message says which version made it.
+        let per_message = self.loaded.canary.is_some();
+        let mut stamp = if per_message {
+            Vec::new()
+        } else {
+            vec![
+                (headers::MODULE.to_string(), self.loaded.module_id.clone()),
+                (
+                    headers::MODULE_VERSION.to_string(),
+                    self.loaded.version.clone(),
+                ),
+            ]
+        };
         if !self.loaded.chain.is_empty() {
             stamp.push((headers::CHAIN.to_string(), self.loaded.chain.join(",")));
         }
@@ -469,11 +588,12 @@ impl Worker {
         // In batch mode the whole batch goes to the module in one call; when that
         // call cannot be kept as a whole (see `call_batch`), every message is
         // processed again on its own.
-        let mut whole = if self.configuration.processing_mode == ProcessingMode::Batch {
-            self.call_batch(&fetched).map(Vec::into_iter)
-        } else {
-            None
-        };
+        let mut whole =
+            if self.configuration.processing_mode == ProcessingMode::Batch && !per_message {
+                self.call_batch(&fetched).map(Vec::into_iter)
+            } else {
+                None
+            };
         for f in &fetched {
             let routed = match &mut whole {
                 Some(outcomes) => outcomes.next().expect("one outcome per message"),
@@ -484,6 +604,23 @@ impl Worker {
                     self.handle(f, &mut ctx)
                 }
             };
+            let mut routed = routed;
+            if per_message {
+                let (module_id, version) = self.side_identity();
+                let (module_id, version) = (module_id.to_string(), version.to_string());
+                let stamp_one = |m: &mut Message| {
+                    m.set_header(headers::MODULE, module_id.as_str());
+                    m.set_header(headers::MODULE_VERSION, version.as_str());
+                };
+                match &mut routed {
+                    Routed::Outputs(msgs, routed) => {
+                        msgs.iter_mut().for_each(stamp_one);
+                        routed.iter_mut().for_each(|(_, m)| stamp_one(m));
+                    }
+                    Routed::Errors(msgs) => msgs.iter_mut().for_each(stamp_one),
+                    Routed::Halt(_) | Routed::Interrupted => {}
+                }
+            }
             match routed {
                 Routed::Outputs(msgs, routed) => {
                     produced += (msgs.len() + routed.len()) as u64;
@@ -590,6 +727,10 @@ impl Worker {
             // Not the module's failure: no call is made, so no attempt is counted.
             return self.to_error_topic(f, vec![f.message.clone()], e.code(), &e.to_string(), 0);
         }
+        self.side = Side::Stable;
+        if let Some(routed) = self.try_canary(f, ctx) {
+            return routed;
+        }
         let policy = self.configuration.retry_policy;
         let batch_mode = self.configuration.processing_mode == ProcessingMode::Batch;
         let mut attempt = 1u32;
@@ -615,8 +756,9 @@ impl Worker {
             } else {
                 self.loaded.transform.process(&f.message, ctx)
             };
-            self.metrics
-                .record_time(started.elapsed().as_micros() as u64);
+            let micros = started.elapsed().as_micros() as u64;
+            self.metrics.record_time(micros);
+            self.count_side(|m| m.record_time(micros));
             let (cause, error) = match self.classify(f, result, attempt) {
                 Outcome::Done(routed) => return routed,
                 Outcome::Failed { cause, error } => (cause, error),
@@ -780,7 +922,9 @@ impl Worker {
                     }
                 };
                 self.state.with(|s| s.accept_call());
-                self.metrics.processed_one(out.messages.is_empty());
+                let filtered = out.messages.is_empty();
+                self.metrics.processed_one(filtered);
+                self.count_side(|m| m.processed_one(filtered));
                 if out.topics.is_empty() {
                     return Outcome::Done(Routed::Outputs(out.messages, Vec::new()));
                 }
@@ -836,6 +980,7 @@ impl Worker {
             ));
         }
         self.metrics.failed_one();
+        self.count_side(PipelineMetrics::failed_one);
         let error = truncate(error, MAX_ERROR_HEADER_LEN);
         // With no call made (a message over the header limits), no stage failed.
         let failed_stage = (attempts > 0)
@@ -985,6 +1130,7 @@ mod tests {
                 version: "1.0.0".into(),
                 chain: Vec::new(),
                 counters: Vec::new(),
+                canary: None,
             },
             source: Box::new(source),
             sink: Box::new(Flaky {
@@ -1001,6 +1147,7 @@ mod tests {
             header_limits: HeaderLimits::default(),
             carried: Vec::new(),
             until: None,
+            side: Side::Stable,
             redrive_of: None,
         };
         (worker.run(), log, metrics)
