@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use rustmq_etl_tests::broker::BrokerProcess;
+use rustmq_etl_tests::broker::{run_cli, BrokerProcess};
 use rustmq_etl_tests::guests;
 use rustmq_etl_tests::http::{
     admin_get, admin_patch, admin_post, error_code, produce, read_all, upload_module, wait_until,
@@ -242,4 +242,57 @@ fn a_canary_that_traps_on_every_message_is_rolled_back_within_its_window_and_los
     produce_keyed(&b, "trap", 10, 1);
     let out = outputs(&b, count + 10);
     assert_eq!(out.len(), count + 10);
+}
+
+#[test]
+fn the_cli_starts_shows_and_promotes_a_canary() {
+    let b = broker("1.1.0", guests::IDENTITY);
+    let cli = |args: &[&str]| {
+        let out = run_cli(&b, args, &[]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = cli(&[
+        "pipeline",
+        "canary",
+        "p",
+        "--module-version",
+        "1.1.0",
+        "--percent",
+        "30",
+        "--by",
+        "key",
+        "--max-error-rate",
+        "0.05",
+    ]);
+    assert!(
+        text.contains("canary 1.1.0 on 30 % by key, rolled back above 5.0 % errors in 60 s"),
+        "{text}"
+    );
+    produce_keyed(&b, "v", 20, 2);
+    outputs(&b, 40);
+    let text = wait_until(
+        "the status to show both versions",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || {
+            let text = cli(&["pipeline", "status", "p"]);
+            (text.contains("ROLE") && text.contains("stable") && text.contains("canary"))
+                .then_some(text.clone())
+                .ok_or(text)
+        },
+    );
+    assert!(text.contains("ERRORS (WINDOW)"), "{text}");
+    let text = cli(&["pipeline", "promote", "p"]);
+    assert!(
+        text.contains("pinned to 1.1.0, no canary (canary 1.1.0 promoted)"),
+        "{text}"
+    );
+    let text = cli(&["pipeline", "canary", "p", "--remove"]);
+    assert!(text.contains("no canary"), "{text}");
 }

@@ -18,15 +18,7 @@ fn cli(broker: &BrokerProcess, args: &[&str]) -> Output {
 }
 
 fn cli_env(broker: &BrokerProcess, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(cli_binary());
-    cmd.args(args)
-        .env("RUSTMQ_CLI_ADMIN_URL", &broker.admin_url)
-        .env("RUSTMQ_CLI_URL", &broker.data_url)
-        .env_remove("RUSTMQ_ADMIN_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run rustmq-etl")
+    rustmq_etl_tests::broker::run_cli(broker, args, env)
 }
 
 fn stdout(out: &Output) -> String {

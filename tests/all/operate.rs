@@ -66,13 +66,7 @@ fn delivered(b: &BrokerProcess, id: &str, offset: u64, count: usize) -> Vec<Stri
 
 /// Runs `rustmq-etl` against `b`.
 fn cli(b: &BrokerProcess, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(rustmq_etl_tests::broker::cli_binary())
-        .args(args)
-        .env("RUSTMQ_CLI_ADMIN_URL", &b.admin_url)
-        .env("RUSTMQ_CLI_URL", &b.data_url)
-        .env_remove("RUSTMQ_ADMIN_TOKEN")
-        .output()
-        .expect("run rustmq-etl")
+    rustmq_etl_tests::broker::run_cli(b, args, &[])
 }
 
 fn values(range: std::ops::Range<u32>) -> Vec<String> {

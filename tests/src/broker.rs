@@ -46,6 +46,24 @@ pub fn cli_binary() -> &'static Path {
     BIN.get_or_init(|| host_binary("rustmq-etl", "RUSTMQ_CLI_BIN"))
 }
 
+/// Runs the `rustmq-etl` CLI against `broker` with `args` (its URLs in the
+/// environment, no admin token unless `env` gives one), plus `env`.
+pub fn run_cli(
+    broker: &BrokerProcess,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = Command::new(cli_binary());
+    cmd.args(args)
+        .env("RUSTMQ_CLI_ADMIN_URL", &broker.admin_url)
+        .env("RUSTMQ_CLI_URL", &broker.data_url)
+        .env_remove("RUSTMQ_ADMIN_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run rustmq-etl")
+}
+
 /// Builds the binary `name` of the host crate (`cargo build -p rustmq-etl --bin
 /// <name>`, into `$CARGO_TARGET_DIR` or the workspace's `target/`) and returns its
 /// path; when the environment variable `override_var` is set, returns its value

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{segment, Api, Client, ClientArgs};
 use super::{output, CliError};
+use crate::pipeline::canary::{CanarySpec, SplitBy, VersionMetrics};
 use crate::pipeline::{BackfillRequest, RedriveRequest, ResetRequest, ResetTo};
 use crate::wire::{
     KafkaSnapshot, MetricsSnapshot, PipelineCreated, PipelineDeleted, PipelineList, PipelineStatus,
@@ -111,6 +112,22 @@ headers; successes go to its destination, what fails again goes back to the erro
 topic counted in x-rustmq-redrives. The redrive is a pipeline of its own
 (<name>.redrive-<n>); the command follows it with a bar until it completes.")]
     Redrive(RedriveArgs),
+    /// Try another module version on a share of the messages, or end the canary.
+    #[command(after_help = "\
+Examples:
+  rustmq-etl pipeline canary pipeline-1 --module-version 1.2.0 --percent 10
+  rustmq-etl pipeline canary pipeline-1 --module-version 1.2.0 --percent 50 --by key \\
+      --max-error-rate 0.05 --window-secs 60 --min-messages 20
+  rustmq-etl pipeline canary pipeline-1 --remove
+
+PATCH /api/v1/etl/pipelines/{id} with {\"canary\": ...}. A message the canary fails goes
+to the pinned version; with --max-error-rate the canary is rolled back by itself once
+it fails more than that share of its messages in its window. `pipeline status` shows
+both versions side by side; `pipeline promote` pins the canary's version.")]
+    Canary(CanaryArgs),
+    /// Pin the canary's version and end the canary.
+    #[command(after_help = "Example:\n  rustmq-etl pipeline promote pipeline-1")]
+    Promote(Target),
     /// Delete a pipeline (its topics stay).
     #[command(after_help = "Example:\n  rustmq-etl pipeline delete pipeline-1")]
     Delete(Target),
@@ -123,6 +140,63 @@ Examples:
 Shows the committed keys and values (GET /api/v1/etl/pipelines/{id}/state); --reset
 deletes them all (DELETE of the same path), which needs the pipeline stopped.")]
     State(StateArgs),
+}
+
+/// Arguments of `pipeline canary`.
+#[derive(Debug, Args)]
+pub struct CanaryArgs {
+    /// The pipeline's id or name.
+    pub pipeline: String,
+    /// The version to try (a requirement; the exact version it resolves to is kept).
+    #[arg(long, required_unless_present = "remove")]
+    pub module_version: Option<String>,
+    /// The share of messages it gets, 1 ..= 99.
+    #[arg(long, required_unless_present = "remove")]
+    pub percent: Option<u8>,
+    /// Split by `message` (position) or `key` (a key always sees one version).
+    #[arg(long, value_enum, default_value = "message")]
+    pub by: CanaryBy,
+    /// Roll back once more than this share (0 ..= 1) of its messages in the window failed.
+    #[arg(long)]
+    pub max_error_rate: Option<f64>,
+    /// The window of the error rate, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub window_secs: u64,
+    /// Messages within the window before the canary is judged.
+    #[arg(long, default_value_t = 20)]
+    pub min_messages: u64,
+    /// End the canary running (the pinned version takes every message).
+    #[arg(long, conflicts_with_all = ["module_version", "percent", "max_error_rate"])]
+    pub remove: bool,
+}
+
+/// `--by` of `pipeline canary`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CanaryBy {
+    /// By the message's source position.
+    Message,
+    /// By the message's key.
+    Key,
+}
+
+impl CanaryArgs {
+    /// The body of the PATCH.
+    fn patch(&self) -> serde_json::Value {
+        match (&self.module_version, self.percent) {
+            (Some(version), Some(percent)) if !self.remove => json!({"canary": CanarySpec {
+                module_version: version.clone(),
+                percent,
+                by: match self.by {
+                    CanaryBy::Message => SplitBy::Message,
+                    CanaryBy::Key => SplitBy::Key,
+                },
+                max_error_rate: self.max_error_rate,
+                window_secs: self.window_secs,
+                min_messages: self.min_messages,
+            }}),
+            _ => json!({"canary": null}),
+        }
+    }
 }
 
 /// Arguments of `pipeline state`.
@@ -471,6 +545,16 @@ pub fn run(
             },
             !(r.no_wait || args.json),
         )?,
+        PipelineCommand::Canary(c) => client.send(
+            client
+                .request(Api::Admin, Method::PATCH, &path_of(&c.pipeline, ""))
+                .json(&c.patch()),
+        )?,
+        PipelineCommand::Promote(t) => client.send(client.request(
+            Api::Admin,
+            Method::POST,
+            &path_of(&t.pipeline, "/promote"),
+        ))?,
         PipelineCommand::Delete(t) => {
             client.send(client.request(Api::Admin, Method::DELETE, &path_of(&t.pipeline, "")))?
         }
@@ -505,6 +589,18 @@ pub fn run(
                 status.pipeline_id,
                 status.pipeline_name,
                 state(&status),
+            )?
+        }
+        PipelineCommand::Canary(_) | PipelineCommand::Promote(_) => {
+            let status: PipelineStatus = output::decode(&answer)?;
+            writeln!(
+                out,
+                "{} ({}): {}, pinned to {}, {}",
+                status.pipeline_id,
+                status.pipeline_name,
+                state(&status),
+                status.module_version,
+                canary_line(&status),
             )?
         }
         PipelineCommand::Backfill(BackfillArgs { no_wait: true, .. })
@@ -613,8 +709,12 @@ pub fn run(
                     .collect();
                 lines.push(("stages", stages.join("; ")));
             }
+            if status.canary.is_some() || status.canary_event.is_some() {
+                lines.push(("canary", canary_line(&status)));
+            }
             lines.extend(kafka_fields(status.kafka.as_ref()));
             output::fields(out, &lines)?;
+            versions_table(out, &status.versions)?;
         }
         PipelineCommand::State(s) if s.reset => {
             let reset: StateReset = output::decode(&answer)?;
@@ -648,13 +748,14 @@ pub fn run(
                 .as_object()
                 .map(|o| {
                     o.iter()
-                        .filter(|(k, _)| k.as_str() != "kafka" && k.as_str() != "stages")
+                        .filter(|(k, _)| !matches!(k.as_str(), "kafka" | "stages" | "versions"))
                         .map(|(k, v)| (k.as_str(), output::show(v)))
                         .collect()
                 })
                 .unwrap_or_default();
             pairs.extend(kafka_fields(metrics.kafka.as_ref()));
             output::fields(out, &pairs)?;
+            versions_table(out, &metrics.versions)?;
             if !metrics.stages.is_empty() {
                 let rows: Vec<Vec<String>> = metrics
                     .stages
@@ -732,6 +833,66 @@ fn kafka_fields(kafka: Option<&KafkaSnapshot>) -> Vec<(&'static str, String)> {
 }
 
 /// `running`, or `failed: <why>`.
+/// The canary running, or how the last one ended.
+fn canary_line(status: &PipelineStatus) -> String {
+    match (&status.canary, &status.canary_event) {
+        (Some(c), _) => format!(
+            "canary {} on {} % by {}{}",
+            c.module_version,
+            c.percent,
+            output::show(&json!(c.by)),
+            c.max_error_rate.map_or_else(String::new, |r| format!(
+                ", rolled back above {:.1} % errors in {} s",
+                r * 100.0,
+                c.window_secs
+            ))
+        ),
+        (None, Some(e)) => format!(
+            "no canary (canary {} {}{})",
+            e.module_version,
+            e.event.replace('_', " "),
+            e.reason
+                .as_ref()
+                .map_or_else(String::new, |r| format!(": {r}"))
+        ),
+        (None, None) => "no canary".to_string(),
+    }
+}
+
+/// Both versions side by side, while a canary runs.
+fn versions_table(out: &mut dyn Write, versions: &[VersionMetrics]) -> Result<(), CliError> {
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = versions
+        .iter()
+        .map(|v| {
+            vec![
+                v.role.clone(),
+                v.module_version.clone(),
+                v.messages_handled.to_string(),
+                v.messages_failed.to_string(),
+                format!("{:.1} %", v.window_error_rate * 100.0),
+                v.window_p99_processing_time_ms
+                    .map_or_else(|| "-".to_string(), |p| format!("{p:.3}")),
+            ]
+        })
+        .collect();
+    output::table(
+        out,
+        &[
+            "ROLE",
+            "VERSION",
+            "HANDLED",
+            "FAILED",
+            "ERRORS (WINDOW)",
+            "P99 MS (WINDOW)",
+        ],
+        &rows,
+    )?;
+    Ok(())
+}
+
 fn state(status: &PipelineStatus) -> String {
     match &status.failure {
         Some(why) => format!("{}: {why}", status.status),
