@@ -55,7 +55,8 @@ export function lineChart({ title, series, windowMs, format }) {
     svg.append(s('circle', { cx: x(lt), cy: y(lv), r: 3, class: `dot tone-${line.tone}` }));
   }
   const empty = values.length === 0;
-  return h('figure', { class: 'chart' },
+  // The highest value drawn, for whoever reads the page without looking at it.
+  return h('figure', { class: 'chart', dataset: { peak: String(Math.max(0, ...values)) } },
     h('figcaption', {}, h('span', { class: 'chart-title' }, title),
       h('span', { class: 'legend' }, series.map((line) => {
         const last = line.points[line.points.length - 1];

@@ -5,6 +5,7 @@
 import { admin, messages, enc } from '../api.js';
 import { h, clear, num, rate, ms, time, stateBadge, headerChips, renderValue, errorBox } from '../format.js';
 import { lineChart } from '../chart.js';
+import { canaryPanel, operatePanel, boundedRuns } from './operate.js';
 
 const LAST_ERRORS = 10;
 
@@ -17,6 +18,9 @@ export async function mount(root, [id]) {
     failure: h('div'),
     counts: h('div', { class: 'cards cards-compact' }),
     charts: h('div', { class: 'charts' }),
+    canary: h('div'),
+    operate: h('div'),
+    runs: h('div', { id: 'bounded-runs-box' }),
     definition: h('div', { class: 'panel-body' }),
     errors: h('div', { class: 'panel-body' }),
     versions: [],
@@ -24,12 +28,13 @@ export async function mount(root, [id]) {
   };
   root.append(
     h('nav', { class: 'crumbs' }, h('a', { href: '#/' }, 'Overview'), ' / ', 'Pipeline'),
-    view.head, view.failure, view.counts, view.charts,
+    view.head, view.failure, view.counts, view.charts, view.canary,
     h('div', { class: 'columns' },
       h('section', { class: 'panel' },
         h('header', { class: 'panel-head' }, h('h2', {}, 'Definition')), view.definition),
       h('section', { class: 'panel', id: 'last-errors' },
         h('header', { class: 'panel-head' }, h('h2', {}, 'Last errors')), view.errors)),
+    view.operate,
   );
 }
 
@@ -182,6 +187,19 @@ export async function update(ctx) {
     view.headKey = key;
     renderHead(ctx, p);
   }
+  // Panels with forms are drawn again only when what they offer changes, so what
+  // is typed in them stays; a running canary's numbers change every poll.
+  const canaryKey = JSON.stringify([p.canary, p.canary_event, p.module_version, view.versions, p.canary ? p.versions : null]);
+  if (canaryKey !== view.canaryKey) {
+    view.canaryKey = canaryKey;
+    clear(view.canary, canaryPanel(ctx, p, view.versions));
+  }
+  const operateKey = JSON.stringify([p.module_version, p.error_topic, view.versions]);
+  if (operateKey !== view.operateKey) {
+    view.operateKey = operateKey;
+    clear(view.operate, operatePanel(ctx, p, view.versions, view.runs));
+  }
+  clear(view.runs, boundedRuns(ctx, p));
   renderCounts(m, p);
   renderCharts(ctx, p, history);
   renderDefinition(p);

@@ -100,8 +100,12 @@ fn an_operator_uploads_produces_reads_and_upgrades_through_the_console_in_a_brow
     ids.sort();
     assert_eq!(
         ids,
-        ["message-processor-v1.0.0", "message-processor-v1.1.0"],
-        "the two uploads are stored and the refused one is not"
+        [
+            "message-processor-v1.0.0",
+            "message-processor-v1.1.0",
+            "message-processor-v1.2.0"
+        ],
+        "the page's two uploads and the test's third are stored, the refused one is not"
     );
     let expected_hash = format!(
         "blake3:{}",
@@ -116,7 +120,7 @@ fn an_operator_uploads_produces_reads_and_upgrades_through_the_console_in_a_brow
     }
     let (_, pipelines) = with_token("/api/v1/etl/pipelines");
     let pipeline = &pipelines["pipelines"][0];
-    assert_eq!(pipeline["module_version"], "1.1.0", "{pipeline}");
+    assert_eq!(pipeline["module_version"], "1.2.0", "{pipeline}");
     let outputs = read_all(&broker, "processed-events");
     let by_key = |key: &str| -> &Value {
         outputs
@@ -136,6 +140,17 @@ fn an_operator_uploads_produces_reads_and_upgrades_through_the_console_in_a_brow
         by_key("after-upgrade")["headers"]["x-rustmq-module-version"],
         "1.1.0"
     );
+    // The backfill the page started replayed the source up to where the pipeline was,
+    // with the version chosen on the page.
+    let replayed = read_all(&broker, "replayed");
+    assert!(!replayed.is_empty());
+    assert!(
+        replayed
+            .iter()
+            .all(|m| m["headers"]["x-rustmq-module-version"] == "1.0.0"),
+        "{replayed:?}"
+    );
+    assert_eq!(pipeline["canary_event"]["event"], "promoted", "{pipeline}");
     let errors = read_all(&broker, "etl-errors");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["key"], "broken");

@@ -47,6 +47,7 @@ const ASSETS: &[Asset] = &[
     asset!("views/pipeline.js", "text/javascript; charset=utf-8"),
     asset!("views/modules.js", "text/javascript; charset=utf-8"),
     asset!("views/topics.js", "text/javascript; charset=utf-8"),
+    asset!("views/operate.js", "text/javascript; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 
