@@ -7,6 +7,7 @@ mod chains;
 mod cli;
 mod console;
 mod contract_1_1;
+mod contract_1_2;
 mod deadlines;
 mod disk_full;
 mod e2e_modules;

@@ -1,10 +1,11 @@
-//! The single `bindgen!` site for the `rustmq:etl` worlds (`etl@1.0.0` and
-//! `etl-batch@1.1.0`, which includes `etl@1.1.0`), the per-instance host state, and
-//! the host side of the `host` (`log`, `get-param`) and `state` interfaces.
+//! The single `bindgen!` site for the `rustmq:etl` worlds (`etl@1.0.0`,
+//! `etl-batch@1.1.0`, which includes `etl@1.1.0`, and `etl-buffer@1.2.0`), the
+//! per-instance host state, and the host side of the `host` (`log`, `get-param`) and
+//! `state` interfaces.
 //!
-//! Guests of both versions are linked against one linker: it defines
-//! `rustmq:etl/host@1.0.0` and `rustmq:etl/host@1.1.0` (the same functions) and
-//! `rustmq:etl/state@1.1.0`. The exports are not called through generated code but
+//! Guests of every version are linked against one linker: it defines
+//! `rustmq:etl/host` at 1.0.0, 1.1.0 and 1.2.0 (the same functions) and
+//! `rustmq:etl/state` at 1.1.0 and 1.2.0. The exports are not called through generated code but
 //! through typed functions whose parameter and result types are checked
 //! structurally against the component (see `component`), so one code path serves
 //! both versions.
@@ -23,7 +24,7 @@ use rustmq_etl_legacy::GuestClock;
 use wasmtime::component::{ComponentType, Lower, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::output::{BoundedResults, GuestResult, GuestResultV11};
+use super::output::{BoundedBytes, BoundedResults, GuestResult, GuestResultV11};
 use super::wasi::{truncate_line, LogBudget};
 use crate::message::Message;
 use crate::runtime::{BatchContext, ProcessContext};
@@ -44,11 +45,20 @@ mod generated {
             world: "etl-batch",
         });
     }
+    /// `rustmq:etl@1.2.0`: a batch as one buffer.
+    pub(crate) mod v1_2 {
+        wasmtime::component::bindgen!({
+            path: "../wit/1.2.0",
+            world: "etl-buffer",
+        });
+    }
 }
 
 use generated::v1_0::rustmq::etl::host as host_v1_0;
 use generated::v1_1::rustmq::etl::host as host_v1_1;
 use generated::v1_1::rustmq::etl::state as state_v1_1;
+use generated::v1_2::rustmq::etl::host as host_v1_2;
+use generated::v1_2::rustmq::etl::state as state_v1_2;
 
 /// The first world this runtime implements (`inspect` names a component's world).
 pub const WORLD: &str = "rustmq:etl/etl@1.0.0";
@@ -56,6 +66,8 @@ pub const WORLD: &str = "rustmq:etl/etl@1.0.0";
 pub const WORLD_1_1: &str = "rustmq:etl/etl@1.1.0";
 /// The 1.1 world of modules that also take batches.
 pub const WORLD_1_1_BATCH: &str = "rustmq:etl/etl-batch@1.1.0";
+/// The 1.2 world of modules that take a batch as one buffer.
+pub const WORLD_1_2_BUFFER: &str = "rustmq:etl/etl-buffer@1.2.0";
 
 /// The package and version of the interfaces the broker provides to guests.
 pub const HOST_PACKAGE: &str = "rustmq:etl";
@@ -126,6 +138,7 @@ enum LogLevel {
 
 impl generated::v1_0::rustmq::etl::types::Host for HostState {}
 impl generated::v1_1::rustmq::etl::types::Host for HostState {}
+impl generated::v1_2::rustmq::etl::types::Host for HostState {}
 
 /// The `host` interface is the same in 1.0.0 and 1.1.0; each version has its own
 /// generated trait and `log-level` type, implemented alike.
@@ -153,32 +166,42 @@ macro_rules! impl_host_interface {
 
 impl_host_interface!(host_v1_0);
 impl_host_interface!(host_v1_1);
+impl_host_interface!(host_v1_2);
 
-impl From<StateError> for state_v1_1::StateError {
-    fn from(e: StateError) -> Self {
-        use state_v1_1::StateError as W;
-        match e {
-            StateError::KeyTooLong { max, .. } => W::KeyTooLong(max as u32),
-            StateError::ValueTooLarge { max, .. } => W::ValueTooLarge(max as u32),
-            StateError::QuotaExceeded { quota, .. } => W::QuotaExceeded(quota),
-            StateError::Unavailable(why) => W::Unavailable(why),
+/// The `state` interface is the same in 1.1.0 and 1.2.0; each version has its own
+/// generated trait and `state-error` type, implemented alike.
+macro_rules! impl_state_interface {
+    ($state:ident) => {
+        impl From<StateError> for $state::StateError {
+            fn from(e: StateError) -> Self {
+                use $state::StateError as W;
+                match e {
+                    StateError::KeyTooLong { max, .. } => W::KeyTooLong(max as u32),
+                    StateError::ValueTooLarge { max, .. } => W::ValueTooLarge(max as u32),
+                    StateError::QuotaExceeded { quota, .. } => W::QuotaExceeded(quota),
+                    StateError::Unavailable(why) => W::Unavailable(why),
+                }
+            }
         }
-    }
+
+        impl $state::Host for HostState {
+            fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, $state::StateError> {
+                Ok(self.state.get(&key)?)
+            }
+
+            fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), $state::StateError> {
+                Ok(self.state.set(key, value)?)
+            }
+
+            fn delete(&mut self, key: String) -> Result<(), $state::StateError> {
+                Ok(self.state.delete(&key)?)
+            }
+        }
+    };
 }
 
-impl state_v1_1::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state_v1_1::StateError> {
-        Ok(self.state.get(&key)?)
-    }
-
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), state_v1_1::StateError> {
-        Ok(self.state.set(key, value)?)
-    }
-
-    fn delete(&mut self, key: String) -> Result<(), state_v1_1::StateError> {
-        Ok(self.state.delete(&key)?)
-    }
-}
+impl_state_interface!(state_v1_1);
+impl_state_interface!(state_v1_2);
 
 /// Adds WASI 0.2 and the `rustmq:etl` host interfaces of every version to `linker`
 /// (the engine then links `timers` over WASI's).
@@ -188,7 +211,8 @@ pub(crate) fn add_to_linker(
     use wasmtime::component::HasSelf;
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     generated::v1_0::Etl::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
-    generated::v1_1::EtlBatch::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+    generated::v1_1::EtlBatch::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    generated::v1_2::EtlBuffer::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
 }
 
 /// The WIT `message` record, borrowed from a [`Message`].
@@ -260,6 +284,27 @@ impl<'a> BatchContextArg<'a> {
     }
 }
 
+/// The 1.2 WIT `buffer-context` record, borrowed.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct BufferContextArg<'a> {
+    #[component(name = "pipeline-id")]
+    pipeline_id: &'a str,
+    #[component(name = "source-topic")]
+    source_topic: &'a str,
+    attempt: u32,
+}
+
+impl<'a> BufferContextArg<'a> {
+    pub(crate) fn new(ctx: &'a BatchContext) -> Self {
+        BufferContextArg {
+            pipeline_id: &ctx.pipeline_id,
+            source_topic: &ctx.source_topic,
+            attempt: ctx.attempt,
+        }
+    }
+}
+
 /// The parameter types of the guest's `process` export (both versions).
 pub(crate) type ProcessParams<'a> = (MessageArg<'a>, ContextArg<'a>);
 /// The result of a 1.0 `process`.
@@ -270,3 +315,8 @@ pub(crate) type ProcessReturnV11 = (GuestResultV11,);
 pub(crate) type BatchParams<'a> = (&'a [MessageArg<'a>], BatchContextArg<'a>);
 /// The result of `process-batch`.
 pub(crate) type BatchReturn = (BoundedResults,);
+/// The parameter types of the 1.2 `process-buffer` export: the batch layout's bytes.
+pub(crate) type BufferParams<'a> = (&'a [u8], BufferContextArg<'a>);
+/// The result of `process-buffer`: the answer's bytes, charged to the output budget
+/// before wasmtime copies them out (the guest frees them right after the call).
+pub(crate) type BufferReturn = (BoundedBytes,);

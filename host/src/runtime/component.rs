@@ -14,9 +14,11 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, TypedFun
 use wasmtime::{AsContextMut, Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::{
-    BatchContextArg, BatchParams, BatchReturn, ContextArg, GuestLimiter, HostState, MessageArg,
-    ProcessParams, ProcessReturn, ProcessReturnV11,
+    BatchContextArg, BatchParams, BatchReturn, BufferContextArg, BufferParams, BufferReturn,
+    ContextArg, GuestLimiter, HostState, MessageArg, ProcessParams, ProcessReturn,
+    ProcessReturnV11,
 };
+use super::buffer;
 use super::engine::{RuntimeInner, EPOCH_TICK};
 use super::output::{BudgetGuard, OutputBudget, MAX_BATCH_OUTPUT_BYTES};
 use super::wasi::{self, LogBudget};
@@ -52,6 +54,8 @@ pub struct ComponentTransform {
     recycles: u64,
     /// The pipeline's durable state, handed to every instance after its `init`.
     state: SharedState,
+    /// The batch layout of the last `process-buffer` call, its capacity reused.
+    batch_buffer: Vec<u8>,
 }
 
 /// Where the component's exports are.
@@ -60,6 +64,7 @@ struct Exports {
     init: ComponentExportIndex,
     process: ComponentExportIndex,
     process_batch: Option<ComponentExportIndex>,
+    process_buffer: Option<ComponentExportIndex>,
 }
 
 /// The `init` export (the same in every version).
@@ -80,6 +85,7 @@ struct LiveInstance {
     /// are shortened per call (the types are covariant in their parameters).
     process: ProcessFunc,
     process_batch: Option<TypedFunc<BatchParams<'static>, BatchReturn>>,
+    process_buffer: Option<TypedFunc<BufferParams<'static>, BufferReturn>>,
 }
 
 impl ComponentTransform {
@@ -98,6 +104,7 @@ impl ComponentTransform {
             init: export("init").ok_or_else(|| missing("init"))?,
             process: export("process").ok_or_else(|| missing("process"))?,
             process_batch: export("process-batch"),
+            process_buffer: export("process-buffer"),
         };
         let mut transform = ComponentTransform {
             runtime: Arc::clone(&module.runtime),
@@ -111,6 +118,7 @@ impl ComponentTransform {
             live: None,
             recycles: 0,
             state: SharedState::unavailable(NO_STATE),
+            batch_buffer: Vec::new(),
         };
         let runtime = Arc::clone(&transform.runtime);
         let _slot = runtime.slots.acquire();
@@ -209,6 +217,14 @@ impl ComponentTransform {
             ),
             None => None,
         };
+        let process_buffer = match self.exports.process_buffer {
+            Some(index) => Some(
+                func(&mut store, index, "process-buffer")?
+                    .typed::<BufferParams<'static>, BufferReturn>(&store)
+                    .map_err(|e| wrong_type("process-buffer", e))?,
+            ),
+            None => None,
+        };
 
         Self::arm(&mut store, self.timeout_ms);
         store.data().log_budget.reset();
@@ -223,6 +239,7 @@ impl ComponentTransform {
             store,
             process,
             process_batch,
+            process_buffer,
         })
     }
 
@@ -316,6 +333,50 @@ impl ComponentTransform {
     }
 }
 
+impl ComponentTransform {
+    /// A batch through the 1.2 `process-buffer` export: the batch written into one
+    /// reused buffer and lowered with one copy; the answer lifted with one copy
+    /// (charged to the output budget first) and checked whole before any message is
+    /// built from it.
+    fn process_buffer(
+        &mut self,
+        messages: &[&Message],
+        offsets: &[u64],
+        ctx: &BatchContext,
+    ) -> Result<Vec<ProcessOutput>, TransformError> {
+        let runtime = Arc::clone(&self.runtime);
+        let _slot = runtime.slots.acquire();
+        let mut batch = std::mem::take(&mut self.batch_buffer);
+        buffer::encode(messages, offsets, &mut batch)?;
+        let mut live = self.ready()?;
+        let n = messages.len();
+        Self::arm(&mut live.store, self.batch_deadline_ms(n));
+        let limits = &self.runtime.limits;
+        let caps = buffer::Caps {
+            messages: limits.max_output_messages,
+            bytes: limits.max_output_bytes,
+            batch_bytes: limits
+                .max_output_bytes
+                .saturating_mul(n)
+                .min(MAX_BATCH_OUTPUT_BYTES.max(limits.max_output_bytes)),
+        };
+        // The answer's tables come on top of its messages' bytes: at most the
+        // fan-out limit of outputs per input, each with its entry.
+        let tables = rustmq_etl_buffer::HEADER
+            + n * rustmq_etl_buffer::RESULT_ENTRY
+            + n.saturating_mul(limits.max_output_messages)
+                .saturating_mul(rustmq_etl_buffer::OUTPUT_ENTRY + rustmq_etl_buffer::HEADER_ENTRY);
+        let budget = OutputBudget::guard(usize::MAX, caps.batch_bytes.saturating_add(tables));
+        let process_buffer = live.process_buffer.expect("typed with the instance");
+        let call = process_buffer
+            .call(&mut live.store, (&batch, BufferContextArg::new(ctx)))
+            .map(|(answer,)| answer.0);
+        self.batch_buffer = batch;
+        let answer = self.finish(live, budget, call)?;
+        buffer::decode(&answer, messages, caps)
+    }
+}
+
 /// Why a pipeline's state calls are refused until the worker binds its state.
 const NO_STATE: &str =
     "this pipeline has no durable state: state needs a pipeline between this broker's own topics";
@@ -347,6 +408,9 @@ impl Transform for ComponentTransform {
         offsets: &[u64],
         ctx: &BatchContext,
     ) -> Result<Vec<ProcessOutput>, TransformError> {
+        if self.exports.process_buffer.is_some() {
+            return self.process_buffer(messages, offsets, ctx);
+        }
         if self.exports.process_batch.is_none() {
             return super::process_each(self, messages, offsets, ctx);
         }
@@ -376,7 +440,7 @@ impl Transform for ComponentTransform {
     }
 
     fn takes_batches(&self) -> bool {
-        self.exports.process_batch.is_some()
+        self.exports.process_batch.is_some() || self.exports.process_buffer.is_some()
     }
 
     fn attach_state(&mut self, state: SharedState) {

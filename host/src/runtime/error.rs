@@ -1,6 +1,6 @@
 //! [`LoadError`]: why a module could not be loaded, each saying what to change.
 
-use super::bindings::{WORLD, WORLD_1_1, WORLD_1_1_BATCH};
+use super::bindings::{WORLD, WORLD_1_1, WORLD_1_1_BATCH, WORLD_1_2_BUFFER};
 
 /// Why a module could not be loaded. Every message says what to change.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub enum LoadError {
         hint: String,
     },
     /// Required exports are missing (or have the wrong type).
-    #[error("the module does not export {}; a transform must implement the {WORLD_1_1} world (export `init` and `process`) or {WORLD_1_1_BATCH}, or the older {WORLD}", .0.join(", "))]
+    #[error("the module does not export {}; a transform must implement the {WORLD_1_1} world (export `init` and `process`), {WORLD_1_1_BATCH} or {WORLD_1_2_BUFFER}, or the older {WORLD}", .0.join(", "))]
     MissingExports(Vec<String>),
     /// Compilation failed.
     #[error("could not compile the module: {0}")]

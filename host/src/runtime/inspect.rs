@@ -5,7 +5,7 @@
 use serde::Serialize;
 use wasmparser::{Parser, Payload};
 
-use super::bindings::{HOST_PACKAGE, WORLD, WORLD_1_1, WORLD_1_1_BATCH};
+use super::bindings::{HOST_PACKAGE, WORLD, WORLD_1_1, WORLD_1_1_BATCH, WORLD_1_2_BUFFER};
 use super::engine::Runtime;
 use super::error::LoadError;
 use super::module::ModuleKind;
@@ -248,9 +248,13 @@ fn list(
     }
 }
 
-/// The `rustmq:etl` world a component with these names implements: 1.1 when it
-/// imports any 1.1 interface or exports `process-batch`, else 1.0.
+/// The `rustmq:etl` world a component with these names implements: 1.2 when it
+/// exports `process-buffer`; 1.1 when it imports any 1.1 interface or exports
+/// `process-batch`; else 1.0.
 fn world_of(imports: &[String], exports: &[String]) -> &'static str {
+    if exports.iter().any(|e| e == "process-buffer") {
+        return WORLD_1_2_BUFFER;
+    }
     let batch = exports.iter().any(|e| e == "process-batch");
     let v1_1 = imports
         .iter()

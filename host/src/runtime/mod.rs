@@ -29,6 +29,7 @@ use crate::message::Message;
 use crate::state::SharedState;
 
 mod bindings;
+pub mod buffer;
 pub mod chain;
 mod compile;
 mod component;
@@ -41,7 +42,7 @@ mod output;
 mod timers;
 pub mod wasi;
 
-pub use bindings::{WORLD, WORLD_1_1, WORLD_1_1_BATCH};
+pub use bindings::{WORLD, WORLD_1_1, WORLD_1_1_BATCH, WORLD_1_2_BUFFER};
 pub use component::{ComponentTransform, MAX_ERROR_TEXT_BYTES};
 pub use engine::{Runtime, RuntimeError, EPOCH_TICK};
 pub use error::LoadError;
