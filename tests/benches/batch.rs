@@ -1,12 +1,14 @@
 //! The `rustmq:etl@1.1.0` paths, each against its baseline in the same run:
 //!
-//! 1. Per message, identity: native Rust · our component called once per message
-//!    (1.0 `process`) · our component called once per batch of 100 (`process-batch`,
-//!    an SDK guest), as ns per message.
+//! 1. Per message, identity: native Rust · the raw wasmtime floor · our component
+//!    called once per message (1.0 `process`) · our component called once per batch
+//!    of 100 (1.1 `process-batch`, an SDK guest) · the 1.2 `process-buffer` (a raw
+//!    guest), copying each message back or answering "input unchanged", as ns per
+//!    message.
 //! 2. End to end (storage, runtime, pipeline manager as the broker wires them),
 //!    N preloaded messages, exactly-once local pipelines: identity in single-message
 //!    mode · the SDK identity in batch mode · the SDK counter in batch mode (one state
-//!    write per message), as messages/s.
+//!    write per message) · the 1.2 raw guest's identity in batch mode, as messages/s.
 //!
 //! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000); `RUSTMQ_BENCH_QUICK=1` runs a
 //! short smoke version; `RUSTMQ_BENCH_ONLY=1` runs only the batch-mode identity
@@ -71,6 +73,50 @@ fn per_message(c: &mut Criterion) {
                 .expect("process-batch")
         })
     });
+    // 1.2: the batch as one buffer. The guest copies each message into its answer
+    // (as an identity written out), or, with header `mode: pass`, answers "input i
+    // unchanged" (a pass output).
+    let buffer = support::compile(&runtime, guests::BUFFER_V12);
+    let mut t = support::transform(&buffer);
+    assert!(t.takes_batches(), "the 1.2 guest exports process-buffer");
+    let answer = t
+        .process_batch(&batch, &offsets, &batch_ctx)
+        .expect("process-buffer");
+    assert!(
+        answer.iter().all(|o| o.messages == [msg.clone()]),
+        "an identity"
+    );
+    g.bench_function("component_buffer", |b| {
+        b.iter(|| {
+            t.process_batch(black_box(&batch), &offsets, &batch_ctx)
+                .expect("process-buffer")
+        })
+    });
+    let mut passed = msg.clone();
+    passed.headers.push(("mode".into(), "pass".into()));
+    let pass_batch: Vec<&Message> = std::iter::repeat_n(&passed, BATCH).collect();
+    let answer = t
+        .process_batch(&pass_batch, &offsets, &batch_ctx)
+        .expect("process-buffer");
+    assert!(
+        answer.iter().all(|o| o.messages == [passed.clone()]),
+        "a pass"
+    );
+    g.bench_function("component_buffer_pass", |b| {
+        b.iter(|| {
+            t.process_batch(black_box(&pass_batch), &offsets, &batch_ctx)
+                .expect("process-buffer")
+        })
+    });
+    let mut raw = support::RawIdentity::new(runtime.engine());
+    g.bench_function("raw_wasmtime", |b| {
+        b.iter(|| {
+            batch
+                .iter()
+                .map(|m| raw.process(black_box(m)))
+                .collect::<Vec<_>>()
+        })
+    });
     g.finish();
 }
 
@@ -96,6 +142,7 @@ impl Rig {
             ("identity", guests::IDENTITY),
             ("sdk-identity", guests::SDK_IDENTITY),
             ("counter", guests::COUNTER),
+            ("buffer-identity", guests::BUFFER_V12),
         ] {
             let bytes = std::fs::read(path).expect("module bytes");
             modules.upload(name, "1.0.0", &bytes).expect("upload");
@@ -187,6 +234,11 @@ fn end_to_end(n: usize, out: &mut String) {
             "counter",
             ProcessingMode::Batch,
         ),
+        (
+            "identity, batch (1.2 buffer, raw guest)",
+            "buffer-identity",
+            ProcessingMode::Batch,
+        ),
     ];
     let only = std::env::var_os("RUSTMQ_BENCH_ONLY").is_some();
     let mut base = None;
@@ -216,7 +268,14 @@ fn main() {
         support::summarize(
             &format!("Identity, {BATCH} messages (one batch) per iteration"),
             "identity_batch",
-            &["native", "component_per_message", "component_batch"],
+            &[
+                "native",
+                "raw_wasmtime",
+                "component_per_message",
+                "component_batch",
+                "component_buffer",
+                "component_buffer_pass",
+            ],
             "native",
         );
     }

@@ -14,19 +14,16 @@
 //!   the canary, recording the event (status `canary_event`, and the log).
 //! - `POST …/promote` pins the canary's version and ends the canary.
 //!
+//! Here: a canary's definition and the numbers shown for it. Its counters are in
+//! `metrics` (`Sides`), its instance beside the pinned one in `loaded` (`Canary`).
+//!
 //! Outputs carry the version that made them (`x-rustmq-module`,
 //! `x-rustmq-module-version`), as always. While a canary runs, a batch-mode pipeline
 //! calls its modules one message at a time (each side's share of a batch is not
 //! contiguous).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{MetricsSnapshot, PipelineMetrics};
-use super::spec::SpecError;
-use super::worker::Loaded;
 use crate::message::Message;
 
 /// The longest window a rollback may look at: the metrics keep five minutes.
@@ -78,14 +75,10 @@ fn default_min_messages() -> u64 {
 }
 
 impl CanarySpec {
-    /// Checks the bounds; the version is resolved by the caller.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        let bad = |message: String| {
-            Err(SpecError {
-                field: "canary",
-                message,
-            })
-        };
+    /// Checks the bounds (the version is resolved by the caller); the error says
+    /// what to give instead.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |message: String| Err(message);
         if !(1..=99).contains(&self.percent) {
             return bad(format!(
                 "percent is {}; give 1 ..= 99 (to move every message, PATCH module_version or promote)",
@@ -160,16 +153,6 @@ pub struct CanaryEvent {
     pub reason: Option<String>,
 }
 
-/// Both versions' counters while a canary runs, each counting only its own share.
-#[derive(Debug, Default)]
-pub struct Sides {
-    /// The pinned version's share.
-    pub stable: PipelineMetrics,
-    /// The canary's share (its failures include those the pinned version then
-    /// processed).
-    pub canary: PipelineMetrics,
-}
-
 /// One version's numbers, in a pipeline's status and metrics while a canary runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionMetrics {
@@ -191,101 +174,6 @@ pub struct VersionMetrics {
     pub p50_processing_time_ms: f64,
     /// 99th percentile module time since the canary started, ms.
     pub p99_processing_time_ms: f64,
-}
-
-impl Sides {
-    /// Both sides' numbers, the window being the canary's.
-    pub fn view(&self, spec: &CanarySpec, stable_version: &str) -> Vec<VersionMetrics> {
-        let window_ms = spec.window_secs * 1000;
-        let one = |role: &str, version: &str, m: &PipelineMetrics| {
-            let snapshot: MetricsSnapshot = m.snapshot(0);
-            let window = m.window(window_ms);
-            VersionMetrics {
-                role: role.into(),
-                module_version: version.into(),
-                messages_handled: snapshot.messages_processed + snapshot.messages_failed,
-                messages_failed: snapshot.messages_failed,
-                window_error_rate: window.error_rate(),
-                window_messages: window.handled,
-                window_p99_processing_time_ms: window.p99_ms,
-                p50_processing_time_ms: snapshot.p50_processing_time_ms,
-                p99_processing_time_ms: snapshot.p99_processing_time_ms,
-            }
-        };
-        vec![
-            one("stable", stable_version, &self.stable),
-            one("canary", &spec.module_version, &self.canary),
-        ]
-    }
-}
-
-/// A canary as a worker runs it: its instance, its share, both sides' counters, and
-/// what to do when it is rolled back.
-pub struct Canary {
-    /// The canary's instance.
-    pub loaded: Loaded,
-    /// Its definition (the version resolved).
-    pub spec: CanarySpec,
-    /// Both sides' counters.
-    pub sides: Arc<Sides>,
-    /// Called once, off the worker's thread, when the error rate rolls it back; the
-    /// pipeline manager then drops it from the definition.
-    pub on_rollback: Arc<dyn Fn(CanaryEvent) + Send + Sync>,
-    rolled_back: AtomicBool,
-}
-
-impl Canary {
-    /// A canary of `spec` running `loaded`.
-    pub fn new(
-        loaded: Loaded,
-        spec: CanarySpec,
-        on_rollback: Arc<dyn Fn(CanaryEvent) + Send + Sync>,
-    ) -> Canary {
-        Canary {
-            loaded,
-            spec,
-            sides: Arc::new(Sides::default()),
-            on_rollback,
-            rolled_back: AtomicBool::new(false),
-        }
-    }
-
-    /// Whether the error rate over the window calls for a rollback; if so, the
-    /// reason (and the rollback is reported, once).
-    pub fn judge(&self) -> Option<String> {
-        let max = self.spec.max_error_rate?;
-        let window = self.sides.canary.window(self.spec.window_secs * 1000);
-        if window.handled < self.spec.min_messages || window.error_rate() <= max {
-            return None;
-        }
-        if self.rolled_back.swap(true, Ordering::SeqCst) {
-            return None;
-        }
-        let reason = format!(
-            "{} of its {} messages in the last {} s failed ({:.1} %, above max_error_rate {:.1} %)",
-            window.failed,
-            window.handled,
-            self.spec.window_secs,
-            window.error_rate() * 100.0,
-            max * 100.0
-        );
-        let event = CanaryEvent {
-            event: "rolled_back".into(),
-            module_version: self.spec.module_version.clone(),
-            at_ms: crate::message::now_millis(),
-            reason: Some(reason.clone()),
-        };
-        let report = self.on_rollback.clone();
-        // The manager's update takes the pipeline's operation lock, which a stop
-        // holds while it waits for this worker: never from the worker's thread.
-        let spawned = std::thread::Builder::new()
-            .name("canary-rollback".into())
-            .spawn(move || report(event));
-        if let Err(e) = spawned {
-            tracing::error!(target: "rustmq::etl::pipeline", error = %e, "could not record a canary rollback");
-        }
-        Some(reason)
-    }
 }
 
 #[cfg(test)]
@@ -363,7 +251,7 @@ mod tests {
             let mut s = spec(10, SplitBy::Message);
             change(&mut s);
             let e = s.validate().unwrap_err();
-            assert!(e.message.contains(words), "{}", e.message);
+            assert!(e.contains(words), "{e}");
         }
         spec(10, SplitBy::Key).validate().unwrap();
     }

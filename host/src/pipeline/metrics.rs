@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::kafka::progress::{KafkaSnapshot, Progress};
 use crate::runtime::chain::{StageCounters, StageMetrics};
 
-use super::canary::{CanarySpec, Sides, VersionMetrics};
+use super::canary::{CanarySpec, VersionMetrics};
 use super::window::{MetricsHistory, Recent, Totals};
 
 /// A running canary's definition, the pinned version, and both sides' counters.
@@ -273,6 +273,42 @@ impl PipelineMetrics {
                 .collect(),
             versions: self.versions(),
         }
+    }
+}
+
+/// Both versions' counters while a canary runs, each counting only its own share.
+#[derive(Debug, Default)]
+pub struct Sides {
+    /// The pinned version's share.
+    pub stable: PipelineMetrics,
+    /// The canary's share (its failures include those the pinned version then
+    /// processed).
+    pub canary: PipelineMetrics,
+}
+
+impl Sides {
+    /// Both sides' numbers, the window being the canary's.
+    pub fn view(&self, spec: &CanarySpec, stable_version: &str) -> Vec<VersionMetrics> {
+        let window_ms = spec.window_secs * 1000;
+        let one = |role: &str, version: &str, m: &PipelineMetrics| {
+            let snapshot = m.snapshot(0);
+            let window = m.window(window_ms);
+            VersionMetrics {
+                role: role.into(),
+                module_version: version.into(),
+                messages_handled: snapshot.messages_processed + snapshot.messages_failed,
+                messages_failed: snapshot.messages_failed,
+                window_error_rate: window.error_rate(),
+                window_messages: window.handled,
+                window_p99_processing_time_ms: window.p99_ms,
+                p50_processing_time_ms: snapshot.p50_processing_time_ms,
+                p99_processing_time_ms: snapshot.p99_processing_time_ms,
+            }
+        };
+        vec![
+            one("stable", stable_version, &self.stable),
+            one("canary", &spec.module_version, &self.canary),
+        ]
     }
 }
 

@@ -37,6 +37,7 @@ pub mod endpoint;
 #[cfg(test)]
 mod fakes;
 pub mod io;
+pub mod loaded;
 pub mod metrics;
 pub mod read_ahead;
 mod redrive;
@@ -51,7 +52,8 @@ pub use redrive::RedriveRequest;
 pub use reset::{ResetRequest, ResetTo};
 pub use status::{PipelineStatus, RunStatus, StageStatus};
 
-use canary::{Canary, CanaryEvent, CanarySpec};
+use canary::{CanaryEvent, CanarySpec};
+use loaded::Canary;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -902,7 +904,12 @@ impl PipelineManager {
             None => before.clone(),
             Some(None) => None,
             Some(Some(mut canary)) => {
-                canary.validate()?;
+                canary.validate().map_err(|message| {
+                    PipelineError::Spec(SpecError {
+                        field: "canary",
+                        message,
+                    })
+                })?;
                 if record.spec.is_chain() {
                     return Err(PipelineError::Spec(SpecError {
                         field: "canary",

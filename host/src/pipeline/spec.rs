@@ -438,7 +438,7 @@ impl PipelineSpec {
         }
         self.validate_modules()?;
         if let Some(canary) = &self.canary {
-            canary.validate()?;
+            canary.validate().map_err(|m| bad("canary", m))?;
             if self.is_chain() {
                 return Err(bad(
                     "canary",

@@ -19,17 +19,16 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, info_span, warn};
 
-use super::canary::Canary;
 use super::endpoint::KAFKA_SCHEME;
 use super::io::{
     CommitBatch, Fetched, IoError, PendingCommit, Positions, Sink, Source, LOCAL_PARTITION,
 };
+pub use super::loaded::Loaded;
 use super::metrics::PipelineMetrics;
 use super::spec::{Configuration, ProcessingMode};
 use crate::message::{HeaderLimits, Message};
-use crate::runtime::chain::StageCounters;
 use crate::runtime::{
-    BatchContext, ProcessContext, ProcessOutput, Transform, TransformError, MAX_BATCH_OUTPUT_BYTES,
+    BatchContext, ProcessContext, ProcessOutput, TransformError, MAX_BATCH_OUTPUT_BYTES,
 };
 use crate::state::SharedState;
 
@@ -102,22 +101,6 @@ fn redrive_input(parent: &str, m: &mut Message) -> bool {
         .retain(|(name, _)| !headers::FAILURE.contains(&name.as_str()));
     m.set_header(headers::REDRIVES, redrives.saturating_add(1).to_string());
     true
-}
-
-/// The module a worker runs: a live instance plus what identifies it.
-pub struct Loaded {
-    /// The instance (of a chain: all its stages as one).
-    pub transform: Box<dyn Transform>,
-    /// `name-v1.2.3` (of a chain: its last stage, which made the outputs).
-    pub module_id: String,
-    /// `1.2.3` (of a chain: its last stage's).
-    pub version: String,
-    /// Of a chain: every stage's module id, in order; empty for one module.
-    pub chain: Vec<String>,
-    /// Of a chain: every stage's counters, for the metrics.
-    pub counters: Vec<Arc<StageCounters>>,
-    /// A canary version running beside this one on a share of the messages.
-    pub canary: Option<Box<Canary>>,
 }
 
 /// Which version handles the message in hand (see `pipeline::canary`).
@@ -1032,7 +1015,7 @@ mod tests {
     use super::*;
     use crate::pipeline::fakes::Numbered;
     use crate::pipeline::io::IoError;
-    use crate::runtime::ProcessOutput;
+    use crate::runtime::{ProcessOutput, Transform};
     use crate::storage::StorageError;
 
     /// Hands back every message unchanged.
