@@ -28,7 +28,7 @@ use super::metrics::PipelineMetrics;
 use super::spec::{Configuration, ProcessingMode};
 use crate::message::{HeaderLimits, Message};
 use crate::runtime::{
-    BatchContext, ProcessContext, ProcessOutput, TransformError, MAX_BATCH_OUTPUT_BYTES,
+    BatchContext, ProcessContext, ProcessOutput, Transform, TransformError, MAX_BATCH_OUTPUT_BYTES,
 };
 use crate::state::SharedState;
 
@@ -477,24 +477,7 @@ impl Worker {
         ctx.attempt = 1;
         self.state.with(|s| s.discard_call());
         let started = Instant::now();
-        let result = if batch_mode {
-            let batch_ctx = BatchContext {
-                pipeline_id: ctx.pipeline_id.clone(),
-                source_topic: ctx.source_topic.clone(),
-                attempt: 1,
-            };
-            canary
-                .loaded
-                .transform
-                .process_batch(&[&f.message], &[f.offset], &batch_ctx)
-                .and_then(|mut answers| {
-                    answers.pop().ok_or_else(|| {
-                        TransformError::Abi("process-batch answered no result".into())
-                    })
-                })
-        } else {
-            canary.loaded.transform.process(&f.message, ctx)
-        };
+        let result = call_one(&mut *canary.loaded.transform, f, ctx, batch_mode);
         let micros = started.elapsed().as_micros() as u64;
         self.metrics.record_time(micros);
         canary.sides.canary.record_time(micros);
@@ -722,23 +705,7 @@ impl Worker {
             ctx.attempt = attempt;
             self.state.with(|s| s.discard_call());
             let started = Instant::now();
-            let result = if batch_mode {
-                let batch_ctx = BatchContext {
-                    pipeline_id: ctx.pipeline_id.clone(),
-                    source_topic: ctx.source_topic.clone(),
-                    attempt,
-                };
-                self.loaded
-                    .transform
-                    .process_batch(&[&f.message], &[f.offset], &batch_ctx)
-                    .and_then(|mut answers| {
-                        answers.pop().ok_or_else(|| {
-                            TransformError::Abi("process-batch answered no result".into())
-                        })
-                    })
-            } else {
-                self.loaded.transform.process(&f.message, ctx)
-            };
+            let result = call_one(&mut *self.loaded.transform, f, ctx, batch_mode);
             let micros = started.elapsed().as_micros() as u64;
             self.metrics.record_time(micros);
             self.count_side(|m| m.record_time(micros));
@@ -995,6 +962,31 @@ impl Worker {
     }
 }
 
+/// One call of `transform` on `f` at `ctx`'s attempt: `process`, or in batch mode a
+/// batch call of this one message.
+fn call_one(
+    transform: &mut dyn Transform,
+    f: &Fetched,
+    ctx: &ProcessContext,
+    batch_mode: bool,
+) -> Result<ProcessOutput, TransformError> {
+    if !batch_mode {
+        return transform.process(&f.message, ctx);
+    }
+    let batch_ctx = BatchContext {
+        pipeline_id: ctx.pipeline_id.clone(),
+        source_topic: ctx.source_topic.clone(),
+        attempt: ctx.attempt,
+    };
+    transform
+        .process_batch(&[&f.message], &[f.offset], &batch_ctx)
+        .and_then(|mut answers| {
+            answers
+                .pop()
+                .ok_or_else(|| TransformError::Abi("process-batch answered no result".into()))
+        })
+}
+
 fn describe(e: &TransformError) -> String {
     e.to_string()
 }
@@ -1015,7 +1007,7 @@ mod tests {
     use super::*;
     use crate::pipeline::fakes::Numbered;
     use crate::pipeline::io::IoError;
-    use crate::runtime::{ProcessOutput, Transform};
+    use crate::runtime::ProcessOutput;
     use crate::storage::StorageError;
 
     /// Hands back every message unchanged.
