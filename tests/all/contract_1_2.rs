@@ -250,3 +250,37 @@ fn a_hot_swap_from_1_1_to_1_2_keeps_the_durable_state() {
     let (_, state) = admin_get(&b, "/api/v1/etl/pipelines/p/state");
     assert_eq!(state["entries"][0]["value"], "6", "{state}");
 }
+
+#[test]
+fn the_cli_inspects_a_1_2_module_and_runs_its_batches_locally() {
+    let cli = rustmq_etl_tests::broker::cli_binary();
+    let inspect = std::process::Command::new(cli)
+        .args(["inspect", guests::BUFFER_V12])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{text}");
+    assert!(
+        text.contains("world:    rustmq:etl/etl-buffer@1.2.0"),
+        "{text}"
+    );
+    let inputs = plain(&["hello", "pass", "fail", "count"]);
+    let answers = rustmq_etl_tests::guide::run_locally_with(
+        &[std::path::Path::new(guests::BUFFER_V12)],
+        &["--batch-size", "4"],
+        &inputs,
+    );
+    let values: Vec<Value> = answers
+        .iter()
+        .map(|a| json!([a["messages"][0]["value"], a["error"]]))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            json!(["hello", null]),
+            json!(["pass", null]),
+            json!([null, "asked to fail"]),
+            json!(["1", null])
+        ]
+    );
+}

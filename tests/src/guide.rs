@@ -27,9 +27,18 @@ pub fn run_locally(
     modules: &[&std::path::Path],
     inputs: &[serde_json::Value],
 ) -> Vec<serde_json::Value> {
+    run_locally_with(modules, &[], inputs)
+}
+
+/// [`run_locally`] with more `rustmq-etl run` arguments (`--batch-size N`, ...).
+pub fn run_locally_with(
+    modules: &[&std::path::Path],
+    args: &[&str],
+    inputs: &[serde_json::Value],
+) -> Vec<serde_json::Value> {
     use std::io::Write as _;
     let mut cmd = std::process::Command::new(crate::broker::cli_binary());
-    cmd.arg("run");
+    cmd.arg("run").args(args);
     for module in modules {
         cmd.arg("--module").arg(module);
     }
