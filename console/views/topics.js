@@ -67,17 +67,25 @@ function topicInfo(ctx) {
 // Reads a page of messages: from `from` (an offset), the first stored ('earliest'),
 // or the last page ('').
 async function read(ctx, from) {
-  const info = topicInfo(ctx);
+  // A read that ends after the page moved on (another topic) is dropped.
+  const mine = view;
   let offset;
-  if (from === 'earliest') offset = info ? info.start_offset : 0;
-  else if (from === '' || from === undefined) offset = info ? Math.max(info.start_offset, info.end_offset - PAGE) : 0;
-  else offset = Number(from);
   try {
-    const answer = await messages.get(`/api/v1/topics/${enc(view.name)}/messages?offset=${offset}&max_messages=${PAGE}`);
-    if (!view) return;
+    if (from === '' || from === undefined || from === 'earliest') {
+      // The topic's bounds now, not as of the last poll: the latest page ends at the
+      // topic's end.
+      const info = await messages.get(`/api/v1/topics/${enc(mine.name)}`).catch(() => null);
+      if (view !== mine) return;
+      if (from === 'earliest') offset = info ? info.start_offset : 0;
+      else offset = info ? Math.max(info.start_offset, info.end_offset - PAGE) : 0;
+    } else {
+      offset = Number(from);
+    }
+    const answer = await messages.get(`/api/v1/topics/${enc(mine.name)}/messages?offset=${offset}&max_messages=${PAGE}`);
+    if (view !== mine) return;
     view.read = { offset, answer, error: null };
   } catch (e) {
-    if (!view) return;
+    if (view !== mine) return;
     view.read = { offset, answer: null, error: e };
   }
   drawMessages();
@@ -160,7 +168,7 @@ export function update(ctx) {
   }
   const info = topicInfo(ctx);
   // Reading the latest page follows the topic as it grows.
-  if (info && view.offset.value === '' && view.read && view.read.answer && info.end_offset !== view.read.answer.end_offset) {
+  if (info && view.offset.value === '' && view.read && view.read.answer && view.read.answer.next_offset < info.end_offset) {
     read(ctx, '');
   }
   clear(view.info, info
