@@ -573,10 +573,9 @@ impl Worker {
             let mut routed = routed;
             if per_message {
                 let (module_id, version) = self.side_identity();
-                let (module_id, version) = (module_id.to_string(), version.to_string());
                 let stamp_one = |m: &mut Message| {
-                    m.set_header(headers::MODULE, module_id.as_str());
-                    m.set_header(headers::MODULE_VERSION, version.as_str());
+                    m.set_header(headers::MODULE, module_id);
+                    m.set_header(headers::MODULE_VERSION, version);
                 };
                 match &mut routed {
                     Routed::Outputs(msgs, routed) => {

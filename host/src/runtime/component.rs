@@ -153,6 +153,15 @@ impl ComponentTransform {
         self.timeout_ms.saturating_mul(n as u64).min(cap)
     }
 
+    /// Bytes a batch answer of `n` messages may hold: what `n` calls could, within
+    /// [`MAX_BATCH_OUTPUT_BYTES`] (never under one call's limit).
+    fn batch_output_bytes(&self, n: usize) -> usize {
+        let per_call = self.runtime.limits.max_output_bytes;
+        per_call
+            .saturating_mul(n)
+            .min(MAX_BATCH_OUTPUT_BYTES.max(per_call))
+    }
+
     /// Instantiates a fresh instance and runs `init` on it.
     fn start_instance(&self) -> Result<LiveInstance, TransformError> {
         let limits = &self.runtime.limits;
@@ -355,10 +364,7 @@ impl ComponentTransform {
         let caps = buffer::Caps {
             messages: limits.max_output_messages,
             bytes: limits.max_output_bytes,
-            batch_bytes: limits
-                .max_output_bytes
-                .saturating_mul(n)
-                .min(MAX_BATCH_OUTPUT_BYTES.max(limits.max_output_bytes)),
+            batch_bytes: self.batch_output_bytes(n),
         };
         // The answer's tables come on top of its messages' bytes: at most the
         // fan-out limit of outputs per input, each with its entry.
@@ -425,10 +431,7 @@ impl Transform for ComponentTransform {
         let limits = &self.runtime.limits;
         let budget = OutputBudget::batch_guard(
             limits.max_output_messages.saturating_mul(n),
-            limits
-                .max_output_bytes
-                .saturating_mul(n)
-                .min(MAX_BATCH_OUTPUT_BYTES.max(limits.max_output_bytes)),
+            self.batch_output_bytes(n),
             n,
         );
         let args: Vec<MessageArg<'_>> = messages.iter().map(|m| MessageArg::new(m)).collect();
