@@ -257,15 +257,26 @@ impl<'a> BatchReader<'a> {
     }
 }
 
+/// The offset at which `len` more bytes would start in `buf`, if they fit the
+/// layout's 32-bit offsets.
+fn room(buf: &[u8], len: usize) -> Result<u32, LayoutError> {
+    u32::try_from(buf.len())
+        .ok()
+        .filter(|o| u64::from(*o) + len as u64 <= u64::from(u32::MAX - 1))
+        .map_or_else(|| bad("the buffer would pass 4 GiB"), Ok)
+}
+
 /// Appends `bytes` to the arena at the end of `buf`; returns its offset.
 fn put(buf: &mut Vec<u8>, bytes: &[u8]) -> Result<u32, LayoutError> {
-    let off = u32::try_from(buf.len())
-        .ok()
-        .filter(|o| u64::from(*o) + bytes.len() as u64 <= u64::from(u32::MAX - 1));
-    let Some(off) = off else {
-        return bad("the buffer would pass 4 GiB");
-    };
+    let off = room(buf, bytes.len())?;
     buf.extend_from_slice(bytes);
+    Ok(off)
+}
+
+/// Appends `len` zero bytes (a table filled in afterwards); returns their offset.
+fn put_zeros(buf: &mut Vec<u8>, len: usize) -> Result<u32, LayoutError> {
+    let off = room(buf, len)?;
+    buf.resize(buf.len() + len, 0);
     Ok(off)
 }
 
@@ -293,7 +304,7 @@ fn put_headers<'h>(
     headers: impl ExactSizeIterator<Item = (&'h [u8], &'h [u8])> + Clone,
 ) -> Result<(u32, u32), LayoutError> {
     let count = u32::try_from(headers.len()).or_else(|_| bad("too many headers"))?;
-    let table = put(buf, &vec![0; count as usize * HEADER_ENTRY])?;
+    let table = put_zeros(buf, count as usize * HEADER_ENTRY)?;
     for (i, (name, value)) in headers.enumerate() {
         let name_off = put(buf, name)?;
         let value_off = put(buf, value)?;
@@ -623,6 +634,16 @@ impl AnswerWriter {
         self.output_count = 0;
     }
 
+    /// The bytes [`finish`](AnswerWriter::finish) will write.
+    pub fn len(&self) -> usize {
+        HEADER + self.results.len() + self.outputs.len() + self.arena.len()
+    }
+
+    /// Whether no result has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// The next input's result.
     pub fn result<'a, H>(
         &mut self,
@@ -709,6 +730,7 @@ impl AnswerWriter {
                 .or_else(|_| bad("the answer would pass 4 GiB"))
         };
         start(out, ANSWER_MAGIC, self.count, self.output_count);
+        out.reserve(self.len() - HEADER);
         let results_at = out.len();
         out.extend_from_slice(&self.results);
         for i in 0..self.count as usize {

@@ -129,7 +129,9 @@ fn write_answer(results: &[Res]) -> Vec<u8> {
         w.result(r.kind, error, outputs).unwrap();
     }
     let mut out = Vec::new();
+    let announced = w.len();
     w.finish(&mut out).unwrap();
+    assert_eq!(out.len(), announced, "len() is the size finish writes");
     out
 }
 

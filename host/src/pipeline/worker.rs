@@ -556,7 +556,7 @@ impl Worker {
         // processed again on its own.
         let mut whole =
             if self.configuration.processing_mode == ProcessingMode::Batch && !per_message {
-                self.call_batch(&fetched).map(Vec::into_iter)
+                self.call_batch(&mut fetched).map(Vec::into_iter)
             } else {
                 None
             };
@@ -731,7 +731,10 @@ impl Worker {
     /// route) whose state changes cannot be told apart from the others'. Then the
     /// call's outputs and state changes are discarded and the caller processes
     /// each message on its own.
-    fn call_batch(&mut self, fetched: &[Fetched]) -> Option<Vec<Routed>> {
+    ///
+    /// A kept call's *pass* outputs take their inputs' messages rather than copies:
+    /// `fetched` then holds only the positions of the messages the call covered.
+    fn call_batch(&mut self, fetched: &mut [Fetched]) -> Option<Vec<Routed>> {
         if fetched.is_empty() || self.control.stopping() {
             return None;
         }
@@ -755,7 +758,7 @@ impl Worker {
         let answers = self
             .loaded
             .transform
-            .process_batch(&messages, &offsets, &ctx);
+            .process_batch_moving(&messages, &offsets, &ctx);
         let per_message = started.elapsed().as_micros() as u64 / fetched.len() as u64;
         self.metrics.record_times(per_message, fetched.len() as u64);
         let answers = match answers {
@@ -784,7 +787,12 @@ impl Worker {
         }
         self.state.with(|s| s.accept_call());
         let mut outcomes = Vec::with_capacity(fetched.len());
-        for (f, out) in fetched.iter().zip(answers) {
+        for (f, mut out) in fetched.iter_mut().zip(answers) {
+            // Kept: the input is needed no more (a dead letter without outputs, the
+            // one answer that sends its input on, never has a moved output).
+            if let Some(k) = out.moved_input.take() {
+                out.messages[k] = std::mem::take(&mut f.message);
+            }
             match self.classify(f, Ok(out), 1) {
                 Outcome::Done(routed) => outcomes.push(routed),
                 Outcome::Failed { .. } => unreachable!("checked above: every answer is final"),

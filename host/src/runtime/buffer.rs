@@ -63,10 +63,31 @@ fn message_bytes(m: &Message) -> usize {
 
 /// Reads the answer to `inputs`: one [`ProcessOutput`] per input, or an error that
 /// fails the whole call (the worker then processes the batch one message per call).
+/// A *pass* output is a copy of its input.
 pub fn decode(
     answer: &[u8],
     inputs: &[&Message],
     caps: Caps,
+) -> Result<Vec<ProcessOutput>, TransformError> {
+    decode_with(answer, inputs, caps, false)
+}
+
+/// As [`decode`], except that the first *pass* output of each answer that repeats
+/// that answer's own input is left empty, for the caller to move the input into
+/// ([`ProcessOutput::moved_input`]).
+pub fn decode_moving(
+    answer: &[u8],
+    inputs: &[&Message],
+    caps: Caps,
+) -> Result<Vec<ProcessOutput>, TransformError> {
+    decode_with(answer, inputs, caps, true)
+}
+
+fn decode_with(
+    answer: &[u8],
+    inputs: &[&Message],
+    caps: Caps,
+    moving: bool,
 ) -> Result<Vec<ProcessOutput>, TransformError> {
     let reader = AnswerReader::new(answer, inputs.len()).map_err(refused)?;
     // Every cap is checked on the answer as it lies, before anything is copied.
@@ -125,12 +146,17 @@ pub fn decode(
             let result = reader.result(i).map_err(refused)?;
             let mut messages = Vec::with_capacity(result.outputs.len());
             let mut topics = Vec::new();
+            let mut moved_input = None;
             for (k, o) in result.outputs.enumerate() {
                 let out = reader.output(o).map_err(refused)?;
                 if let Some(topic) = out.topic {
                     topics.push((k, text(topic, "a topic")?));
                 }
                 messages.push(match out.pass {
+                    Some(input) if moving && moved_input.is_none() && input as usize == i => {
+                        moved_input = Some(k);
+                        Message::default()
+                    }
                     Some(input) => inputs[input as usize].clone(),
                     None => Message {
                         key: out.key.map(|k| text(k, "a key")).transpose()?,
@@ -155,6 +181,7 @@ pub fn decode(
                 topics,
                 should_continue: result.kind != Kind::Error,
                 error,
+                moved_input,
             })
         })
         .collect()
@@ -226,6 +253,32 @@ mod tests {
         assert_eq!(out[1].error.as_deref(), Some("bad"));
         assert!(out[2].should_continue);
         assert_eq!(out[2].topics, vec![(0, "audit".to_string())]);
+    }
+
+    #[test]
+    fn moving_leaves_only_each_answers_first_pass_of_its_own_input_to_the_caller() {
+        let inputs = [input("a"), input("b")];
+        let refs: Vec<&Message> = inputs.iter().collect();
+        let pass = |input: u32| OutputIn::Pass { input, topic: None };
+        let buf = answer(|w| {
+            // Its own input twice, then the other input.
+            w.result::<NoHeaders>(Kind::Outputs, None, [pass(0), pass(0), pass(1)])
+                .unwrap();
+            // The other input only.
+            w.result::<NoHeaders>(Kind::Outputs, None, [pass(0)])
+                .unwrap();
+        });
+        let copied = decode(&buf, &refs, caps()).unwrap();
+        let moving = decode_moving(&buf, &refs, caps()).unwrap();
+        assert_eq!(copied[0].moved_input, None);
+        assert_eq!(moving[0].moved_input, Some(0));
+        assert_eq!(moving[0].messages[0], Message::default());
+        assert_eq!(moving[0].messages[1..], copied[0].messages[1..]);
+        assert_eq!(moving[1], copied[1], "a pass of another input is copied");
+        let mut filled = moving[0].clone();
+        filled.messages[0] = inputs[0].clone();
+        filled.moved_input = None;
+        assert_eq!(filled, copied[0]);
     }
 
     #[test]

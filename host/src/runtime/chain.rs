@@ -196,6 +196,7 @@ impl Transform for ChainTransform {
                             topics: Vec::new(),
                             should_continue: out.should_continue,
                             error: out.error,
+                            moved_input: None,
                         });
                     }
                     Err(e) => {
@@ -238,6 +239,7 @@ impl Transform for ChainTransform {
             topics,
             should_continue: true,
             error: None,
+            moved_input: None,
         })
     }
 
@@ -311,6 +313,7 @@ mod tests {
             topics: Vec::new(),
             should_continue: true,
             error: None,
+            moved_input: None,
         })
     }
 

@@ -352,6 +352,7 @@ impl ComponentTransform {
         messages: &[&Message],
         offsets: &[u64],
         ctx: &BatchContext,
+        moving: bool,
     ) -> Result<Vec<ProcessOutput>, TransformError> {
         let runtime = Arc::clone(&self.runtime);
         let _slot = runtime.slots.acquire();
@@ -379,7 +380,10 @@ impl ComponentTransform {
             .map(|(answer,)| answer.0);
         self.batch_buffer = batch;
         let answer = self.finish(live, budget, call)?;
-        buffer::decode(&answer, messages, caps)
+        match moving {
+            true => buffer::decode_moving(&answer, messages, caps),
+            false => buffer::decode(&answer, messages, caps),
+        }
     }
 }
 
@@ -408,6 +412,18 @@ impl Transform for ComponentTransform {
         self.finish(live, budget, call)
     }
 
+    fn process_batch_moving(
+        &mut self,
+        messages: &[&Message],
+        offsets: &[u64],
+        ctx: &BatchContext,
+    ) -> Result<Vec<ProcessOutput>, TransformError> {
+        if self.exports.process_buffer.is_some() {
+            return self.process_buffer(messages, offsets, ctx, true);
+        }
+        self.process_batch(messages, offsets, ctx)
+    }
+
     fn process_batch(
         &mut self,
         messages: &[&Message],
@@ -415,7 +431,7 @@ impl Transform for ComponentTransform {
         ctx: &BatchContext,
     ) -> Result<Vec<ProcessOutput>, TransformError> {
         if self.exports.process_buffer.is_some() {
-            return self.process_buffer(messages, offsets, ctx);
+            return self.process_buffer(messages, offsets, ctx, false);
         }
         if self.exports.process_batch.is_none() {
             return super::process_each(self, messages, offsets, ctx);

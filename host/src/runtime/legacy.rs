@@ -151,6 +151,7 @@ impl Transform for LegacyTransform {
             messages: messages.into_iter().map(Message::from).collect(),
             should_continue,
             error,
+            moved_input: None,
         })
     }
 

@@ -77,6 +77,10 @@ pub struct ProcessOutput {
     pub should_continue: bool,
     /// The guest's error text, if it reported one.
     pub error: Option<String>,
+    /// An output left empty for the caller to fill by moving this answer's own input
+    /// in, unchanged, rather than copying it: its index in `messages`. Only
+    /// [`Transform::process_batch_moving`] leaves one.
+    pub moved_input: Option<usize>,
 }
 
 /// Where the messages of a batch come from; passed with every batch call.
@@ -188,6 +192,20 @@ pub trait Transform: Send {
         ctx: &BatchContext,
     ) -> Result<Vec<ProcessOutput>, TransformError> {
         process_each(self, messages, offsets, ctx)
+    }
+
+    /// As [`process_batch`](Transform::process_batch), except that an output which
+    /// repeats its own input unchanged may be left empty for the caller to move
+    /// that input into ([`ProcessOutput::moved_input`]) instead of being copied:
+    /// for a caller that owns the inputs and no longer needs them once it keeps the
+    /// answers. The default copies, as `process_batch`.
+    fn process_batch_moving(
+        &mut self,
+        messages: &[&Message],
+        offsets: &[u64],
+        ctx: &BatchContext,
+    ) -> Result<Vec<ProcessOutput>, TransformError> {
+        self.process_batch(messages, offsets, ctx)
     }
 
     /// Whether the module takes a batch in one call (exports `process-batch`).

@@ -332,6 +332,7 @@ impl From<GuestResult> for ProcessOutput {
             topics: Vec::new(),
             should_continue: result.should_continue,
             error: result.error.map(|e| e.0),
+            moved_input: None,
         }
     }
 }
@@ -357,6 +358,7 @@ impl From<GuestResultV11> for ProcessOutput {
             topics,
             should_continue: result.should_continue,
             error: result.error.map(|e| e.0),
+            moved_input: None,
         }
     }
 }
