@@ -16,7 +16,7 @@
 //! it at cargo's default, 3.
 //! The guest template (`guest-template/`) is built too, for `wasm32-wasip2`. Guests
 //! written with the SDK (`guest-sdk/`) depend on it by path; its copy of the contract
-//! must be the broker's `wit/1.1.0/etl.wit`, which is checked here.
+//! must be the broker's `wit/1.2.0/etl.wit`, which is checked here.
 //! The nested cargo uses its own target directory, so it never waits on the outer
 //! build's lock.
 
@@ -36,14 +36,18 @@ fn main() {
     println!("cargo:rerun-if-changed={}", template_dir.display());
     println!("cargo:rerun-if-changed={}", sdk_dir.display());
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("batch-buffer").display()
+    );
 
     // The SDK generates its bindings from its own copy of the contract, so that it
     // builds wherever it is copied; a stale copy would build guests for another world.
-    let contract = std::fs::read(root.join("wit/1.1.0/etl.wit")).unwrap();
+    let contract = std::fs::read(root.join("wit/1.2.0/etl.wit")).unwrap();
     let sdk_copy = std::fs::read(sdk_dir.join("wit/etl.wit")).unwrap();
     assert!(
         contract == sdk_copy,
-        "guest-sdk/wit/etl.wit differs from wit/1.1.0/etl.wit: copy the broker's file into the SDK"
+        "guest-sdk/wit/etl.wit differs from wit/1.2.0/etl.wit: copy the broker's file into the SDK"
     );
 
     let mut by_target: BTreeMap<Build, Vec<(String, String)>> = BTreeMap::new();

@@ -71,7 +71,7 @@ wasm=target/wasm32-wasip2/release/message_processor.wasm
 
 out="$(rustmq-etl inspect "$wasm")"
 expect "rustmq-etl inspect" "$out" "runnable: yes"
-expect "rustmq-etl inspect world" "$out" "world:    rustmq:etl/etl-batch@1.1.0"
+expect "rustmq-etl inspect world" "$out" "world:    rustmq:etl/etl-buffer@1.2.0"
 
 out="$(rustmq-etl module upload "$wasm" --version 1.0.0)"
 expect "module upload" "$out" "uploaded message-processor-v1.0.0 (component, "

@@ -25,6 +25,21 @@ impl Context {
         }
     }
 
+    /// The context of one message of a batch whose ids are shared.
+    pub(crate) fn shared(
+        pipeline_id: &Arc<str>,
+        source_topic: &Arc<str>,
+        source_offset: u64,
+        attempt: u32,
+    ) -> Context {
+        Context {
+            pipeline_id: Arc::clone(pipeline_id),
+            source_topic: Arc::clone(source_topic),
+            source_offset,
+            attempt,
+        }
+    }
+
     /// The context with this attempt number (1 for the first try).
     pub fn with_attempt(mut self, attempt: u32) -> Context {
         self.attempt = attempt;
@@ -104,11 +119,13 @@ impl BatchContext {
     /// The context of each message of the batch, in order, as
     /// [`process`](crate::Transform::process) would see it.
     pub fn contexts(&self) -> impl Iterator<Item = Context> + '_ {
-        self.source_offsets.iter().map(|&source_offset| Context {
-            pipeline_id: Arc::clone(&self.pipeline_id),
-            source_topic: Arc::clone(&self.source_topic),
-            source_offset,
-            attempt: self.attempt,
+        self.source_offsets.iter().map(|&source_offset| {
+            Context::shared(
+                &self.pipeline_id,
+                &self.source_topic,
+                source_offset,
+                self.attempt,
+            )
         })
     }
 }

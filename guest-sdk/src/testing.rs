@@ -76,6 +76,19 @@ pub fn run_with<T: Transform>(
     answer
 }
 
+/// Processes one message through [`process_ref`](Transform::process_ref), as batch
+/// mode does for a transform that sets [`IN_PLACE`](Transform::IN_PLACE), with
+/// [`context()`]; each [`Emit`] comes back as the output it stands for. As in
+/// [`run_with`], a failure discards the call's state changes.
+pub fn run_ref<T: Transform>(transform: &T, msg: Message) -> Result<Vec<Output>, Error> {
+    let before = native::snapshot();
+    let answer = crate::process_in_place(transform, msg, &context());
+    if matches!(answer, Err(Error::Retry(_))) {
+        native::restore(before);
+    }
+    answer
+}
+
 /// Processes a batch in one [`process_batch`](Transform::process_batch) call
 /// (offsets 0, 1, ...), with the broker's rule for failures: when one message of
 /// the batch fails ([`Error::Retry`]), or the answer does not hold one result per
@@ -204,6 +217,46 @@ mod tests {
         // The failed message's increment was discarded in the replay.
         assert_eq!(out[2].as_ref().unwrap()[0].header("n"), Some("2"));
         assert_eq!(state::get_u64("count"), Ok(Some(2)));
+    }
+
+    /// Passes messages on in place, to `audit` when they have header `audit`.
+    struct Router;
+
+    impl Transform for Router {
+        const IN_PLACE: bool = true;
+
+        fn init(_params: &Params) -> Result<Self, String> {
+            Ok(Router)
+        }
+
+        fn process(&self, msg: Message, ctx: &Context) -> Result<Vec<Output>, Error> {
+            crate::process_in_place(self, msg, ctx)
+        }
+
+        fn process_ref(
+            &self,
+            msg: crate::MessageRef<'_>,
+            _ctx: &Context,
+        ) -> Result<Vec<crate::Emit>, Error> {
+            Ok(vec![match msg.header("audit") {
+                Some(_) => crate::Emit::unchanged_to("audit"),
+                None => crate::Emit::unchanged(),
+            }])
+        }
+    }
+
+    #[test]
+    fn run_ref_gives_each_unchanged_emit_as_its_input() {
+        let t = init::<Router>(&[]).unwrap();
+        let msg = Message::new("v").with_key("k").with_header("audit", "1");
+        let out = run_ref(&t, msg.clone()).unwrap();
+        assert_eq!(out, vec![Output::from(msg.clone()).to("audit")]);
+        assert_eq!(run(&t, msg.clone()).unwrap(), out);
+        let plain = Message::new("w");
+        assert_eq!(
+            run_ref(&t, plain.clone()).unwrap(),
+            vec![Output::from(plain)]
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! - [`processor`] holds the logic: plain functions over a plain [`processor::Message`],
 //!   unit tested natively with `cargo test`. Edit this.
 //! - This file implements the SDK's [`Transform`] on top of it, and [`export!`] makes
-//!   it the module's implementation of the `rustmq:etl/etl-batch@1.1.0` world. The
+//!   it the module's implementation of the `rustmq:etl/etl-buffer@1.2.0` world. The
 //!   SDK (`rustmq-etl-guest`) owns the WIT and the bindings.
 //!
 //! [`export!`]: rustmq_etl_guest::export

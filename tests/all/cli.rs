@@ -263,7 +263,7 @@ fn new_scaffolds_a_project_that_builds_for_wasm32_wasip2_and_runs() {
     assert!(inspected.status.success(), "{listing}");
     assert!(listing.contains("kind:     component"), "{listing}");
     assert!(
-        listing.contains("world:    rustmq:etl/etl-batch@1.1.0"),
+        listing.contains("world:    rustmq:etl/etl-buffer@1.2.0"),
         "{listing}"
     );
     assert!(listing.contains("runnable: yes"), "{listing}");

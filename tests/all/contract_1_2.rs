@@ -2,7 +2,8 @@
 //! HTTP, with the `buffer-v12` guest: 1.0, 1.1 and 1.2 modules side by side in one
 //! broker; a failing third message dead-letters only itself; a malformed answer is a
 //! per-batch error, replayed one message per call; a pass output is byte-identical
-//! to its input; a hot swap from 1.1 to 1.2 keeps the durable state.
+//! to its input; a hot swap from 1.1 to 1.2 keeps the durable state; an SDK module
+//! written in place passes messages on byte for byte.
 
 use std::time::Duration;
 
@@ -208,6 +209,49 @@ fn a_pass_output_is_byte_identical_to_its_input() {
     let mut headers = out[0]["headers"].as_object().unwrap().clone();
     headers.retain(|k, _| !k.starts_with("x-rustmq-"));
     assert_eq!(Value::Object(headers), input[0]["headers"]);
+}
+
+/// The messages of `topic` as the producer gave them: key, bytes, timestamp and
+/// headers, the broker's `x-rustmq-` headers left out.
+fn as_sent(b: &BrokerProcess, topic: &str) -> Vec<Value> {
+    read_all(b, topic)
+        .into_iter()
+        .map(|m| {
+            let mut headers = m["headers"].as_object().cloned().unwrap_or_default();
+            headers.retain(|k, _| !k.starts_with("x-rustmq-"));
+            json!({"key": m["key"], "value_base64": m["value_base64"],
+                   "timestamp": m["timestamp"], "headers": headers})
+        })
+        .collect()
+}
+
+#[test]
+fn an_sdk_module_in_place_filters_and_routes_messages_byte_for_byte() {
+    let b = BrokerProcess::start("[etl]\nenabled = true\n");
+    upload(&b, "m", "1.0.0", guests::SDK_IN_PLACE);
+    pipeline(&b, "p", "m", "1.0.0", 10);
+    use base64::Engine as _;
+    let binary = base64::engine::general_purpose::STANDARD.encode((0..=255u8).collect::<Vec<_>>());
+    let messages = vec![
+        json!({"key": "clé", "value_base64": binary, "timestamp": 1234567,
+               "headers": {"h": "v", "z": "ünï"}}),
+        json!({"value": "drop"}),
+        json!({"key": "r", "value": "to the side", "timestamp": 7,
+               "headers": {"route": "p-side", "n": "1"}}),
+        json!({"value": "last", "timestamp": 8}),
+    ];
+    send(&b, "p-in", messages);
+    committed(&b, "p", 4);
+    let input = as_sent(&b, "p-in");
+    assert_eq!(
+        as_sent(&b, "p-out"),
+        vec![input[0].clone(), input[3].clone()]
+    );
+    assert_eq!(as_sent(&b, "p-side"), vec![input[2].clone()]);
+    assert!(read_all(&b, "p-errors").is_empty());
+    let (_, m) = admin_get(&b, "/api/v1/etl/pipelines/p/metrics");
+    assert_eq!(m["messages_filtered"], 1, "{m}");
+    assert_eq!(m["batch_replays"], 0, "{m}");
 }
 
 #[test]

@@ -278,12 +278,12 @@ fn inspect_describes_a_component_without_compiling_it() {
         .inspect(&std::fs::read(GUEST_TEMPLATE).unwrap())
         .unwrap();
     assert_eq!(info.kind, ModuleKind::Component);
-    // The template is written with the SDK, which targets the batch world.
-    assert_eq!(info.world.as_deref(), Some("rustmq:etl/etl-batch@1.1.0"));
+    // The template is written with the SDK, which targets the batch buffer world.
+    assert_eq!(info.world.as_deref(), Some("rustmq:etl/etl-buffer@1.2.0"));
     assert!(
         info.exports.contains(&"init".to_string()) && info.exports.contains(&"process".to_string())
     );
-    assert!(info.exports.contains(&"process-batch".to_string()));
+    assert!(info.exports.contains(&"process-buffer".to_string()));
     assert!(info.imports.iter().any(|i| i.starts_with("wasi:")));
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
     let json = serde_json::to_value(&info).unwrap();
@@ -297,8 +297,12 @@ fn inspect_names_the_contract_version_a_component_was_built_for() {
         (rustmq_etl_tests::guests::IDENTITY, "rustmq:etl/etl@1.0.0"),
         (rustmq_etl_tests::guests::SINGLE_V11, "rustmq:etl/etl@1.1.0"),
         (
-            rustmq_etl_tests::guests::COUNTER,
+            rustmq_etl_tests::guests::BAD_BATCH,
             "rustmq:etl/etl-batch@1.1.0",
+        ),
+        (
+            rustmq_etl_tests::guests::COUNTER,
+            "rustmq:etl/etl-buffer@1.2.0",
         ),
     ] {
         let info = runtime.inspect(&std::fs::read(wasm).unwrap()).unwrap();

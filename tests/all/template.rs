@@ -42,10 +42,14 @@ fn cargo_component_builds_the_template_into_a_runnable_component() {
     let project = dir.path().join("message-processor");
     let template = Path::new(GUEST_TEMPLATE_DIR);
     copy_dir(template, &project);
-    copy_dir(
-        &template.join("../guest-sdk"),
-        &dir.path().join("guest-sdk"),
-    );
+    // The SDK and the batch layout crate it depends on, where the template's and the
+    // SDK's manifests find them.
+    for sibling in ["guest-sdk", "batch-buffer"] {
+        copy_dir(
+            &template.join("..").join(sibling),
+            &dir.path().join(sibling),
+        );
+    }
     // Share compiled dependencies between runs, away from the copied project.
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests-component");
     let mut cmd = Command::new("cargo");

@@ -1,10 +1,13 @@
 //! What [`export!`](crate::export) calls: the WIT records converted to and from the
 //! crate's types around the module's [`Transform`].
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+
+use rustmq_etl_buffer::AnswerWriter;
 
 use super::bindings as wit;
-use crate::{BatchContext, Context, Error, Message, Output, Params, Transform};
+use super::buffer::{self, Origin};
+use crate::{Context, Error, Message, Output, Params, Transform};
 use wit::rustmq::etl::types::OutputMessage;
 
 impl From<wit::Message> for Message {
@@ -77,26 +80,29 @@ pub fn process<T: Transform>(
     to_process_result(answer)
 }
 
-/// The `process-batch` export.
-pub fn process_batch<T: Transform>(
+/// The `process-buffer` export. The answer's tables are built in a buffer kept
+/// across calls; the answer itself is handed to the broker.
+pub fn process_buffer<T: Transform>(
     cell: &OnceCell<T>,
-    msgs: Vec<wit::Message>,
-    ctx: wit::BatchContext,
-) -> Vec<wit::ProcessResult> {
-    match instance(cell) {
-        Ok(transform) => {
-            let ctx = BatchContext::new(&ctx.pipeline_id, &ctx.source_topic, ctx.source_offsets)
-                .with_attempt(ctx.attempt);
-            let msgs = msgs.into_iter().map(Message::from).collect();
-            transform
-                .process_batch(msgs, &ctx)
-                .into_iter()
-                .map(to_process_result)
-                .collect()
-        }
-        Err(e) => msgs
-            .iter()
-            .map(|_| to_process_result(Err(Error::Retry(e.clone()))))
-            .collect(),
+    batch: Vec<u8>,
+    ctx: wit::BufferContext,
+) -> Vec<u8> {
+    thread_local! {
+        static WRITER: RefCell<AnswerWriter> = RefCell::new(AnswerWriter::new());
     }
+    let origin = Origin {
+        pipeline_id: &ctx.pipeline_id,
+        source_topic: &ctx.source_topic,
+        attempt: ctx.attempt,
+    };
+    let mut answer = Vec::new();
+    let written = WRITER.with_borrow_mut(|writer| {
+        buffer::process_buffer(instance(cell), &batch, &origin, writer, &mut answer)
+    });
+    if let Err(e) = written {
+        // Only a batch the broker did not lay out, or an answer past 4 GiB: the
+        // trap makes the broker process the batch again one message per call.
+        panic!("process-buffer: {e}");
+    }
+    answer
 }

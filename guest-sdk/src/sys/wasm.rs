@@ -3,15 +3,15 @@
 use crate::log::Level;
 use crate::StateError;
 
-/// The bindings of the `etl-batch` world, generated from the crate's own copy of the
+/// The bindings of the `etl-buffer` world, generated from the crate's own copy of the
 /// contract (`wit/etl.wit`, kept byte for byte equal to the broker's
-/// `wit/1.1.0/etl.wit`).
+/// `wit/1.2.0/etl.wit`).
 // Generated code: the record-passing functions take one argument per flattened field.
 #[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "etl-batch",
+        world: "etl-buffer",
         // `export!` expands in the module's crate, which names these bindings
         // through `$crate`.
         pub_export_macro: true,

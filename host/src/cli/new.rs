@@ -2,8 +2,9 @@
 //! The template's files and the guest SDK (`guest-sdk/`, which owns the WIT and the
 //! bindings) are compiled into the binary, so the scaffold always matches the world
 //! this broker runs. The package is renamed, the SDK is vendored into
-//! `vendor/rustmq-etl-guest/` and the template's path dependency is pointed at it; the
-//! project is a standalone crate (its own `[workspace]`) that builds with
+//! `vendor/rustmq-etl-guest/` (with the batch layout crate it depends on in
+//! `vendor/rustmq-etl-buffer/`) and the template's path dependency is pointed at it;
+//! the project is a standalone crate (its own `[workspace]`) that builds with
 //! `cargo build --target wasm32-wasip2 --release`.
 
 use std::io::Write;
@@ -23,6 +24,11 @@ pub const MAX_NAME_LEN: usize = 64;
 const TEMPLATE_SDK_PATH: &str = "../guest-sdk";
 /// Where the new project keeps its copy of the SDK, relative to the project.
 const VENDORED_SDK_PATH: &str = "vendor/rustmq-etl-guest";
+/// Where the SDK's manifest finds the batch layout crate, in the repository.
+const SDK_BUFFER_PATH: &str = "../batch-buffer";
+/// Where the new project keeps its copy of the batch layout crate, relative to the
+/// project (beside the SDK, whose manifest is pointed at it).
+const VENDORED_BUFFER_PATH: &str = "vendor/rustmq-etl-buffer";
 
 /// How a template file is adapted to the new project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +79,10 @@ const TEMPLATE_FILES: [(&str, &str, Adapt); 6] = [
     ),
 ];
 
-/// The guest SDK's files, relative to [`VENDORED_SDK_PATH`], written unchanged. Every
-/// file the SDK's crate is built from (its lock file is not: the project's is used).
-const SDK_FILES: [(&str, &str); 15] = [
+/// The guest SDK's files, relative to [`VENDORED_SDK_PATH`], written unchanged but for
+/// the manifest's path to the batch layout crate. Every file the SDK's crate is built
+/// from (its lock file is not: the project's is used).
+const SDK_FILES: [(&str, &str); 17] = [
     ("Cargo.toml", include_str!("../../../guest-sdk/Cargo.toml")),
     ("README.md", include_str!("../../../guest-sdk/README.md")),
     (
@@ -92,6 +99,10 @@ const SDK_FILES: [(&str, &str); 15] = [
         include_str!("../../../guest-sdk/src/error.rs"),
     ),
     ("src/log.rs", include_str!("../../../guest-sdk/src/log.rs")),
+    (
+        "src/in_place.rs",
+        include_str!("../../../guest-sdk/src/in_place.rs"),
+    ),
     (
         "src/message.rs",
         include_str!("../../../guest-sdk/src/message.rs"),
@@ -113,6 +124,10 @@ const SDK_FILES: [(&str, &str); 15] = [
         include_str!("../../../guest-sdk/src/sys/mod.rs"),
     ),
     (
+        "src/sys/buffer.rs",
+        include_str!("../../../guest-sdk/src/sys/buffer.rs"),
+    ),
+    (
         "src/sys/glue.rs",
         include_str!("../../../guest-sdk/src/sys/glue.rs"),
     ),
@@ -123,6 +138,23 @@ const SDK_FILES: [(&str, &str); 15] = [
     (
         "src/sys/wasm.rs",
         include_str!("../../../guest-sdk/src/sys/wasm.rs"),
+    ),
+];
+
+/// The batch layout crate's files (`batch-buffer/`), relative to
+/// [`VENDORED_BUFFER_PATH`], written unchanged.
+const BUFFER_FILES: [(&str, &str); 3] = [
+    (
+        "Cargo.toml",
+        include_str!("../../../batch-buffer/Cargo.toml"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../../batch-buffer/src/lib.rs"),
+    ),
+    (
+        "src/tests.rs",
+        include_str!("../../../batch-buffer/src/tests.rs"),
     ),
 ];
 
@@ -214,7 +246,7 @@ Example:
   cargo build --target wasm32-wasip2 --release  # -> target/wasm32-wasip2/release/my_transform.wasm
 
 Writes the deployment guide's message processor as a component for the
-rustmq:etl/etl-batch@1.1.0 world, written with the guest SDK (vendored into
+rustmq:etl/etl-buffer@1.2.0 world, written with the guest SDK (vendored into
 vendor/rustmq-etl-guest): edit src/processor.rs. Needs no network; building does
 (crates.io, for wit-bindgen and serde_json).
 
@@ -286,8 +318,17 @@ pub fn scaffold(args: &NewArgs) -> Result<PathBuf, CliError> {
         write(&dir.join(relative), &text)?;
     }
     let sdk_dir = dir.join(VENDORED_SDK_PATH);
+    let buffer_from_sdk = format!("../{}", VENDORED_BUFFER_PATH.trim_start_matches("vendor/"));
     for (relative, text) in SDK_FILES {
-        write(&sdk_dir.join(relative), text)?;
+        let text = match relative {
+            "Cargo.toml" => text.replace(SDK_BUFFER_PATH, &buffer_from_sdk),
+            _ => text.to_string(),
+        };
+        write(&sdk_dir.join(relative), &text)?;
+    }
+    let buffer_dir = dir.join(VENDORED_BUFFER_PATH);
+    for (relative, text) in BUFFER_FILES {
+        write(&buffer_dir.join(relative), text)?;
     }
     Ok(dir)
 }
@@ -424,14 +465,20 @@ mod tests {
         let sdk = dir.join(VENDORED_SDK_PATH);
         let sdk_manifest = std::fs::read_to_string(sdk.join("Cargo.toml")).unwrap();
         assert!(sdk_manifest.contains("name = \"rustmq-etl-guest\""));
+        assert!(
+            sdk_manifest.contains("path = \"../rustmq-etl-buffer\""),
+            "{sdk_manifest}"
+        );
+        assert!(!sdk_manifest.contains(SDK_BUFFER_PATH), "{sdk_manifest}");
         let wit = std::fs::read_to_string(sdk.join("wit/etl.wit")).unwrap();
-        assert!(wit.contains("package rustmq:etl@1.1.0;"));
+        assert!(wit.contains("package rustmq:etl@1.2.0;"));
+        let buffer = dir.join(VENDORED_BUFFER_PATH);
+        let buffer_manifest = std::fs::read_to_string(buffer.join("Cargo.toml")).unwrap();
+        assert!(buffer_manifest.contains("name = \"rustmq-etl-buffer\""));
+        assert!(buffer.join("src/lib.rs").is_file());
     }
 
-    /// Every file of the repository's SDK is embedded, so that a new file there is
-    /// not silently missing from scaffolded projects.
-    #[test]
-    fn the_embedded_sdk_is_every_file_of_guest_sdk() {
+    fn files_under(root: &Path) -> Vec<String> {
         fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
@@ -447,12 +494,32 @@ mod tests {
                 }
             }
         }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
         let mut on_disk = Vec::new();
-        walk(&root, &root, &mut on_disk);
+        walk(root, root, &mut on_disk);
         on_disk.sort();
-        let mut embedded: Vec<String> = SDK_FILES.iter().map(|(p, _)| p.to_string()).collect();
-        embedded.sort();
-        assert_eq!(embedded, on_disk, "update SDK_FILES in host/src/cli/new.rs");
+        on_disk
+    }
+
+    fn names(files: &[(&str, &str)]) -> Vec<String> {
+        let mut names: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// Every file of the repository's SDK and of the batch layout crate is embedded,
+    /// so that a new file there is not silently missing from scaffolded projects.
+    #[test]
+    fn the_embedded_sdk_is_every_file_of_guest_sdk_and_batch_buffer() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        assert_eq!(
+            names(&SDK_FILES),
+            files_under(&repo.join("guest-sdk")),
+            "update SDK_FILES in host/src/cli/new.rs"
+        );
+        assert_eq!(
+            names(&BUFFER_FILES),
+            files_under(&repo.join("batch-buffer")),
+            "update BUFFER_FILES in host/src/cli/new.rs"
+        );
     }
 }
