@@ -1,18 +1,23 @@
-//! The `rustmq:etl@1.1.0` paths, each against its baseline in the same run:
+//! The batch paths (`rustmq:etl@1.1.0` and `@1.2.0`), each against its baseline in
+//! the same run:
 //!
 //! 1. Per message, identity: native Rust · the raw wasmtime floor · our component
 //!    called once per message (1.0 `process`) · our component called once per batch
-//!    of 100 (1.1 `process-batch`, an SDK guest) · the 1.2 `process-buffer` (a raw
-//!    guest), copying each message back or answering "input unchanged", as ns per
-//!    message.
-//! 2. End to end (storage, runtime, pipeline manager as the broker wires them),
+//!    of 100 (1.1 `process-batch`, a raw guest) · the SDK identity in one 1.2
+//!    `process-buffer` call, owned and in place · the 1.2 raw guest, copying each
+//!    message back or answering "input unchanged", as ns per message.
+//! 2. The guide's transform (the template) per message in one 1.2 batch of 100,
+//!    against the same logic compiled natively.
+//! 3. End to end (storage, runtime, pipeline manager as the broker wires them),
 //!    N preloaded messages, exactly-once local pipelines: identity in single-message
-//!    mode · the SDK identity in batch mode · the SDK counter in batch mode (one state
-//!    write per message) · the 1.2 raw guest's identity in batch mode, as messages/s.
+//!    mode · identity in 1.1 batch mode (raw guest) · the SDK identity in 1.2 batch
+//!    mode, owned and in place · the SDK counter in batch mode (one state write per message) · the 1.2
+//!    raw guest's identity in batch mode, as messages/s.
 //!
-//! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000); `RUSTMQ_BENCH_QUICK=1` runs a
-//! short smoke version; `RUSTMQ_BENCH_ONLY=1` runs only the batch-mode identity
-//! pipeline (for profiling). Results are printed as markdown and appended to
+//! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000), `RUSTMQ_BENCH_BATCH_SIZE` the
+//! end-to-end pipelines' `batch_size` (default 1000); `RUSTMQ_BENCH_QUICK=1` runs a
+//! short smoke version; `RUSTMQ_BENCH_ONLY=1` runs only the SDK's in-place batch-mode
+//! identity pipeline (for profiling). Results are printed as markdown and appended to
 //! `<target>/criterion/summary.md`.
 
 mod support;
@@ -29,12 +34,21 @@ use rustmq_etl::pipeline::PipelineManager;
 use rustmq_etl::runtime::{BatchContext, Runtime, RuntimeLimits};
 use rustmq_etl::storage::{Storage, StorageOptions};
 use rustmq_etl_tests::guests;
+use support::processor;
 
 /// The batch size of the per-message comparison.
 const BATCH: usize = 100;
 
 fn native_identity_batch(batch: &[&Message]) -> Vec<Vec<Message>> {
     batch.iter().map(|m| vec![(*m).clone()]).collect()
+}
+
+/// The template's logic natively on each message of a batch, as the module runs it.
+fn native_guide_batch(batch: &[&Message], settings: &processor::Settings) -> Vec<Vec<Message>> {
+    batch
+        .iter()
+        .map(|m| support::native_guide(m, settings))
+        .collect()
 }
 
 fn per_message(c: &mut Criterion) {
@@ -64,50 +78,52 @@ fn per_message(c: &mut Criterion) {
                 .collect::<Vec<_>>()
         })
     });
-    let sdk = support::compile(&runtime, guests::SDK_IDENTITY);
-    let mut t = support::transform(&sdk);
-    assert!(t.takes_batches(), "the SDK guest exports process-batch");
-    g.bench_function("component_batch", |b| {
-        b.iter(|| {
-            t.process_batch(black_box(&batch), &offsets, &batch_ctx)
-                .expect("process-batch")
-        })
-    });
-    // 1.2: the batch as one buffer. The guest copies each message into its answer
-    // (as an identity written out), or, with header `mode: pass`, answers "input i
-    // unchanged" (a pass output).
-    let buffer = support::compile(&runtime, guests::BUFFER_V12);
-    let mut t = support::transform(&buffer);
-    assert!(t.takes_batches(), "the 1.2 guest exports process-buffer");
-    let answer = t
-        .process_batch(&batch, &offsets, &batch_ctx)
-        .expect("process-buffer");
-    assert!(
-        answer.iter().all(|o| o.messages == [msg.clone()]),
-        "an identity"
+    // One batch call of `batch` through `wasm`, first checked to answer each message
+    // with `expected` alone.
+    let mut bench_batch = |name: &str, wasm: &str, batch: &[&Message], expected: &Message| {
+        let compiled = support::compile(&runtime, wasm);
+        let mut t = support::transform(&compiled);
+        assert!(t.takes_batches(), "{name}: the guest takes batches");
+        let answer = t
+            .process_batch(batch, &offsets, &batch_ctx)
+            .expect("batch call");
+        assert!(
+            answer.iter().all(|o| o.messages == [expected.clone()]),
+            "{name}: each message answered with the expected output"
+        );
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                t.process_batch(black_box(batch), &offsets, &batch_ctx)
+                    .expect("batch call")
+            })
+        });
+    };
+    // 1.1: one `process-batch` call, records lifted and lowered per field.
+    bench_batch("component_batch", guests::BATCH_V11, &batch, &msg);
+    // The SDK's identity (`Output::from(msg)`): the SDK reads the buffer into
+    // messages and answers each unchanged output as a pass.
+    bench_batch("component_buffer_sdk", guests::SDK_IDENTITY, &batch, &msg);
+    // The SDK in place (`process_ref`, `Emit::unchanged`): nothing of a message is
+    // copied in the guest.
+    bench_batch(
+        "component_buffer_sdk_in_place",
+        guests::SDK_IN_PLACE,
+        &batch,
+        &msg,
     );
-    g.bench_function("component_buffer", |b| {
-        b.iter(|| {
-            t.process_batch(black_box(&batch), &offsets, &batch_ctx)
-                .expect("process-buffer")
-        })
-    });
+    // 1.2 on raw bindings: the guest copies each message into its answer (as an
+    // identity written out), or, with header `mode: pass`, answers "input i
+    // unchanged" (a pass output).
+    bench_batch("component_buffer", guests::BUFFER_V12, &batch, &msg);
     let mut passed = msg.clone();
     passed.headers.push(("mode".into(), "pass".into()));
     let pass_batch: Vec<&Message> = std::iter::repeat_n(&passed, BATCH).collect();
-    let answer = t
-        .process_batch(&pass_batch, &offsets, &batch_ctx)
-        .expect("process-buffer");
-    assert!(
-        answer.iter().all(|o| o.messages == [passed.clone()]),
-        "a pass"
+    bench_batch(
+        "component_buffer_pass",
+        guests::BUFFER_V12,
+        &pass_batch,
+        &passed,
     );
-    g.bench_function("component_buffer_pass", |b| {
-        b.iter(|| {
-            t.process_batch(black_box(&pass_batch), &offsets, &batch_ctx)
-                .expect("process-buffer")
-        })
-    });
     let mut raw = support::RawIdentity::new(runtime.engine());
     g.bench_function("raw_wasmtime", |b| {
         b.iter(|| {
@@ -118,9 +134,45 @@ fn per_message(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The guide's transform: the same JSON messages through the template in one 1.2
+    // batch.
+    let json_batch = &batch;
+    let settings = processor::Settings::default();
+    let mut g = c.benchmark_group("guide_batch");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("native", |b| {
+        b.iter(|| native_guide_batch(black_box(json_batch), &settings))
+    });
+    let template = support::compile(&runtime, guests::GUEST_TEMPLATE);
+    let mut t = support::transform(&template);
+    let answer = t
+        .process_batch(json_batch, &offsets, &batch_ctx)
+        .expect("process-buffer");
+    assert!(
+        answer
+            .iter()
+            .all(|o| o.messages.len() == 1 && o.messages[0].header("enriched") == Some("true")),
+        "the guide's transform"
+    );
+    g.bench_function("component_buffer", |b| {
+        b.iter(|| {
+            t.process_batch(black_box(json_batch), &offsets, &batch_ctx)
+                .expect("process-buffer")
+        })
+    });
+    g.finish();
 }
 
 const SOURCE: &str = "bench-in";
+
+/// The end-to-end pipelines' `batch_size`: `RUSTMQ_BENCH_BATCH_SIZE`, else 1000.
+fn e2e_batch_size() -> u32 {
+    std::env::var("RUSTMQ_BENCH_BATCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
 const PRELOAD_CHUNK: usize = 10_000;
 
 struct Rig {
@@ -141,6 +193,8 @@ impl Rig {
         for (name, path) in [
             ("identity", guests::IDENTITY),
             ("sdk-identity", guests::SDK_IDENTITY),
+            ("batch-v11", guests::BATCH_V11),
+            ("sdk-in-place", guests::SDK_IN_PLACE),
             ("counter", guests::COUNTER),
             ("buffer-identity", guests::BUFFER_V12),
         ] {
@@ -182,7 +236,7 @@ impl Rig {
             "error_topic": format!("{name}-err"),
             "module_name": module,
             "module_version": "^1",
-            "configuration": {"batch_size": 1000, "processing_mode": mode,
+            "configuration": {"batch_size": e2e_batch_size(), "processing_mode": mode,
                               "retry_policy": {"max_retries": 0, "backoff_ms": 1}},
         }))
         .expect("spec");
@@ -216,7 +270,8 @@ fn end_to_end(n: usize, out: &mut String) {
     rig.preload(n, keys);
     let _ = writeln!(
         out,
-        "\n#### Exactly-once local pipelines, {n} preloaded messages (200-byte value, key among {keys}, 3 headers), batch_size 1000\n\n| pipeline | messages/s | × single-message identity |\n|---|---:|---:|"
+        "\n#### Exactly-once local pipelines, {n} preloaded messages (200-byte value, key among {keys}, 3 headers), batch_size {}\n\n| pipeline | messages/s | × single-message identity |\n|---|---:|---:|",
+        e2e_batch_size()
     );
     let runs = [
         (
@@ -225,8 +280,18 @@ fn end_to_end(n: usize, out: &mut String) {
             ProcessingMode::SingleMessage,
         ),
         (
-            "identity, batch (SDK component)",
+            "identity, batch (1.1 `process-batch`, raw guest)",
+            "batch-v11",
+            ProcessingMode::Batch,
+        ),
+        (
+            "identity, batch (SDK, 1.2 `process-buffer`)",
             "sdk-identity",
+            ProcessingMode::Batch,
+        ),
+        (
+            "identity, batch (SDK in place, 1.2 `process-buffer`)",
+            "sdk-in-place",
             ProcessingMode::Batch,
         ),
         (
@@ -243,7 +308,7 @@ fn end_to_end(n: usize, out: &mut String) {
     let only = std::env::var_os("RUSTMQ_BENCH_ONLY").is_some();
     let mut base = None;
     for (i, (label, module, mode)) in runs.into_iter().enumerate() {
-        if only && i != 1 {
+        if only && i != 3 {
             continue;
         }
         let rate = rig.run(&format!("e{i}"), module, mode, n as u64);
@@ -273,13 +338,21 @@ fn main() {
                 "raw_wasmtime",
                 "component_per_message",
                 "component_batch",
+                "component_buffer_sdk",
+                "component_buffer_sdk_in_place",
                 "component_buffer",
                 "component_buffer_pass",
             ],
             "native",
         );
+        support::summarize(
+            &format!("The guide's transform, {BATCH} messages (one 1.2 batch) per iteration"),
+            "guide_batch",
+            &["native", "component_buffer"],
+            "native",
+        );
     }
-    let mut out = String::from("\n### The 1.1 contract end to end\n");
+    let mut out = String::from("\n### The batch contracts end to end\n");
     end_to_end(n, &mut out);
     print!("{out}");
     let dir = support::criterion_dir();

@@ -43,11 +43,6 @@ use rustmq_etl::storage::{Storage, StorageOptions};
 use rustmq_etl_tests::broker::BrokerProcess;
 use rustmq_etl_tests::guests;
 
-/// The guide's processor as plain Rust: the template's logic, compiled natively.
-#[path = "../../guest-template/src/processor.rs"]
-#[allow(dead_code, unused_imports)]
-mod processor;
-
 const SOURCE: &str = "bench-in";
 /// The source of the languages runs, and their most messages (the JavaScript
 /// template takes ~0.3 ms a message).
@@ -245,19 +240,11 @@ fn languages(rig: &Rig, n: usize, out: &mut String) {
         out,
         "\n#### The guide's processor in Rust, Python and JavaScript, {n} preloaded messages, batch_size 100\n\n| module | mode | messages/s | seconds | × native | × Rust template |\n|---|---|---:|---:|---:|---:|"
     );
-    let settings = processor::Settings::default();
+    let settings = support::processor::Settings::default();
     let msg = support::sample_message(support::DEFAULT_VALUE_BYTES);
     let started = Instant::now();
     for _ in 0..n {
-        let input = processor::Message {
-            key: msg.key.clone(),
-            value: msg.value.clone(),
-            headers: msg.headers.clone(),
-            timestamp: msg.timestamp,
-        };
-        std::hint::black_box(
-            processor::transform_message(input, &settings, 1_700_000_000).expect("transform"),
-        );
+        std::hint::black_box(support::native_guide(&msg, &settings));
     }
     let native = n as f64 / started.elapsed().as_secs_f64();
     let line = format!(

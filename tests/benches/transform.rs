@@ -15,37 +15,15 @@ use rustmq_etl::message::Message;
 use rustmq_etl::runtime::{RuntimeLimits, MAX_OUTPUT_HEADERS};
 use rustmq_etl_legacy::{LegacyInput, LegacyOutput};
 use rustmq_etl_tests::guests;
-use support::{sample_context, sample_message, RawIdentity, DEFAULT_VALUE_BYTES};
+use support::{
+    native_guide, processor, sample_context, sample_message, RawIdentity, DEFAULT_VALUE_BYTES,
+};
 
 #[path = "support/legacy.rs"]
 mod legacy;
 
-/// The guide's processor as plain Rust: the template's logic, compiled natively.
-#[path = "../../guest-template/src/processor.rs"]
-#[allow(dead_code, unused_imports)]
-mod processor;
-
 fn native_identity(m: &Message) -> Vec<Message> {
     vec![m.clone()]
-}
-
-fn native_guide(m: &Message, settings: &processor::Settings) -> Vec<Message> {
-    let input = processor::Message {
-        key: m.key.clone(),
-        value: m.value.clone(),
-        headers: m.headers.clone(),
-        timestamp: m.timestamp,
-    };
-    let out = processor::transform_message(input, settings, 1_700_000_000).expect("transform");
-    out.transformed_messages
-        .into_iter()
-        .map(|m| Message {
-            key: m.key,
-            value: m.value,
-            headers: m.headers,
-            timestamp: m.timestamp,
-        })
-        .collect()
 }
 
 /// The legacy path without wasm: the adapter's JSON encoding of `m` into `json`, the

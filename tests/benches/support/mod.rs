@@ -253,3 +253,29 @@ pub fn fmt_ns(ns: f64) -> String {
         format!("{ns:.0} ns")
     }
 }
+
+/// The guide's processor as plain Rust: the template's logic, compiled natively.
+#[path = "../../../guest-template/src/processor.rs"]
+#[allow(dead_code, unused_imports)]
+pub mod processor;
+
+/// The template's logic natively on one message, as the module runs it (at a fixed
+/// clock).
+pub fn native_guide(m: &Message, settings: &processor::Settings) -> Vec<Message> {
+    let input = processor::Message {
+        key: m.key.clone(),
+        value: m.value.clone(),
+        headers: m.headers.clone(),
+        timestamp: m.timestamp,
+    };
+    let out = processor::transform_message(input, settings, 1_700_000_000).expect("transform");
+    out.transformed_messages
+        .into_iter()
+        .map(|m| Message {
+            key: m.key,
+            value: m.value,
+            headers: m.headers,
+            timestamp: m.timestamp,
+        })
+        .collect()
+}
