@@ -421,7 +421,7 @@ impl Sink for TransactionalSink {
         }))
     }
 
-    fn committed(&self) -> Result<Option<u64>, IoError> {
+    fn committed(&mut self) -> Result<Option<u64>, IoError> {
         Ok(None)
     }
 }
@@ -567,7 +567,7 @@ impl Sink for StagedSink {
         }))
     }
 
-    fn committed(&self) -> Result<Option<u64>, IoError> {
+    fn committed(&mut self) -> Result<Option<u64>, IoError> {
         match &self.inner.local_consumer {
             Some(c) => Ok(self.inner.storage.consumer_offset(c)?),
             None => Ok(None),
@@ -601,7 +601,7 @@ impl PendingCommit for StagedPending {
                 appends: self.local,
                 offsets,
                 stamp: self.stamp,
-                state: None,
+                ..Commit::default()
             })?;
         }
         if let Some(source) = &inner.source {

@@ -116,12 +116,25 @@ pub trait PendingCommit: Send {
 pub trait Sink: Send {
     /// Starts writing a batch and the new source position in one atomic, durable
     /// step. Commits started one after another land in that order; the worker keeps
-    /// at most one in flight and waits for it before starting the next.
+    /// at most [`Sink::max_in_flight`] unconfirmed and waits for the oldest before
+    /// starting another.
     fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError>;
     /// The committed position of a local source, if the pipeline ever committed
-    /// one; `None` when the source keeps its own positions (Kafka groups).
-    fn committed(&self) -> Result<Option<u64>, IoError>;
+    /// one; `None` when the source keeps its own positions (Kafka groups). Read
+    /// once, when the worker starts.
+    fn committed(&mut self) -> Result<Option<u64>, IoError>;
+    /// How many commits may be started before the oldest is confirmed. More than
+    /// one only for a sink that refuses a commit whose predecessor did not land, so
+    /// that a failure never leaves a gap behind a later commit.
+    fn max_in_flight(&self) -> usize {
+        1
+    }
 }
+
+/// Commits a [`LocalSink`] keeps in flight: while one is made durable (its fsync)
+/// the next is queued behind it, and the writer's group commit makes the ones that
+/// queued up durable together.
+pub const LOCAL_COMMITS_IN_FLIGHT: usize = 2;
 
 /// A topic of this broker, read as a pipeline source.
 pub struct LocalSource {
@@ -233,6 +246,10 @@ pub struct LocalSink {
     destination: String,
     routes: Vec<String>,
     error_topic: Option<String>,
+    /// The source position the last commit started will store, once known: the
+    /// next commit follows it ([`Commit::follows`]), so that it is refused if that
+    /// one did not land.
+    last: Option<Option<u64>>,
 }
 
 /// The topics a [`LocalSink`] writes.
@@ -261,6 +278,7 @@ impl LocalSink {
             destination: topics.destination.to_string(),
             routes: topics.routes.iter().map(|t| t.to_string()).collect(),
             error_topic: topics.error_topic.map(str::to_string),
+            last: None,
         }
     }
 }
@@ -297,20 +315,33 @@ impl Sink for LocalSink {
             })?;
             appends.push((topic, batch.errors));
         }
+        let position = local_position(&batch.positions)?;
+        let follows = match self.last {
+            Some(last) => last,
+            None => self.storage.consumer_offset(&self.consumer)?,
+        };
         let pending = self.storage.start_commit(Commit {
             appends,
-            offsets: vec![(self.consumer.clone(), local_position(&batch.positions)?)],
+            offsets: vec![(self.consumer.clone(), position)],
+            follows: vec![(self.consumer.clone(), follows)],
             stamp: batch.stamp,
             state: Some(StateWrites {
                 pipeline_id: self.pipeline_id.clone(),
                 changes: batch.state,
             }),
         })?;
+        self.last = Some(Some(position));
         Ok(Box::new(pending))
     }
 
-    fn committed(&self) -> Result<Option<u64>, IoError> {
-        Ok(self.storage.consumer_offset(&self.consumer)?)
+    fn committed(&mut self) -> Result<Option<u64>, IoError> {
+        let committed = self.storage.consumer_offset(&self.consumer)?;
+        self.last = Some(committed);
+        Ok(committed)
+    }
+
+    fn max_in_flight(&self) -> usize {
+        LOCAL_COMMITS_IN_FLIGHT
     }
 }
 

@@ -3,16 +3,20 @@
 //! source position in one step, repeat.
 //!
 //! Commits are pipelined: batch n is handed to the sink and, while it is being
-//! written, batch n+1 is fetched and processed; the worker waits for n to be durable
-//! before it starts n+1's commit. So at most one commit is in flight, commits land
-//! in order, and a failed commit stops the worker before anything after it is
-//! written: exactly-once holds as with a commit-and-wait loop, and on two cores the
-//! storage work and the guest calls overlap instead of alternating.
+//! written, batch n+1 is fetched and processed. A sink keeps at most
+//! [`Sink::max_in_flight`] commits unconfirmed (one for Kafka, two for the local
+//! store): the worker waits for the oldest before it starts another. Commits land
+//! in order, and a failed commit stops the worker; a commit started behind it is
+//! refused by the sink (the local store checks that each commit follows the stored
+//! position), so nothing after a failure is ever written: exactly-once holds as with
+//! a commit-and-wait loop, and on two cores the storage work and the guest calls
+//! overlap instead of alternating.
 //!
 //! Guest calls are synchronous (wasmtime runs them on the calling thread, bounded by
 //! epoch deadlines), so each running pipeline owns a plain OS thread rather than an
 //! async task; the runtime's semaphore bounds how many guest calls run at once.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -316,7 +320,7 @@ impl Worker {
             .store(start, Ordering::Relaxed);
         self.metrics.mark_started();
         info!(target: "rustmq::etl::pipeline", offset = start, "pipeline running");
-        let mut in_flight = None;
+        let mut in_flight = VecDeque::new();
         // A bounded pipeline has fetched a message at or past its end.
         let mut reached_until = false;
         loop {
@@ -340,7 +344,7 @@ impl Worker {
             self.apply_update();
             // With a commit in flight, take only what is already there: if nothing
             // is, the time is better spent confirming that commit.
-            let wait = if in_flight.is_some() {
+            let wait = if !in_flight.is_empty() {
                 Duration::ZERO
             } else {
                 IDLE_WAIT
@@ -386,11 +390,22 @@ impl Worker {
         }
     }
 
-    /// Waits for the commit in flight, if any, and publishes what it covered.
-    fn settle(&self, in_flight: &mut Option<InFlight>) -> Result<(), Fault> {
-        let Some(done) = in_flight.take() else {
-            return Ok(());
-        };
+    /// Waits for every commit in flight and publishes what they covered.
+    fn settle(&self, in_flight: &mut VecDeque<InFlight>) -> Result<(), Fault> {
+        self.settle_to(in_flight, 0)
+    }
+
+    /// Waits for the oldest commits in flight, in order, until at most `keep` are
+    /// left, and publishes what each covered.
+    fn settle_to(&self, in_flight: &mut VecDeque<InFlight>, keep: usize) -> Result<(), Fault> {
+        while in_flight.len() > keep {
+            let done = in_flight.pop_front().expect("more than `keep` in flight");
+            self.confirm(done)?;
+        }
+        Ok(())
+    }
+
+    fn confirm(&self, done: InFlight) -> Result<(), Fault> {
         done.pending
             .wait()
             .map_err(|e| Fault::io("committing the batch failed", &e))?;
@@ -514,7 +529,7 @@ impl Worker {
     fn process_batch(
         &mut self,
         mut fetched: Vec<Fetched>,
-        in_flight: &mut Option<InFlight>,
+        in_flight: &mut VecDeque<InFlight>,
     ) -> Option<RunState> {
         // While a canary runs, each message says which version made it.
         let per_message = self.loaded.canary.is_some();
@@ -634,23 +649,25 @@ impl Worker {
         self.metrics
             .memory_bytes
             .store(self.loaded.transform.memory_bytes(), Ordering::Relaxed);
-        // The previous batch must be durable before this one is started: were it to
-        // fail after this one landed, this one's source position would skip it.
-        if let Err(reason) = self.settle(in_flight) {
+        // Room for this commit: the oldest ones must be durable first. (One started
+        // behind a commit that then fails is refused by the sink, never stored.)
+        let keep = self.sink.max_in_flight().max(1) - 1;
+        if let Err(reason) = self.settle_to(in_flight, keep) {
             return Some(self.fail(reason));
         }
         if handled > 0 {
             let positions = batch.positions.clone();
             match self.sink.start_commit(batch) {
-                Ok(pending) => {
-                    *in_flight = Some(InFlight {
-                        pending,
-                        positions,
-                        produced,
-                        messages: handled,
-                    })
+                Ok(pending) => in_flight.push_back(InFlight {
+                    pending,
+                    positions,
+                    produced,
+                    messages: handled,
+                }),
+                Err(e) => {
+                    let fault = Fault::io("committing the batch failed", &e);
+                    return Some(self.fail(self.settle(in_flight).err().unwrap_or(fault)));
                 }
-                Err(e) => return Some(self.fail(Fault::io("committing the batch failed", &e))),
             }
         }
         if let Some(reason) = end {
@@ -1040,20 +1057,22 @@ mod tests {
         }
     }
 
-    /// What the fake sink saw: `started` commits (their next offsets), and whether
-    /// one was started while another was still unconfirmed.
+    /// What the fake sink saw: `started` commits (their next offsets), and the most
+    /// that were unconfirmed at once.
     #[derive(Default)]
     struct Log {
         started: Vec<u64>,
         unconfirmed: usize,
-        overlapped: bool,
+        most_unconfirmed: usize,
     }
 
-    /// A sink whose commit number `fail_at` (from 0) fails when waited for.
+    /// A sink whose commit number `fail_at` (from 0) fails when waited for, and
+    /// which allows `in_flight` unconfirmed commits.
     struct Flaky {
         log: Arc<Mutex<Log>>,
         fail_at: usize,
         failure: fn() -> IoError,
+        in_flight: usize,
     }
 
     struct Pending {
@@ -1074,8 +1093,8 @@ mod tests {
     impl Sink for Flaky {
         fn start_commit(&mut self, batch: CommitBatch) -> Result<Box<dyn PendingCommit>, IoError> {
             let mut log = self.log.lock().unwrap();
-            log.overlapped |= log.unconfirmed > 0;
             log.unconfirmed += 1;
+            log.most_unconfirmed = log.most_unconfirmed.max(log.unconfirmed);
             log.started.push(batch.positions[&LOCAL_PARTITION]);
             let fails = (log.started.len() - 1 == self.fail_at).then_some(self.failure);
             Ok(Box::new(Pending {
@@ -1083,14 +1102,18 @@ mod tests {
                 fails,
             }))
         }
-        fn committed(&self) -> Result<Option<u64>, IoError> {
+        fn committed(&mut self) -> Result<Option<u64>, IoError> {
             Ok(None)
+        }
+        fn max_in_flight(&self) -> usize {
+            self.in_flight
         }
     }
 
-    /// Runs 40 messages in batches of 10 through a sink whose third commit fails
-    /// with `failure`.
+    /// Runs messages in batches of 10 through a sink that allows `in_flight`
+    /// unconfirmed commits and whose third commit fails with `failure`.
     fn run_until_commit_fails(
+        in_flight: usize,
         failure: fn() -> IoError,
     ) -> (RunState, Arc<Mutex<Log>>, Arc<PipelineMetrics>) {
         let log = Arc::new(Mutex::new(Log::default()));
@@ -1119,6 +1142,7 @@ mod tests {
                 log: Arc::clone(&log),
                 fail_at: 2,
                 failure,
+                in_flight,
             }),
             metrics: Arc::clone(&metrics),
             control,
@@ -1138,7 +1162,7 @@ mod tests {
     #[test]
     fn a_failed_commit_stops_the_pipeline_before_a_later_batch_is_committed() {
         let (end, log, metrics) =
-            run_until_commit_fails(|| IoError::new("the disk is on fire".into()));
+            run_until_commit_fails(1, || IoError::new("the disk is on fire".into()));
         assert!(
             matches!(&end, RunState::Failed(why) if why.contains("on fire")),
             "{end:?}"
@@ -1146,16 +1170,36 @@ mod tests {
         let log = log.lock().unwrap();
         // Commits 0 and 1 landed, 2 failed, and 3 was never started.
         assert_eq!(log.started, [10, 20, 30]);
-        assert!(
-            !log.overlapped,
+        assert_eq!(
+            log.most_unconfirmed, 1,
             "a commit started before the previous one was confirmed"
         );
         assert_eq!(metrics.committed_offset.load(Ordering::Acquire), 20);
     }
 
     #[test]
+    fn a_sink_that_takes_two_commits_in_flight_gets_two_and_a_failure_still_stops_the_pipeline() {
+        let (end, log, metrics) =
+            run_until_commit_fails(2, || IoError::new("the disk is on fire".into()));
+        assert!(
+            matches!(&end, RunState::Failed(why) if why.contains("on fire")),
+            "{end:?}"
+        );
+        let log = log.lock().unwrap();
+        // Commit 3 was started behind commit 2 (the sink refuses it, as the local
+        // store does), and nothing after it: the worker stopped at 2's failure.
+        assert_eq!(log.started, [10, 20, 30, 40]);
+        assert_eq!(log.most_unconfirmed, 2);
+        assert_eq!(
+            log.unconfirmed, 1,
+            "the commit behind the failed one is left unconfirmed"
+        );
+        assert_eq!(metrics.committed_offset.load(Ordering::Acquire), 20);
+    }
+
+    #[test]
     fn a_commit_refused_for_a_full_disk_stalls_the_pipeline_instead_of_failing_it() {
-        let (end, log, metrics) = run_until_commit_fails(|| {
+        let (end, log, metrics) = run_until_commit_fails(1, || {
             StorageError::Full {
                 dir: "data".into(),
                 available: 10,

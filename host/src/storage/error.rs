@@ -91,6 +91,17 @@ pub enum StorageError {
         "storage is unavailable: {0}; the broker reopens it by itself once the cause is fixed"
     )]
     Unavailable(String),
+    /// A commit named offsets it follows ([`super::Commit::follows`]) that are not
+    /// the stored ones: the commit before it did not land.
+    #[error("commit refused, nothing was stored: it follows offset {expected:?} of consumer {consumer:?}, but the stored offset is {found:?} (the commit before it did not land)")]
+    CommitOutOfOrder {
+        /// The consumer.
+        consumer: String,
+        /// The offset the commit follows (`None`: none stored).
+        expected: Option<u64>,
+        /// The stored offset.
+        found: Option<u64>,
+    },
     /// The store has been closed.
     #[error("storage is closed")]
     Closed,

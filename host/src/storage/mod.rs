@@ -116,6 +116,12 @@ pub struct Commit {
     pub appends: Vec<(String, Vec<Message>)>,
     /// `(consumer id, next offset to read)` to store.
     pub offsets: Vec<(String, u64)>,
+    /// `(consumer id, offset)` pairs that must be stored as given (`None`: no
+    /// offset stored) for the commit to apply; otherwise it is refused with
+    /// [`StorageError::CommitOutOfOrder`] and stores nothing. A pipeline that starts
+    /// a commit before the previous one is known to be durable names that one's
+    /// offsets here, so the later commit can never land after a failed one.
+    pub follows: Vec<(String, Option<u64>)>,
     /// Headers set on every appended message as it is stored, replacing any of its
     /// own with those names (a pipeline's `x-rustmq-module`, without a copy per
     /// message).
@@ -381,6 +387,7 @@ impl Storage {
         self.send(|reply| Request::Commit {
             appends,
             offsets,
+            follows: commit.follows,
             state,
             reply,
         })

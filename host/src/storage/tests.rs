@@ -162,7 +162,7 @@ fn a_commit_writes_outputs_and_offset_together_or_not_at_all() {
             ],
             offsets: vec![("pipe-1".into(), 7)],
             stamp: vec![("h".into(), "stamped".into())],
-            state: None,
+            ..Commit::default()
         })
         .unwrap();
     assert_eq!(ranges, vec![0..2, 0..1]);
@@ -179,13 +179,65 @@ fn a_commit_writes_outputs_and_offset_together_or_not_at_all() {
             appends: vec![("out".into(), vec![msg("3")]), ("bad/name".into(), vec![])],
             offsets: vec![("pipe-1".into(), 8)],
             stamp: Vec::new(),
-            state: None,
+            ..Commit::default()
         })
         .is_err());
     assert_eq!(s.end_offset("out").unwrap(), 2);
     assert_eq!(s.consumer_offset("pipe-1").unwrap(), Some(7));
     s.delete_consumer_offset("pipe-1").unwrap();
     assert_eq!(s.consumer_offset("pipe-1").unwrap(), None);
+}
+
+#[test]
+fn a_commit_that_follows_an_offset_not_stored_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let step = |from: Option<u64>, to: u64| Commit {
+        appends: vec![("out".into(), vec![msg(&to.to_string())])],
+        offsets: vec![("pipe-1".into(), to)],
+        follows: vec![("pipe-1".into(), from)],
+        ..Commit::default()
+    };
+    // Three commits started before any is waited for land in order, each following
+    // the one before it.
+    let pending: Vec<_> = [(None, 10), (Some(10), 20), (Some(20), 30)]
+        .into_iter()
+        .map(|(from, to)| s.start_commit(step(from, to)).unwrap())
+        .collect();
+    for p in pending {
+        p.wait().unwrap();
+    }
+    assert_eq!(s.consumer_offset("pipe-1").unwrap(), Some(30));
+    // One that follows an offset the consumer is not at (the commit before it did
+    // not land) stores neither its outputs nor its offset.
+    let refused = s.commit(step(Some(40), 50)).unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            StorageError::CommitOutOfOrder { consumer, expected: Some(40), found: Some(30) }
+                if consumer == "pipe-1"
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("did not land"), "{refused}");
+    assert_eq!(s.end_offset("out").unwrap(), 3);
+    assert_eq!(s.consumer_offset("pipe-1").unwrap(), Some(30));
+    // A consumer that never committed follows `None`, and only `None`.
+    assert!(matches!(
+        s.commit(Commit {
+            offsets: vec![("pipe-2".into(), 5)],
+            follows: vec![("pipe-2".into(), Some(0))],
+            ..Commit::default()
+        }),
+        Err(StorageError::CommitOutOfOrder { found: None, .. })
+    ));
+    // Refused alone: a commit in the same group as the refused one still lands.
+    let refused = s.start_commit(step(Some(10), 60)).unwrap();
+    let next = s.start_commit(step(Some(30), 40)).unwrap();
+    assert!(refused.wait().is_err());
+    next.wait().unwrap();
+    assert_eq!(s.consumer_offset("pipe-1").unwrap(), Some(40));
+    assert_eq!(s.end_offset("out").unwrap(), 4);
 }
 
 #[test]
@@ -205,7 +257,7 @@ fn concurrent_appends_and_commits_get_dense_unique_offsets() {
                             appends: vec![("t".into(), vec![msg(&format!("{t}-{i}"))])],
                             offsets: vec![(format!("c{t}"), i + 1)],
                             stamp: Vec::new(),
-                            state: None,
+                            ..Commit::default()
                         })
                         .unwrap();
                     }

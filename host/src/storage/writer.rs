@@ -68,6 +68,7 @@ pub(crate) enum Request {
     Commit {
         appends: Vec<(String, Vec<Chunk>)>,
         offsets: Vec<(String, u64)>,
+        follows: Vec<(String, Option<u64>)>,
         state: Option<StateWrites>,
         reply: Reply<Vec<Range<u64>>>,
     },
@@ -696,10 +697,14 @@ fn apply(
         Request::Commit {
             appends,
             offsets,
+            follows,
             state,
             reply,
         } => {
             let result = (|| {
+                if let Err(e) = check_follows(ctx.txn, &follows)? {
+                    return Ok(Err(e));
+                }
                 let mut ranges = Vec::with_capacity(appends.len());
                 for (topic, chunks) in appends {
                     match ctx.append(staged, &topic, chunks, true)? {
@@ -758,6 +763,30 @@ fn apply(
         // Taken out of the group before it is applied (see `admit`).
         Request::Reopen { .. } => Ok(()),
     }
+}
+
+/// Whether the stored consumer offsets are those a commit follows (the inner
+/// error names the first that is not); checked before the commit writes anything,
+/// so a refused commit fails alone.
+fn check_follows(
+    txn: &WriteTransaction,
+    follows: &[(String, Option<u64>)],
+) -> Result<Result<(), StorageError>, StorageError> {
+    if follows.is_empty() {
+        return Ok(Ok(()));
+    }
+    let table = txn.open_table(CONSUMER_OFFSETS)?;
+    for (consumer, expected) in follows {
+        let found = table.get(consumer.as_str())?.map(|v| v.value());
+        if found != *expected {
+            return Ok(Err(StorageError::CommitOutOfOrder {
+                consumer: consumer.clone(),
+                expected: *expected,
+                found,
+            }));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Queues a request's answer; a database failure is both queued (as a failure) and
