@@ -64,6 +64,7 @@ impl Broker {
         }
         let pipelines = PipelineManager::open_with_kafka(storage.clone(), modules.clone(), kafka)?;
         pipelines.set_state_quota(etl.state_quota_bytes);
+        pipelines.set_commits_in_flight(etl.commits_in_flight as usize);
         pipelines.set_header_limits(config.server.header_limits());
         let ready = modules.warm()?;
         tracing::info!(target: "rustmq::etl", modules = ready, stats = ?modules.stats(), "modules loaded");

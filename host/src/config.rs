@@ -74,6 +74,11 @@ pub struct EtlConfig {
     /// Most bytes (keys plus values) of durable state one pipeline may hold, in
     /// memory while it runs (default 64 MiB; 1 KiB ..= 16 GiB).
     pub state_quota_bytes: u64,
+    /// Commits a pipeline between this broker's topics may have started and not
+    /// yet made durable (default 2; 1 ..= 16). More let the store make several
+    /// batches durable with one fsync; each holds up to one batch's outputs in
+    /// memory until it is.
+    pub commits_in_flight: u32,
     /// Longest one `process-batch` call may run (default 1000 ms; 1 ..= 600000),
     /// whatever the batch size: what a batch call can take from pipelines waiting
     /// for an execution slot. A batch that needs longer is processed one message
@@ -107,6 +112,7 @@ impl Default for EtlConfig {
             max_output_messages: u32::try_from(limits.max_output_messages).unwrap_or(u32::MAX),
             max_output_bytes: limits.max_output_bytes as u64,
             state_quota_bytes: crate::state::DEFAULT_STATE_QUOTA_BYTES,
+            commits_in_flight: crate::pipeline::DEFAULT_COMMITS_IN_FLIGHT as u32,
             max_batch_call_ms: limits.max_batch_call_ms,
             compiled_cache: None,
             max_core_instances_per_component: limits.max_core_instances_per_component,
@@ -514,6 +520,7 @@ impl BrokerConfig {
             1024,
             16 * 1024 * MIB,
         )?;
+        range("etl.commits_in_flight", e.commits_in_flight.into(), 1, 16)?;
         let s = &self.server;
         range("server.max_body_bytes", s.max_body_bytes, 1024, 1024 * MIB)?;
         range(
@@ -778,6 +785,20 @@ modules_path = "/var/lib/rustmq/wasm"
         assert!(
             msg.contains("etl.memory_limit_bytes") && msg.contains("allowed"),
             "{msg}"
+        );
+        let msg = parse("[etl]\ncommits_in_flight = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("etl.commits_in_flight") && msg.contains("allowed"),
+            "{msg}"
+        );
+        assert_eq!(
+            parse("[etl]\ncommits_in_flight = 4\n")
+                .unwrap()
+                .etl
+                .commits_in_flight,
+            4
         );
         let msg = parse("[logging]\nlevel = \"loud\"\n")
             .unwrap_err()

@@ -180,6 +180,7 @@ pub fn connect(
     clusters: &Clusters,
     control: &Arc<Control>,
     metrics: &PipelineMetrics,
+    commits_in_flight: usize,
 ) -> Result<Connected, String> {
     let spec = &record.spec;
     let endpoints = Endpoints::of(spec, clusters).map_err(|e| e.to_string())?;
@@ -211,6 +212,7 @@ pub fn connect(
                         routes: endpoints.routes.iter().map(Endpoint::topic).collect(),
                         error_topic: endpoints.error_topic.as_ref().map(Endpoint::topic),
                     },
+                    commits_in_flight,
                 )),
                 Some(cluster) => Box::new(StagedSink::new(StagedParts {
                     producer: Some(

@@ -131,10 +131,10 @@ pub trait Sink: Send {
     }
 }
 
-/// Commits a [`LocalSink`] keeps in flight: while one is made durable (its fsync)
-/// the next is queued behind it, and the writer's group commit makes the ones that
-/// queued up durable together.
-pub const LOCAL_COMMITS_IN_FLIGHT: usize = 2;
+/// Commits a [`LocalSink`] keeps in flight unless `[etl] commits_in_flight` says
+/// otherwise: while one is made durable (its fsync) the next is queued behind it,
+/// and the writer's group commit makes the ones that queued up durable together.
+pub const DEFAULT_COMMITS_IN_FLIGHT: usize = 2;
 
 /// A topic of this broker, read as a pipeline source.
 pub struct LocalSource {
@@ -250,6 +250,8 @@ pub struct LocalSink {
     /// next commit follows it ([`Commit::follows`]), so that it is refused if that
     /// one did not land.
     last: Option<Option<u64>>,
+    /// [`Sink::max_in_flight`].
+    in_flight: usize,
 }
 
 /// The topics a [`LocalSink`] writes.
@@ -264,12 +266,14 @@ pub struct LocalTopics<'a> {
 
 impl LocalSink {
     /// A sink writing to `topics`, committing the position as consumer `consumer`
-    /// and the state of pipeline `pipeline_id`.
+    /// and the state of pipeline `pipeline_id`, with up to `in_flight` commits
+    /// (at least one) started and not yet durable.
     pub fn new(
         storage: Storage,
         pipeline_id: &str,
         consumer: &str,
         topics: LocalTopics<'_>,
+        in_flight: usize,
     ) -> Self {
         LocalSink {
             storage,
@@ -279,6 +283,7 @@ impl LocalSink {
             routes: topics.routes.iter().map(|t| t.to_string()).collect(),
             error_topic: topics.error_topic.map(str::to_string),
             last: None,
+            in_flight: in_flight.max(1),
         }
     }
 }
@@ -341,7 +346,7 @@ impl Sink for LocalSink {
     }
 
     fn max_in_flight(&self) -> usize {
-        LOCAL_COMMITS_IN_FLIGHT
+        self.in_flight
     }
 }
 

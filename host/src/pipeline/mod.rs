@@ -48,6 +48,7 @@ pub mod window;
 pub mod worker;
 
 pub use backfill::BackfillRequest;
+pub use io::DEFAULT_COMMITS_IN_FLIGHT;
 pub use redrive::RedriveRequest;
 pub use reset::{ResetRequest, ResetTo};
 pub use status::{PipelineStatus, RunStatus, StageStatus};
@@ -55,7 +56,7 @@ pub use status::{PipelineStatus, RunStatus, StageStatus};
 use canary::{CanaryEvent, CanarySpec};
 use loaded::Canary;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -255,6 +256,8 @@ struct Inner {
     pipelines: Mutex<BTreeMap<String, Entry>>,
     /// `[etl] state_quota_bytes`.
     state_quota: AtomicU64,
+    /// `[etl] commits_in_flight`.
+    commits_in_flight: AtomicUsize,
     /// `[server] max_headers_per_message` and `max_header_bytes_per_message`.
     header_limits: Mutex<HeaderLimits>,
     /// The number of the last pipeline id handed out (persisted before use); read and
@@ -306,6 +309,7 @@ impl PipelineManager {
                 kafka,
                 pipelines: Mutex::new(pipelines),
                 state_quota: AtomicU64::new(DEFAULT_STATE_QUOTA_BYTES),
+                commits_in_flight: AtomicUsize::new(DEFAULT_COMMITS_IN_FLIGHT),
                 header_limits: Mutex::new(HeaderLimits::DEFAULT),
                 last_id: AtomicU64::new(last_id),
                 shutting_down: AtomicBool::new(false),
@@ -317,6 +321,14 @@ impl PipelineManager {
     /// state_quota_bytes`).
     pub fn set_state_quota(&self, bytes: u64) {
         self.inner.state_quota.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets how many commits pipelines between this broker's topics, started from
+    /// now on, may have in flight (`[etl] commits_in_flight`).
+    pub fn set_commits_in_flight(&self, commits: usize) {
+        self.inner
+            .commits_in_flight
+            .store(commits.max(1), Ordering::Relaxed);
     }
 
     /// Sets the header limits that pipelines started from now on hold the messages
@@ -717,6 +729,7 @@ impl PipelineManager {
             &self.inner.kafka,
             control,
             metrics,
+            self.inner.commits_in_flight.load(Ordering::Relaxed),
         ) {
             Ok(c) => c,
             Err(_) if control.stop_requested() => return Err(RunState::Stopped),
