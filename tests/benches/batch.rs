@@ -13,6 +13,10 @@
 //!    mode · identity in 1.1 batch mode (raw guest) · the SDK identity in 1.2 batch
 //!    mode, owned and in place · the SDK counter in batch mode (one state write per message) · the 1.2
 //!    raw guest's identity in batch mode, as messages/s.
+//! 4. The same pipelines (1.1 batch, SDK in place) run by the release `rustmq-broker`
+//!    over HTTP as a user runs them: modules uploaded, N messages produced in
+//!    requests of 1000, the pipeline created, its metrics polled until it has
+//!    committed them all (needs `cargo build --release -p rustmq-etl` first).
 //!
 //! `RUSTMQ_BENCH_MESSAGES` sets N (default 1,000,000), `RUSTMQ_BENCH_BATCH_SIZE` the
 //! end-to-end pipelines' `batch_size` (default 1000); `RUSTMQ_BENCH_QUICK=1` runs a
@@ -30,7 +34,7 @@ use criterion::{Criterion, Throughput};
 use rustmq_etl::message::Message;
 use rustmq_etl::modules::ModuleStore;
 use rustmq_etl::pipeline::spec::{PipelineSpec, ProcessingMode};
-use rustmq_etl::pipeline::PipelineManager;
+use rustmq_etl::pipeline::{PipelineManager, DEFAULT_COMMITS_IN_FLIGHT};
 use rustmq_etl::runtime::{BatchContext, Runtime, RuntimeLimits};
 use rustmq_etl::storage::{Storage, StorageOptions};
 use rustmq_etl_tests::guests;
@@ -270,50 +274,169 @@ fn end_to_end(n: usize, out: &mut String) {
     rig.preload(n, keys);
     let _ = writeln!(
         out,
-        "\n#### Exactly-once local pipelines, {n} preloaded messages (200-byte value, key among {keys}, 3 headers), batch_size {}\n\n| pipeline | messages/s | × single-message identity |\n|---|---:|---:|",
+        "\n#### Exactly-once local pipelines, {n} preloaded messages (200-byte value, key among {keys}, 3 headers), batch_size {}\n\n| pipeline | messages/s | × the first row |\n|---|---:|---:|",
         e2e_batch_size()
     );
+    // (label, module, mode, commits in flight)
     let runs = [
         (
             "identity, single_message (1.0 component)",
             "identity",
             ProcessingMode::SingleMessage,
+            DEFAULT_COMMITS_IN_FLIGHT,
         ),
         (
             "identity, batch (1.1 `process-batch`, raw guest)",
             "batch-v11",
             ProcessingMode::Batch,
+            DEFAULT_COMMITS_IN_FLIGHT,
         ),
         (
             "identity, batch (SDK, 1.2 `process-buffer`)",
             "sdk-identity",
             ProcessingMode::Batch,
+            DEFAULT_COMMITS_IN_FLIGHT,
         ),
         (
             "identity, batch (SDK in place, 1.2 `process-buffer`)",
             "sdk-in-place",
             ProcessingMode::Batch,
+            DEFAULT_COMMITS_IN_FLIGHT,
+        ),
+        (
+            "identity, batch (SDK in place, one commit in flight)",
+            "sdk-in-place",
+            ProcessingMode::Batch,
+            1,
         ),
         (
             "counter, batch (SDK, one state write per message)",
             "counter",
             ProcessingMode::Batch,
+            DEFAULT_COMMITS_IN_FLIGHT,
         ),
         (
             "identity, batch (1.2 buffer, raw guest)",
             "buffer-identity",
             ProcessingMode::Batch,
+            DEFAULT_COMMITS_IN_FLIGHT,
         ),
     ];
+    // `RUSTMQ_BENCH_ONLY=1`: the in-place pipeline only, alternating one commit in
+    // flight and the default, three times each.
     let only = std::env::var_os("RUSTMQ_BENCH_ONLY").is_some();
+    let runs: Vec<_> = if only {
+        let pair = [runs[4], runs[3]];
+        (0..3).flat_map(|_| pair).collect()
+    } else {
+        runs.to_vec()
+    };
     let mut base = None;
-    for (i, (label, module, mode)) in runs.into_iter().enumerate() {
-        if only && i != 3 {
-            continue;
-        }
+    for (i, (label, module, mode, in_flight)) in runs.into_iter().enumerate() {
+        rig.pipelines.set_commits_in_flight(in_flight);
         let rate = rig.run(&format!("e{i}"), module, mode, n as u64);
         let base = *base.get_or_insert(rate);
         let line = format!("| {label} | {rate:.0} | {:.2} |", rate / base);
+        println!("{line}");
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// The rate of the same pipelines on the release broker over HTTP, beside the
+/// in-process rows of this run.
+fn over_http(n: usize, out: &mut String) {
+    use rustmq_etl_tests::broker::BrokerProcess;
+    use rustmq_etl_tests::http::{admin_delete, admin_get, admin_post, produce, upload_module};
+    if !support::use_release_broker() {
+        let _ = writeln!(
+            out,
+            "\n(The release broker over HTTP not measured: build `rustmq-broker` with `cargo build --release -p rustmq-etl` first)"
+        );
+        return;
+    }
+    let broker = BrokerProcess::start("");
+    for (name, path) in [
+        ("batch-v11", guests::BATCH_V11),
+        ("sdk-in-place", guests::SDK_IN_PLACE),
+    ] {
+        let bytes = std::fs::read(path).expect("module bytes");
+        let (status, body) = upload_module(&broker, name, "1.0.0", bytes);
+        assert!(status.is_success(), "upload {name}: {status} {body}");
+    }
+    let base = support::sample_message(support::DEFAULT_VALUE_BYTES);
+    let value = String::from_utf8(base.value.clone()).expect("a UTF-8 value");
+    let headers: serde_json::Map<String, serde_json::Value> = base
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().into()))
+        .collect();
+    let started = Instant::now();
+    for from in (0..n).step_by(1000) {
+        let messages: Vec<_> = (from..(from + 1000).min(n))
+            .map(|j| serde_json::json!({"key": format!("sensor-{}", j % 1000), "value": value, "headers": headers}))
+            .collect();
+        let (status, body) = produce(
+            &broker,
+            SOURCE,
+            &serde_json::json!({ "messages": messages }),
+        );
+        assert!(status.is_success(), "produce: {status} {body}");
+    }
+    let produced = started.elapsed().as_secs_f64();
+    let _ = writeln!(
+        out,
+        "\n#### The same pipelines on `rustmq-broker --release` over HTTP, {n} messages produced in requests of 1000 ({:.0} /s), batch_size {}\n\n| pipeline | messages/s | × the first row |\n|---|---:|---:|",
+        n as f64 / produced,
+        e2e_batch_size()
+    );
+    let mut first = None;
+    for (i, (label, module)) in [
+        (
+            "identity, batch (1.1 `process-batch`, raw guest)",
+            "batch-v11",
+        ),
+        (
+            "identity, batch (SDK in place, 1.2 `process-buffer`)",
+            "sdk-in-place",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let spec = serde_json::json!({
+            "pipeline_name": format!("h{i}"),
+            "source_topic": SOURCE,
+            "destination_topic": format!("h{i}-out"),
+            "error_topic": format!("h{i}-err"),
+            "module_name": module,
+            "module_version": "^1",
+            "configuration": {"batch_size": e2e_batch_size(), "processing_mode": "batch",
+                              "retry_policy": {"max_retries": 0, "backoff_ms": 1}},
+        });
+        let started = Instant::now();
+        let (status, body) = admin_post(&broker, "/api/v1/etl/pipelines", &spec);
+        assert!(status.is_success(), "create: {status} {body}");
+        let id = body["pipeline_id"]
+            .as_str()
+            .expect("pipeline_id")
+            .to_string();
+        let deadline = started + Duration::from_secs(1800);
+        loop {
+            let (_, m) = admin_get(&broker, &format!("/api/v1/etl/pipelines/{id}/metrics"));
+            if m["committed_offset"].as_u64().unwrap_or(0) >= n as u64 {
+                assert_eq!(m["messages_failed"].as_u64(), Some(0), "{m}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pipeline {id} did not drain: {m}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        admin_delete(&broker, &format!("/api/v1/etl/pipelines/{id}"));
+        let first = *first.get_or_insert(rate);
+        let line = format!("| {label} | {rate:.0} | {:.2} |", rate / first);
         println!("{line}");
         let _ = writeln!(out, "{line}");
     }
@@ -354,6 +477,9 @@ fn main() {
     }
     let mut out = String::from("\n### The batch contracts end to end\n");
     end_to_end(n, &mut out);
+    if !only {
+        over_http(n, &mut out);
+    }
     print!("{out}");
     let dir = support::criterion_dir();
     let _ = std::fs::create_dir_all(&dir);

@@ -431,18 +431,12 @@ fn latency(rig: &Rig, rate: u64, duration: Duration, out: &mut String) {
 }
 
 fn http_produce(seconds: u64, out: &mut String) {
-    if std::env::var_os("RUSTMQ_BROKER_BIN").is_none() {
-        let exe = std::env::current_exe().expect("exe");
-        let release = exe.ancestors().nth(2).expect("target/release");
-        let bin = release.join("rustmq-broker");
-        if !bin.is_file() {
-            let _ = writeln!(
-                out,
-                "\n(HTTP produce not measured: build `rustmq-broker` with `--release` first)"
-            );
-            return;
-        }
-        std::env::set_var("RUSTMQ_BROKER_BIN", bin);
+    if !support::use_release_broker() {
+        let _ = writeln!(
+            out,
+            "\n(HTTP produce not measured: build `rustmq-broker` with `--release` first)"
+        );
+        return;
     }
     let broker = BrokerProcess::start("");
     let url = format!("{}/api/v1/topics/http-bench/messages", broker.data_url);

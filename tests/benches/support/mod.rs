@@ -56,6 +56,25 @@ pub fn sample_message(value_bytes: usize) -> Message {
     }
 }
 
+/// Points the test-support library at the release `rustmq-broker` built beside this
+/// bench binary (unless `RUSTMQ_BROKER_BIN` names one); false when there is none.
+pub fn use_release_broker() -> bool {
+    if std::env::var_os("RUSTMQ_BROKER_BIN").is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    let bin = exe
+        .ancestors()
+        .nth(2)
+        .expect("<target>/release")
+        .join("rustmq-broker");
+    if !bin.is_file() {
+        return false;
+    }
+    std::env::set_var("RUSTMQ_BROKER_BIN", bin);
+    true
+}
+
 /// The context passed with every benchmark call.
 pub fn sample_context() -> ProcessContext {
     ProcessContext {
