@@ -4,13 +4,13 @@
 //!
 //! Commits are pipelined: batch n is handed to the sink and, while it is being
 //! written, batch n+1 is fetched and processed. A sink keeps at most
-//! [`Sink::max_in_flight`] commits unconfirmed (one for Kafka, two for the local
-//! store): the worker waits for the oldest before it starts another. Commits land
-//! in order, and a failed commit stops the worker; a commit started behind it is
-//! refused by the sink (the local store checks that each commit follows the stored
-//! position), so nothing after a failure is ever written: exactly-once holds as with
-//! a commit-and-wait loop, and on two cores the storage work and the guest calls
-//! overlap instead of alternating.
+//! [`Sink::max_in_flight`] commits unconfirmed (one for Kafka; for the local store
+//! `etl.commits_in_flight`, two by default): the worker waits for the oldest before
+//! it starts another. Commits land in order, and a failed commit stops the worker;
+//! a commit started behind it is refused by the sink (the local store checks that
+//! each commit follows the stored position), so nothing after a failure is ever
+//! written: exactly-once holds as with a commit-and-wait loop, and on two cores the
+//! storage work and the guest calls overlap instead of alternating.
 //!
 //! Guest calls are synchronous (wasmtime runs them on the calling thread, bounded by
 //! epoch deadlines), so each running pipeline owns a plain OS thread rather than an
