@@ -179,6 +179,24 @@ fn e2e_batch_size() -> u32 {
 }
 const PRELOAD_CHUNK: usize = 10_000;
 
+/// The end-to-end pipelines' definition: `module` from [`SOURCE`] to `<name>-out`,
+/// failures to `<name>-err`, no retries.
+fn pipeline_json(name: &str, module: &str, mode: ProcessingMode) -> serde_json::Value {
+    serde_json::json!({
+        "pipeline_name": name,
+        "source_topic": SOURCE,
+        "destination_topic": format!("{name}-out"),
+        "error_topic": format!("{name}-err"),
+        "module_name": module,
+        "module_version": "^1",
+        "configuration": {"batch_size": e2e_batch_size(), "processing_mode": mode,
+                          "retry_policy": {"max_retries": 0, "backoff_ms": 1}},
+    })
+}
+
+/// How many distinct keys the end-to-end messages cycle through.
+const KEYS: usize = 1000;
+
 struct Rig {
     _dir: tempfile::TempDir,
     storage: Storage,
@@ -233,17 +251,8 @@ impl Rig {
     /// Runs one pipeline over the whole source; messages/s from create to the last
     /// commit.
     fn run(&self, name: &str, module: &str, mode: ProcessingMode, n: u64) -> f64 {
-        let spec: PipelineSpec = serde_json::from_value(serde_json::json!({
-            "pipeline_name": name,
-            "source_topic": SOURCE,
-            "destination_topic": format!("{name}-out"),
-            "error_topic": format!("{name}-err"),
-            "module_name": module,
-            "module_version": "^1",
-            "configuration": {"batch_size": e2e_batch_size(), "processing_mode": mode,
-                              "retry_policy": {"max_retries": 0, "backoff_ms": 1}},
-        }))
-        .expect("spec");
+        let spec: PipelineSpec =
+            serde_json::from_value(pipeline_json(name, module, mode)).expect("spec");
         let started = Instant::now();
         let id = self.pipelines.create(spec).expect("create").pipeline_id;
         let deadline = Instant::now() + Duration::from_secs(1800);
@@ -270,7 +279,7 @@ impl Rig {
 
 fn end_to_end(n: usize, out: &mut String) {
     let rig = Rig::new();
-    let keys = 1000;
+    let keys = KEYS;
     rig.preload(n, keys);
     let _ = writeln!(
         out,
@@ -373,7 +382,7 @@ fn over_http(n: usize, out: &mut String) {
     let started = Instant::now();
     for from in (0..n).step_by(1000) {
         let messages: Vec<_> = (from..(from + 1000).min(n))
-            .map(|j| serde_json::json!({"key": format!("sensor-{}", j % 1000), "value": value, "headers": headers}))
+            .map(|j| serde_json::json!({"key": format!("sensor-{}", j % KEYS), "value": value, "headers": headers}))
             .collect();
         let (status, body) = produce(
             &broker,
@@ -403,16 +412,7 @@ fn over_http(n: usize, out: &mut String) {
     .into_iter()
     .enumerate()
     {
-        let spec = serde_json::json!({
-            "pipeline_name": format!("h{i}"),
-            "source_topic": SOURCE,
-            "destination_topic": format!("h{i}-out"),
-            "error_topic": format!("h{i}-err"),
-            "module_name": module,
-            "module_version": "^1",
-            "configuration": {"batch_size": e2e_batch_size(), "processing_mode": "batch",
-                              "retry_policy": {"max_retries": 0, "backoff_ms": 1}},
-        });
+        let spec = pipeline_json(&format!("h{i}"), module, ProcessingMode::Batch);
         let started = Instant::now();
         let (status, body) = admin_post(&broker, "/api/v1/etl/pipelines", &spec);
         assert!(status.is_success(), "create: {status} {body}");
